@@ -1,0 +1,26 @@
+//! # anymongo-core
+//!
+//! The runtime-agnostic heart of anymongo, a MongoDB driver that works the same on every async
+//! runtime. Everything here is sans-IO (state machines that take bytes, replies and the current
+//! time as inputs and give bytes, actions and events as outputs) except the async [`client`]
+//! layer, which drives those machines through the [`rt::Runtime`] and [`rt::Stream`] traits.
+//!
+//! Applications depend on this crate plus one adapter crate (`anymongo-tokio`,
+//! `anymongo-async-std` or `anymongo-smol`).
+
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
+
+pub mod error;
+pub mod options;
+pub mod rt;
+
+pub mod auth;
+pub mod cmap;
+pub mod sdam;
+pub mod selection;
+pub mod uri;
+pub mod wire;
+
+pub use bson;
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,313 @@
+//! The runtime boundary: the only place where anymongo touches time, tasks and sockets.
+//!
+//! Everything below the async `Client` is sans-IO; everything the async layer needs from the
+//! outside world goes through [`Runtime`] and [`Stream`]. Adapter crates (`anymongo-tokio`,
+//! `anymongo-async-std`, `anymongo-smol`) implement these with their runtime's own primitives.
+//! Timeouts, join handles and similar helpers are built once, here, on top of the traits, so
+//! that they behave identically on every runtime.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+/// A boxed, `Send` future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A timer that completes at a deadline and can be moved to another deadline.
+pub trait Sleep: Future<Output = ()> + Send {
+    /// Moves the deadline; the timer completes at `deadline` (immediately if it has passed).
+    fn reset(self: Pin<&mut Self>, deadline: Instant);
+}
+
+/// An async runtime, as the driver sees it.
+///
+/// Object-safe and used as `Arc<dyn Runtime>`: a client captures its runtime when it is built and
+/// uses it for every task, timer and socket for the rest of its life.
+pub trait Runtime: Send + Sync + 'static {
+    /// A short, stable name ("tokio", "async-std", "smol"), used in handshake metadata.
+    fn name(&self) -> &'static str;
+
+    /// Runs `fut` to completion in the background. The task is detached: nothing awaits it.
+    fn spawn(&self, fut: BoxFuture<'static, ()>);
+
+    /// The current time. This is the only clock the driver reads.
+    fn now(&self) -> Instant;
+
+    /// A timer that completes at `deadline`. Far-future deadlines must not panic.
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>>;
+
+    /// Opens a TCP connection to `addr` with `TCP_NODELAY` set.
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Stream>>>;
+
+    /// Resolves `host:port` to socket addresses without blocking the executor.
+    fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>>;
+}
+
+/// A byte stream: a TCP socket, or a TLS session over one.
+///
+/// Poll-based, like hyper 1.x's `rt::Read`/`rt::Write`, so that TLS and compression can wrap any
+/// runtime's socket without depending on that runtime's I/O traits.
+pub trait Stream: Send + Unpin + 'static {
+    /// Reads into `buf`, returning how many bytes were read; `Ok(0)` means end of stream.
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>>;
+
+    /// Writes from `buf`, returning how many bytes were written.
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8])
+        -> Poll<io::Result<usize>>;
+
+    /// Flushes buffered data.
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+
+    /// Shuts down the write half.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl<S: Stream + ?Sized> Stream for Box<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut **self).poll_read(cx, buf)
+    }
+
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut **self).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut **self).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut **self).poll_shutdown(cx)
+    }
+}
+
+/// Async helpers on any [`Stream`].
+pub trait StreamExt: Stream {
+    /// Reads some bytes into `buf`.
+    fn read<'a>(&'a mut self, buf: &'a mut [u8]) -> ReadFuture<'a, Self>
+    where
+        Self: Sized,
+    {
+        ReadFuture { stream: self, buf }
+    }
+
+    /// Writes all of `buf`.
+    fn write_all<'a>(&'a mut self, buf: &'a [u8]) -> WriteAllFuture<'a, Self>
+    where
+        Self: Sized,
+    {
+        WriteAllFuture { stream: self, buf }
+    }
+
+    /// Flushes the stream.
+    fn flush(&mut self) -> FlushFuture<'_, Self>
+    where
+        Self: Sized,
+    {
+        FlushFuture { stream: self }
+    }
+
+    /// Shuts down the write half.
+    fn shutdown(&mut self) -> ShutdownFuture<'_, Self>
+    where
+        Self: Sized,
+    {
+        ShutdownFuture { stream: self }
+    }
+}
+
+impl<S: Stream + ?Sized> StreamExt for S {}
+
+/// Future of [`StreamExt::read`].
+pub struct ReadFuture<'a, S> {
+    stream: &'a mut S,
+    buf: &'a mut [u8],
+}
+
+impl<S: Stream> Future for ReadFuture<'_, S> {
+    type Output = io::Result<usize>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        Pin::new(&mut *this.stream).poll_read(cx, this.buf)
+    }
+}
+
+/// Future of [`StreamExt::write_all`].
+pub struct WriteAllFuture<'a, S> {
+    stream: &'a mut S,
+    buf: &'a [u8],
+}
+
+impl<S: Stream> Future for WriteAllFuture<'_, S> {
+    type Output = io::Result<()>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        while !this.buf.is_empty() {
+            match Pin::new(&mut *this.stream).poll_write(cx, this.buf) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => this.buf = &this.buf[n..],
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Future of [`StreamExt::flush`].
+pub struct FlushFuture<'a, S> {
+    stream: &'a mut S,
+}
+
+impl<S: Stream> Future for FlushFuture<'_, S> {
+    type Output = io::Result<()>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut *self.get_mut().stream).poll_flush(cx)
+    }
+}
+
+/// Future of [`StreamExt::shutdown`].
+pub struct ShutdownFuture<'a, S> {
+    stream: &'a mut S,
+}
+
+impl<S: Stream> Future for ShutdownFuture<'_, S> {
+    type Output = io::Result<()>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut *self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+/// The longest a single timer is armed for. Longer waits are clamped to this, so that
+/// `Duration::MAX` never overflows an `Instant` or panics inside a runtime's timer.
+pub const MAX_SLEEP: Duration = Duration::from_secs(60 * 60 * 24 * 365 * 30);
+
+/// `now + dur`, clamped so it never overflows.
+pub fn deadline_after(now: Instant, dur: Duration) -> Instant {
+    let dur = dur.min(MAX_SLEEP);
+    now.checked_add(dur).unwrap_or(now + Duration::from_secs(60 * 60 * 24))
+}
+
+/// A shared handle to a runtime.
+pub type RuntimeHandle = Arc<dyn Runtime>;
+
+/// Extension methods built once, in core, on top of any [`Runtime`].
+pub trait RuntimeExt {
+    /// Sleeps for `dur` (clamped to [`MAX_SLEEP`]).
+    fn sleep(&self, dur: Duration) -> Pin<Box<dyn Sleep>>;
+
+    /// Runs `fut` with a deadline; `Err(Elapsed)` if the deadline passes first.
+    fn timeout<F: Future>(&self, dur: Duration, fut: F) -> Timeout<F>;
+
+    /// Runs `fut` until `deadline`; `Err(Elapsed)` if it passes first.
+    fn timeout_at<F: Future>(&self, deadline: Instant, fut: F) -> Timeout<F>;
+
+    /// Spawns `fut` and returns a handle that resolves to its output. Dropping the handle
+    /// cancels the task (at its next await point), on every runtime alike.
+    fn spawn_with_handle<F>(&self, fut: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static;
+}
+
+impl<R: Runtime + ?Sized> RuntimeExt for R {
+    fn sleep(&self, dur: Duration) -> Pin<Box<dyn Sleep>> {
+        self.sleep_until(deadline_after(self.now(), dur))
+    }
+
+    fn timeout<F: Future>(&self, dur: Duration, fut: F) -> Timeout<F> {
+        Timeout {
+            fut,
+            sleep: self.sleep(dur),
+        }
+    }
+
+    fn timeout_at<F: Future>(&self, deadline: Instant, fut: F) -> Timeout<F> {
+        Timeout {
+            fut,
+            sleep: self.sleep_until(deadline),
+        }
+    }
+
+    fn spawn_with_handle<F>(&self, fut: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        use futures::FutureExt;
+        let (task, handle) = fut.remote_handle();
+        self.spawn(Box::pin(task));
+        JoinHandle { inner: handle }
+    }
+}
+
+/// The deadline of a [`RuntimeExt::timeout`] passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
+impl std::fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("deadline elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+
+/// Future of [`RuntimeExt::timeout`].
+#[pin_project::pin_project]
+pub struct Timeout<F> {
+    #[pin]
+    fut: F,
+    sleep: Pin<Box<dyn Sleep>>,
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        match this.sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// A handle to a task spawned with [`RuntimeExt::spawn_with_handle`]. Dropping it cancels the task.
+pub struct JoinHandle<T> {
+    inner: futures::future::RemoteHandle<T>,
+}
+
+impl<T> JoinHandle<T> {
+    /// Lets the task run to completion without anyone awaiting it.
+    pub fn detach(self) {
+        self.inner.forget();
+    }
+}
+
+impl<T: Send + 'static> Future for JoinHandle<T> {
+    type Output = T;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        Pin::new(&mut self.inner).poll(cx)
+    }
+}

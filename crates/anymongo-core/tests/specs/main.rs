@@ -1,0 +1,24 @@
+//! Runs the MongoDB specification JSON suites that need no server.
+//!
+//! The root is `$ANYMONGO_SPECS`, or `../shared/specs` relative to the repository root. Every case
+//! is counted; a suite folder that is absent is reported, not failed. Skips are listed, each with
+//! its reason, in the suite modules' `SKIPS` tables.
+//!
+//! Run one suite with `cargo test -p anymongo-core --test specs -- <filter>`, where the filter is
+//! matched against "suite/file/case".
+
+mod common;
+
+use common::Report;
+
+fn main() {
+    let root = common::specs_root();
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let mut report = Report::new(filter);
+    println!("spec root: {}", root.display());
+
+    // Each suite module adds itself here.
+    let _ = &root;
+
+    report.finish();
+}
