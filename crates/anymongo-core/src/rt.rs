@@ -311,3 +311,22 @@ impl<T: Send + 'static> Future for JoinHandle<T> {
         Pin::new(&mut self.inner).poll(cx)
     }
 }
+
+macro_rules! opaque_debug {
+    ($($ty:ident<$($g:tt),*>),* $(,)?) => {$(
+        impl<$($g),*> std::fmt::Debug for $ty<$($g),*> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty)).finish_non_exhaustive()
+            }
+        }
+    )*};
+}
+
+opaque_debug!(
+    ReadFuture<'a, S>,
+    WriteAllFuture<'a, S>,
+    FlushFuture<'a, S>,
+    ShutdownFuture<'a, S>,
+    Timeout<F>,
+    JoinHandle<T>,
+);

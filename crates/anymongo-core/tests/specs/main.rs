@@ -14,7 +14,7 @@ use common::Report;
 fn main() {
     let root = common::specs_root();
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let mut report = Report::new(filter);
+    let report = Report::new(filter);
     println!("spec root: {}", root.display());
 
     // Each suite module adds itself here.
