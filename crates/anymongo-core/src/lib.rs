@@ -19,6 +19,7 @@ pub mod auth;
 pub mod cmap;
 pub mod sdam;
 pub mod selection;
+pub mod tls;
 pub mod uri;
 pub mod wire;
 
