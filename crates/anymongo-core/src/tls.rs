@@ -1007,6 +1007,73 @@ mod tests {
     }
 
     #[test]
+    fn works_over_boxed_dyn_streams() {
+        let pki = pki();
+        let (c, s) = duplex(4096, 65536);
+        let boxed: Box<dyn Stream> = Box::new(c);
+        let config = client_config(&opts(Some(&pki.ca_file))).expect("config");
+        let server_cfg = server_config(false);
+        let server = async move {
+            let conn = ServerConnection::new(server_cfg).map_err(io::Error::other)?;
+            let mut tls = TlsStream::new(s, Connection::Server(conn));
+            poll_fn(|cx| tls.poll_handshake(cx)).await?;
+            let mut buf = [0u8; 5];
+            let mut got = 0;
+            while got < buf.len() {
+                let n = tls.read(&mut buf[got..]).await?;
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            Ok::<_, io::Error>(buf[..got].to_vec())
+        };
+        let client = async move {
+            let tls = connect_tls(boxed, "localhost", config).await?;
+            // The connection layer keeps TLS sessions as `Box<dyn Stream>` too.
+            let mut stream: Box<dyn Stream> = Box::new(tls);
+            stream.write_all(b"hello").await?;
+            stream.flush().await?;
+            Ok::<_, Error>(stream)
+        };
+        let (client, server) = block_on(join(client, server));
+        let _keep_open = client.expect("client");
+        assert_eq!(server.expect("server"), b"hello");
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+            #[test]
+            fn garbage_handshake_bytes_never_panic(
+                bytes in proptest::collection::vec(any::<u8>(), 0..3000),
+                tls_prefix in any::<bool>(),
+            ) {
+                let pki = pki();
+                let (c, mut s) = duplex(97, 8192);
+                let config = client_config(&opts(Some(&pki.ca_file))).expect("config");
+                let mut bytes = bytes;
+                if tls_prefix {
+                    // Look like a TLS 1.2 handshake record so rustls parses deeper.
+                    let mut rec = vec![0x16, 0x03, 0x03, (bytes.len() >> 8) as u8, bytes.len() as u8];
+                    rec.append(&mut bytes);
+                    bytes = rec;
+                }
+                let server = async move {
+                    let _ = s.write_all(&bytes).await;
+                    drop(s);
+                };
+                let (client, ()) = block_on(join(connect_tls(c, "localhost", config), server));
+                prop_assert!(client.is_err());
+            }
+        }
+    }
+
+    #[test]
     fn transport_eof_without_close_notify_is_reported() {
         let pki = pki();
         let (client, server) = handshake(&opts(Some(&pki.ca_file)), "localhost", false);

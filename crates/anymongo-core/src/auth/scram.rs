@@ -1244,6 +1244,23 @@ mod tests {
                     prop_assert!(!c.is_done());
                 }
             }
+
+            #[test]
+            fn forged_server_final_never_verifies(last in arbitrary_payload(), done in any::<bool>()) {
+                static CACHE: std::sync::OnceLock<ScramCache> = std::sync::OnceLock::new();
+                let cache = CACHE.get_or_init(ScramCache::new).clone();
+                let mut c = sha256_client(cache);
+                c.client_first();
+                c.handle_reply(&reply(1, SHA256_SERVER_FIRST, false)).expect("valid server-first");
+                let r = doc! {"conversationId": 1, "payload": binary(last.clone()), "done": done, "ok": 1};
+                let outcome = c.handle_reply(&r);
+                if last == SHA256_SERVER_FINAL.as_bytes() {
+                    prop_assert!(outcome.is_ok());
+                } else {
+                    prop_assert!(outcome.is_err());
+                    prop_assert!(!c.is_done());
+                }
+            }
         }
     }
 }
