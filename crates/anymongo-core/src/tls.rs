@@ -215,7 +215,10 @@ impl ServerCertVerifier for IgnoreHostname {
 /// certificate and key come from `tlsCertificateKeyFile` (PEM holding both; encrypted keys are
 /// reported as unsupported). Certificates and host names are verified unless
 /// `tlsAllowInvalidCertificates` (no certificate checks), `tlsAllowInvalidHostnames` (chain checked,
-/// name not) or `tlsInsecure` (both) say otherwise. Errors are [`ErrorKind::Tls`].
+/// name not) or `tlsInsecure` (both) say otherwise. `tlsDisableOCSPEndpointCheck` and
+/// `tlsDisableCertificateRevocationCheck` need no action: rustls fetches neither OCSP responses nor
+/// CRLs. A `tlsCertificateKeyFilePassword` for an unencrypted key is not needed and is ignored.
+/// Errors are [`ErrorKind::Tls`].
 pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>> {
     let provider = provider();
     let insecure = opts.insecure == Some(true);
