@@ -226,16 +226,22 @@ impl fmt::Display for Error {
                 "command failed: {} (code {} {})",
                 c.message, c.code, c.code_name
             )?,
-            ErrorKind::Write(WriteFailure::WriteError(w)) => {
-                write!(f, "write error at index {}: {} (code {})", w.index, w.message, w.code)?
-            }
+            ErrorKind::Write(WriteFailure::WriteError(w)) => write!(
+                f,
+                "write error at index {}: {} (code {})",
+                w.index, w.message, w.code
+            )?,
             ErrorKind::Write(WriteFailure::WriteConcernError(w)) => write!(
                 f,
                 "write concern error: {} (code {} {})",
                 w.message, w.code, w.code_name
             )?,
             ErrorKind::BulkWrite(b) => {
-                write!(f, "bulk write failed: {} write error(s)", b.write_errors.len())?;
+                write!(
+                    f,
+                    "bulk write failed: {} write error(s)",
+                    b.write_errors.len()
+                )?;
                 if let Some(first) = b.write_errors.first() {
                     write!(
                         f,
@@ -244,12 +250,14 @@ impl fmt::Display for Error {
                     )?;
                 }
                 if let Some(wc) = &b.write_concern_error {
-                    write!(f, "; write concern error: {} (code {})", wc.message, wc.code)?;
+                    write!(
+                        f,
+                        "; write concern error: {} (code {})",
+                        wc.message, wc.code
+                    )?;
                 }
             }
-            ErrorKind::Authentication { message } => {
-                write!(f, "authentication failed: {message}")?
-            }
+            ErrorKind::Authentication { message } => write!(f, "authentication failed: {message}")?,
             ErrorKind::ServerSelection { message } => {
                 write!(f, "server selection failed: {message}")?
             }

@@ -31,7 +31,9 @@ impl ServerAddress {
             return Err("empty host".into());
         }
         if s.ends_with(".sock") {
-            return Ok(ServerAddress::Unix { path: s.to_string() });
+            return Ok(ServerAddress::Unix {
+                path: s.to_string(),
+            });
         }
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let end = rest
@@ -312,7 +314,9 @@ impl fmt::Debug for Credential {
 pub enum Compressor {
     Snappy,
     /// zlib with an optional level (-1 to 9; -1 is zlib's default).
-    Zlib { level: Option<i32> },
+    Zlib {
+        level: Option<i32>,
+    },
     Zstd,
 }
 

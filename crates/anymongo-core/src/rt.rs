@@ -60,8 +60,11 @@ pub trait Stream: Send + Unpin + 'static {
     ) -> Poll<io::Result<usize>>;
 
     /// Writes from `buf`, returning how many bytes were written.
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8])
-        -> Poll<io::Result<usize>>;
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>>;
 
     /// Flushes buffered data.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
@@ -202,7 +205,8 @@ pub const MAX_SLEEP: Duration = Duration::from_secs(60 * 60 * 24 * 365 * 30);
 /// `now + dur`, clamped so it never overflows.
 pub fn deadline_after(now: Instant, dur: Duration) -> Instant {
     let dur = dur.min(MAX_SLEEP);
-    now.checked_add(dur).unwrap_or(now + Duration::from_secs(60 * 60 * 24))
+    now.checked_add(dur)
+        .unwrap_or(now + Duration::from_secs(60 * 60 * 24))
 }
 
 /// A shared handle to a runtime.
@@ -269,7 +273,6 @@ impl std::fmt::Display for Elapsed {
 }
 
 impl std::error::Error for Elapsed {}
-
 
 /// Future of [`RuntimeExt::timeout`].
 #[pin_project::pin_project]

@@ -73,8 +73,8 @@ impl Report {
         if !self.selected(name) {
             return;
         }
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-            .unwrap_or_else(|p| {
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
                 let msg = p
                     .downcast_ref::<String>()
                     .cloned()
