@@ -922,10 +922,24 @@ fn feed_in_chunks(
         }
         rest = &rest[n..];
         while let Some(m) = d.decode()? {
+            assert_reencodes(&m);
             out.push(m);
         }
     }
     Ok(out)
+}
+
+/// Any decoded message re-encodes (uncompressed) and decodes to itself.
+fn assert_reencodes(m: &Message) {
+    let bytes = encoded(m, None);
+    let again = decode_one(&bytes).expect("a re-encoded message decodes");
+    assert_eq!(
+        again,
+        Message {
+            compressor_id: None,
+            ..m.clone()
+        }
+    );
 }
 
 proptest! {
