@@ -56,7 +56,11 @@ fuzz_target!(|data: &[u8]| {
                 Ok(Some(msg)) => check_round_trip(&msg),
                 Ok(None) => break,
                 Err(e) => {
-                    assert_eq!(decoder.decode(), Err(e), "a poisoned decoder repeats its error");
+                    assert_eq!(
+                        decoder.decode(),
+                        Err(e),
+                        "a poisoned decoder repeats its error"
+                    );
                     return;
                 }
             }
