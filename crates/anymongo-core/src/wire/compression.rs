@@ -5,6 +5,7 @@
 //! maximum message size) and never produces or allocates more than that, so a decompression bomb
 //! fails with [`WireError::DecompressedSizeMismatch`] instead of exhausting memory.
 
+use std::fmt;
 use std::io::{Cursor, Read, Write};
 
 use crate::options::Compressor;
@@ -103,81 +104,124 @@ pub fn compress(compressor: &Compressor, input: &[u8], out: &mut Vec<u8>) -> Res
 /// [`WireError::Compression`] when it is corrupt. On error `out` is left as it was. At most
 /// `expected_len` bytes (plus one, to detect excess) are ever produced; callers bound
 /// `expected_len` by the maximum message size.
+///
+/// Creates a fresh zstd context each call; use a [`Decompressor`] to reuse one.
 pub fn decompress(
     compressor_id: u8,
     input: &[u8],
     expected_len: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), WireError> {
-    let start = out.len();
-    let result = decompress_inner(compressor_id, input, expected_len, out, start);
-    if result.is_err() {
-        out.truncate(start);
-    }
-    result
+    Decompressor::new().decompress(compressor_id, input, expected_len, out)
 }
 
-fn decompress_inner(
-    compressor_id: u8,
-    input: &[u8],
-    expected: usize,
-    out: &mut Vec<u8>,
-    start: usize,
-) -> Result<(), WireError> {
-    let mismatch = |actual: usize| WireError::DecompressedSizeMismatch { expected, actual };
-    match compressor_id {
-        NOOP_ID => {
-            if input.len() != expected {
-                return Err(mismatch(input.len()));
-            }
-            out.extend_from_slice(input);
-            Ok(())
+/// Reusable decompression state: keeps the zstd context between messages so that decoding a
+/// stream of compressed replies does not allocate one per message.
+#[derive(Default)]
+pub struct Decompressor {
+    zstd: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl fmt::Debug for Decompressor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decompressor")
+            .field("zstd_context", &self.zstd.is_some())
+            .finish()
+    }
+}
+
+impl Decompressor {
+    /// A decompressor with no context allocated yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Like the free function [`decompress`], reusing this decompressor's state.
+    pub fn decompress(
+        &mut self,
+        compressor_id: u8,
+        input: &[u8],
+        expected_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), WireError> {
+        let start = out.len();
+        let result = self.decompress_inner(compressor_id, input, expected_len, out, start);
+        if result.is_err() {
+            out.truncate(start);
         }
-        SNAPPY_ID => {
-            let announced = snap::raw::decompress_len(input)
-                .map_err(|e| WireError::Compression(format!("snappy: {e}")))?;
-            if announced != expected {
-                return Err(mismatch(announced));
-            }
-            out.resize(start + expected, 0);
-            let n = snap::raw::Decoder::new()
-                .decompress(input, &mut out[start..])
-                .map_err(|e| WireError::Compression(format!("snappy: {e}")))?;
-            if n != expected {
-                return Err(mismatch(n));
-            }
-            Ok(())
-        }
-        ZLIB_ID => {
-            out.reserve_exact(expected.saturating_add(1));
-            let limit = (expected as u64).saturating_add(1);
-            let n = flate2::bufread::ZlibDecoder::new(input)
-                .take(limit)
-                .read_to_end(out)
-                .map_err(|e| WireError::Compression(format!("zlib: {e}")))?;
-            if n != expected {
-                return Err(mismatch(n));
-            }
-            Ok(())
-        }
-        ZSTD_ID => {
-            if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(input) {
-                if size != expected as u64 {
-                    return Err(mismatch(usize::try_from(size).unwrap_or(usize::MAX)));
+        result
+    }
+
+    fn decompress_inner(
+        &mut self,
+        compressor_id: u8,
+        input: &[u8],
+        expected: usize,
+        out: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), WireError> {
+        let mismatch = |actual: usize| WireError::DecompressedSizeMismatch { expected, actual };
+        match compressor_id {
+            NOOP_ID => {
+                if input.len() != expected {
+                    return Err(mismatch(input.len()));
                 }
+                out.extend_from_slice(input);
+                Ok(())
             }
-            out.reserve_exact(expected);
-            let mut cursor = Cursor::new(&mut *out);
-            cursor.set_position(start as u64);
-            let n = zstd::bulk::Decompressor::new()
-                .and_then(|mut d| d.decompress_to_buffer(input, &mut cursor))
-                .map_err(|e| WireError::Compression(format!("zstd: {e}")))?;
-            if n != expected {
-                return Err(mismatch(n));
+            SNAPPY_ID => {
+                let announced = snap::raw::decompress_len(input)
+                    .map_err(|e| WireError::Compression(format!("snappy: {e}")))?;
+                if announced != expected {
+                    return Err(mismatch(announced));
+                }
+                out.resize(start + expected, 0);
+                let n = snap::raw::Decoder::new()
+                    .decompress(input, &mut out[start..])
+                    .map_err(|e| WireError::Compression(format!("snappy: {e}")))?;
+                if n != expected {
+                    return Err(mismatch(n));
+                }
+                Ok(())
             }
-            Ok(())
+            ZLIB_ID => {
+                out.reserve_exact(expected.saturating_add(1));
+                let limit = (expected as u64).saturating_add(1);
+                let n = flate2::bufread::ZlibDecoder::new(input)
+                    .take(limit)
+                    .read_to_end(out)
+                    .map_err(|e| WireError::Compression(format!("zlib: {e}")))?;
+                if n != expected {
+                    return Err(mismatch(n));
+                }
+                Ok(())
+            }
+            ZSTD_ID => {
+                if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(input) {
+                    if size != expected as u64 {
+                        return Err(mismatch(usize::try_from(size).unwrap_or(usize::MAX)));
+                    }
+                }
+                let ctx = match &mut self.zstd {
+                    Some(ctx) => ctx,
+                    slot => slot.insert(
+                        zstd::bulk::Decompressor::new()
+                            .map_err(|e| WireError::Compression(format!("zstd: {e}")))?,
+                    ),
+                };
+                out.reserve_exact(expected);
+                let mut cursor = Cursor::new(&mut *out);
+                cursor.set_position(start as u64);
+                let n = ctx
+                    .decompress_to_buffer(input, &mut cursor)
+                    .map_err(|e| WireError::Compression(format!("zstd: {e}")))?;
+                if n != expected {
+                    return Err(mismatch(n));
+                }
+                Ok(())
+            }
+            other => Err(WireError::UnknownCompressor(other)),
         }
-        other => Err(WireError::UnknownCompressor(other)),
     }
 }
 
@@ -296,6 +340,21 @@ mod tests {
             let mut out = Vec::new();
             assert!(decompress(id, &garbage, 64, &mut out).is_err(), "id {id}");
             assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_reused_decompressor_survives_errors() {
+        let input = sample();
+        let mut compressed = Vec::new();
+        compress(&Compressor::Zstd, &input, &mut compressed).unwrap();
+        let mut d = Decompressor::new();
+        for _ in 0..3 {
+            let mut out = Vec::new();
+            assert!(d.decompress(ZSTD_ID, &[0xff; 32], 10, &mut out).is_err());
+            d.decompress(ZSTD_ID, &compressed, input.len(), &mut out)
+                .unwrap();
+            assert_eq!(out, input);
         }
     }
 

@@ -42,6 +42,8 @@ pub struct Decoder {
     max_message_size: usize,
     /// Reused buffer for decompressed messages.
     scratch: Vec<u8>,
+    /// Reused decompression contexts.
+    decompressor: compression::Decompressor,
     /// The error that poisoned the decoder, returned again by every later `decode`.
     poisoned: Option<WireError>,
 }
@@ -66,6 +68,7 @@ impl Decoder {
             end: 0,
             max_message_size,
             scratch: Vec::new(),
+            decompressor: compression::Decompressor::new(),
             poisoned: None,
         }
     }
@@ -90,12 +93,13 @@ impl Decoder {
         self.commit(n);
     }
 
-    /// A writable region at the end of the buffer, at least `min` bytes long, to read socket bytes
-    /// into directly; then call [`Decoder::commit`] with the number of bytes read. When the
-    /// header of a partly received message is buffered, the region is large enough for the rest
-    /// of that message.
+    /// A writable region at the end of the buffer, at least `min` bytes long (and never empty),
+    /// to read socket bytes into directly; then call [`Decoder::commit`] with the number of bytes
+    /// read. Pass the read size you want (e.g. 8 KiB): the region may be larger but is only
+    /// guaranteed to be `min`. When the header of a partly received message is buffered, the
+    /// region is large enough for the rest of that message. The bytes in it are unspecified.
     pub fn spare(&mut self, min: usize) -> &mut [u8] {
-        let want = min.max(self.pending_need());
+        let want = min.max(1).max(self.pending_need());
         if self.buf.len() - self.end < want {
             self.compact();
             if self.buf.len() - self.end < want {
@@ -150,7 +154,13 @@ impl Decoder {
         let Some(bytes) = avail.get(..length) else {
             return Ok(None);
         };
-        let result = parse_message(&header, bytes, self.max_message_size, &mut self.scratch);
+        let result = parse_message(
+            &header,
+            bytes,
+            self.max_message_size,
+            &mut self.scratch,
+            &mut self.decompressor,
+        );
         self.start += length;
         if self.start == self.end {
             self.start = 0;
@@ -217,6 +227,7 @@ pub(super) fn parse_message(
     bytes: &[u8],
     max: usize,
     scratch: &mut Vec<u8>,
+    decompressor: &mut compression::Decompressor,
 ) -> Result<Message, WireError> {
     let op = OpCode::from_i32(header.op_code).ok_or(WireError::UnknownOpCode(header.op_code))?;
     if op != OpCode::Compressed {
@@ -260,9 +271,9 @@ pub(super) fn parse_message(
         op_code: original,
     };
     scratch.clear();
-    scratch.reserve_exact(total);
     scratch.extend_from_slice(&inner_header.to_bytes());
-    compression::decompress(compressor_id, compressed, size, scratch)?;
+    // Allocates at most `size` more bytes, which was checked against the maximum above.
+    decompressor.decompress(compressor_id, compressed, size, scratch)?;
     Ok(Message {
         request_id: header.request_id,
         response_to: header.response_to,

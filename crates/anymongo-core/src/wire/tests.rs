@@ -372,6 +372,17 @@ fn buffer_is_compacted_and_reused() {
 }
 
 #[test]
+fn spare_is_never_empty_and_the_decoder_is_send() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<Decoder>();
+    let mut d = Decoder::new(MAX);
+    assert!(!d.spare(0).is_empty());
+    let n = d.spare(0).len();
+    d.commit(n);
+    assert!(!d.spare(0).is_empty(), "a full buffer grows");
+}
+
+#[test]
 fn buffered_reports_a_partial_message() {
     let bytes = encoded(&sample_msg(), None);
     let mut d = Decoder::new(MAX);
