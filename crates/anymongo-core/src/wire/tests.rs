@@ -262,6 +262,33 @@ fn from_document_and_accessors() {
 }
 
 #[test]
+fn reply_document_accessors() {
+    let msg = sample_msg();
+    assert!(msg.body.as_msg().is_some());
+    let Body::Msg(m) = &msg.body else { panic!() };
+    assert_eq!(msg.body.clone().into_msg().as_ref(), Some(m));
+    assert_eq!(msg.body.clone().into_reply_document().unwrap(), m.body);
+    let Body::Reply(r) = sample_reply(1).body else {
+        panic!()
+    };
+    assert_eq!(
+        sample_reply(1).body.into_reply_document().unwrap(),
+        r.documents[0]
+    );
+    for bad in [
+        sample_reply(0).body,
+        sample_reply(2).body,
+        sample_query().body,
+    ] {
+        assert!(bad.as_msg().is_none());
+        assert!(matches!(
+            bad.into_reply_document(),
+            Err(WireError::Malformed(_))
+        ));
+    }
+}
+
+#[test]
 fn msg_flags_operations() {
     let mut f = MsgFlags::default();
     assert!(!f.contains(MsgFlags::MORE_TO_COME));
