@@ -981,7 +981,11 @@ fn assert_reencodes(m: &Message) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        // PROPTEST_CASES=n overrides, for longer local runs.
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn prop_op_msg_round_trip(
@@ -1015,6 +1019,33 @@ proptest! {
     ) {
         let mut d = Decoder::new(4096);
         let _ = feed_in_chunks(&mut d, &bytes, &sizes);
+    }
+
+    #[test]
+    fn prop_garbage_behind_a_plausible_header_never_panics(
+        op_code in prop_oneof![Just(1i32), Just(2004), Just(2012), Just(2013)],
+        prefix in proptest::collection::vec(any::<u8>(), 0..16),
+        compressor_id in 0u8..5,
+        body in proptest::collection::vec(any::<u8>(), 0..512),
+        sizes in proptest::collection::vec(1usize..64, 1..8),
+    ) {
+        // A right length and opcode, then plausible fixed fields, then noise, so the parsers
+        // (not just the header check) see the garbage.
+        let mut rest = prefix;
+        if op_code == 2012 {
+            rest = 2013i32.to_le_bytes().to_vec();
+            rest.extend_from_slice(&(body.len() as i32).to_le_bytes());
+            rest.push(compressor_id);
+        }
+        rest.extend_from_slice(&body);
+        let bytes = raw_message(op_code, &rest);
+        let mut d = Decoder::new(1 << 16);
+        let result = feed_in_chunks(&mut d, &bytes, &sizes);
+        if let Err(e) = result {
+            prop_assert_eq!(d.decode(), Err(e));
+        } else {
+            prop_assert_eq!(d.buffered(), 0);
+        }
     }
 
     #[test]
