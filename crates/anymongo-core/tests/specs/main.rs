@@ -8,16 +8,18 @@
 //! matched against "suite/file/case".
 
 mod common;
+mod wire_bson_corpus;
 
 use common::Report;
 
 fn main() {
     let root = common::specs_root();
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let report = Report::new(filter);
+    let mut report = Report::new(filter);
     println!("spec root: {}", root.display());
 
     // Each suite module adds itself here.
+    wire_bson_corpus::run(&root, &mut report);
     let _ = &root;
 
     report.finish();

@@ -1,0 +1,172 @@
+//! Message encoding into a caller-owned buffer.
+
+use crate::options::Compressor;
+
+use super::{
+    compression, Body, Header, Message, MsgFlags, OpCode, OpMsg, OpQuery, OpReply, WireError,
+    COMPRESSED_PREFIX_LEN, HEADER_LEN,
+};
+
+/// Appends one whole encoded message to `out` (a caller-owned buffer; reuse it between messages).
+///
+/// With a `compressor`, the message is wrapped in OP_COMPRESSED. When an OP_MSG has
+/// [`MsgFlags::CHECKSUM_PRESENT`], its CRC-32C is computed over the uncompressed message and
+/// appended. `msg.compressor_id` is ignored. Whether a command may be compressed at all is the
+/// caller's decision (see [`super::command_may_be_compressed`]). On error `out` is left as it was.
+pub fn encode(
+    msg: &Message,
+    compressor: Option<&Compressor>,
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
+    let start = out.len();
+    let result = match compressor {
+        None => encode_plain(msg, out),
+        Some(c) => encode_compressed(msg, c, out),
+    };
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+fn encode_compressed(msg: &Message, c: &Compressor, out: &mut Vec<u8>) -> Result<(), WireError> {
+    let mut plain = Vec::with_capacity(size_hint(&msg.body));
+    encode_plain(msg, &mut plain)?;
+    let body = plain.get(HEADER_LEN..).unwrap_or_default();
+    let uncompressed_size = i32::try_from(body.len())
+        .map_err(|_| WireError::Encode("message larger than 2 GiB".to_string()))?;
+    let start = out.len();
+    out.reserve(HEADER_LEN + COMPRESSED_PREFIX_LEN + body.len() / 2 + 64);
+    out.extend_from_slice(&[0u8; HEADER_LEN]);
+    out.extend_from_slice(&msg.body.op_code().as_i32().to_le_bytes());
+    out.extend_from_slice(&uncompressed_size.to_le_bytes());
+    out.push(c.id());
+    compression::compress(c, body, out)?;
+    finish_header(msg, OpCode::Compressed, start, out)
+}
+
+/// Writes the header of the message that starts at `start` and ends at `out.len()`.
+fn finish_header(msg: &Message, op: OpCode, start: usize, out: &mut [u8]) -> Result<(), WireError> {
+    let length = i32::try_from(out.len() - start)
+        .map_err(|_| WireError::Encode("message larger than 2 GiB".to_string()))?;
+    let header = Header {
+        length,
+        request_id: msg.request_id,
+        response_to: msg.response_to,
+        op_code: op.as_i32(),
+    };
+    out[start..start + HEADER_LEN].copy_from_slice(&header.to_bytes());
+    Ok(())
+}
+
+fn size_hint(body: &Body) -> usize {
+    let docs: usize = match body {
+        Body::Msg(m) => {
+            m.body.as_bytes().len()
+                + m.sequences
+                    .iter()
+                    .map(|s| {
+                        s.identifier.len()
+                            + 6
+                            + s.documents
+                                .iter()
+                                .map(|d| d.as_bytes().len())
+                                .sum::<usize>()
+                    })
+                    .sum::<usize>()
+        }
+        Body::Query(q) => {
+            q.full_collection_name.len()
+                + q.query.as_bytes().len()
+                + q.return_fields_selector
+                    .as_ref()
+                    .map_or(0, |d| d.as_bytes().len())
+        }
+        Body::Reply(r) => r.documents.iter().map(|d| d.as_bytes().len()).sum(),
+    };
+    docs + HEADER_LEN + 32
+}
+
+fn encode_plain(msg: &Message, out: &mut Vec<u8>) -> Result<(), WireError> {
+    let start = out.len();
+    out.reserve(size_hint(&msg.body));
+    out.extend_from_slice(&[0u8; HEADER_LEN]);
+    match &msg.body {
+        Body::Msg(m) => {
+            write_msg(m, out)?;
+            let checksum = m.flags.contains(MsgFlags::CHECKSUM_PRESENT);
+            if checksum {
+                // The length field counts the checksum, which covers the header too.
+                out.extend_from_slice(&[0u8; 4]);
+            }
+            finish_header(msg, OpCode::Msg, start, out)?;
+            if checksum {
+                let end = out.len() - 4;
+                let crc = crc32c::crc32c(&out[start..end]);
+                out[end..].copy_from_slice(&crc.to_le_bytes());
+            }
+            Ok(())
+        }
+        Body::Query(q) => {
+            write_query(q, out)?;
+            finish_header(msg, OpCode::Query, start, out)
+        }
+        Body::Reply(r) => {
+            write_reply(r, out)?;
+            finish_header(msg, OpCode::Reply, start, out)
+        }
+    }
+}
+
+fn write_cstring(s: &str, what: &str, out: &mut Vec<u8>) -> Result<(), WireError> {
+    if s.as_bytes().contains(&0) {
+        return Err(WireError::Encode(format!("{what} contains a NUL byte")));
+    }
+    out.extend_from_slice(s.as_bytes());
+    out.push(0);
+    Ok(())
+}
+
+fn write_msg(m: &OpMsg, out: &mut Vec<u8>) -> Result<(), WireError> {
+    out.extend_from_slice(&m.flags.0.to_le_bytes());
+    out.push(0);
+    out.extend_from_slice(m.body.as_bytes());
+    for seq in &m.sequences {
+        out.push(1);
+        let size_at = out.len();
+        out.extend_from_slice(&[0u8; 4]);
+        write_cstring(&seq.identifier, "document sequence identifier", out)?;
+        for doc in &seq.documents {
+            out.extend_from_slice(doc.as_bytes());
+        }
+        let size = i32::try_from(out.len() - size_at)
+            .map_err(|_| WireError::Encode("document sequence larger than 2 GiB".to_string()))?;
+        out[size_at..size_at + 4].copy_from_slice(&size.to_le_bytes());
+    }
+    Ok(())
+}
+
+fn write_query(q: &OpQuery, out: &mut Vec<u8>) -> Result<(), WireError> {
+    out.extend_from_slice(&q.flags.to_le_bytes());
+    write_cstring(&q.full_collection_name, "full collection name", out)?;
+    out.extend_from_slice(&q.number_to_skip.to_le_bytes());
+    out.extend_from_slice(&q.number_to_return.to_le_bytes());
+    out.extend_from_slice(q.query.as_bytes());
+    if let Some(sel) = &q.return_fields_selector {
+        out.extend_from_slice(sel.as_bytes());
+    }
+    Ok(())
+}
+
+fn write_reply(r: &OpReply, out: &mut Vec<u8>) -> Result<(), WireError> {
+    let n = i32::try_from(r.documents.len())
+        .map_err(|_| WireError::Encode("too many documents".to_string()))?;
+    out.extend_from_slice(&r.response_flags.to_le_bytes());
+    out.extend_from_slice(&r.cursor_id.to_le_bytes());
+    out.extend_from_slice(&r.starting_from.to_le_bytes());
+    out.extend_from_slice(&n.to_le_bytes());
+    for doc in &r.documents {
+        out.extend_from_slice(doc.as_bytes());
+    }
+    Ok(())
+}
