@@ -7,18 +7,23 @@
 //! Run one suite with `cargo test -p anymongo-core --test specs -- <filter>`, where the filter is
 //! matched against "suite/file/case".
 
+mod auth;
 mod common;
+mod connection_string;
+mod uri_options;
 
 use common::Report;
 
 fn main() {
     let root = common::specs_root();
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let report = Report::new(filter);
+    let mut report = Report::new(filter);
     println!("spec root: {}", root.display());
 
     // Each suite module adds itself here.
-    let _ = &root;
+    connection_string::run(&root, &mut report);
+    uri_options::run(&root, &mut report);
+    auth::run(&root, &mut report);
 
     report.finish();
 }
