@@ -492,6 +492,9 @@ pub struct ClientOptions {
     pub credential: Option<Credential>,
     /// The database in the URI path.
     pub default_database: Option<String>,
+    /// `authSource` as given, whether or not credentials are configured (it is also the
+    /// credential's `source` when it applies).
+    pub auth_source: Option<String>,
     /// `appname`.
     pub app_name: Option<String>,
     /// `readPreference`, `readPreferenceTags`, `maxStalenessSeconds`.

@@ -234,6 +234,21 @@ pub(crate) fn build(input: AuthInput<'_>) -> Result<Option<Credential>, String> 
     Ok(Some(credential))
 }
 
+/// Sets the source of an already built credential (an `authSource` from a TXT record).
+pub(crate) fn apply_source(c: &mut Credential, source: &str) -> Result<(), String> {
+    match c.mechanism {
+        None
+        | Some(AuthMechanism::ScramSha1)
+        | Some(AuthMechanism::ScramSha256)
+        | Some(AuthMechanism::Plain) => {
+            c.source = Some(source.to_string());
+            Ok(())
+        }
+        Some(_) if source == EXTERNAL => Ok(()),
+        Some(m) => Err(format!("authSource must be '$external' for {}", m.as_str())),
+    }
+}
+
 fn default_source(source: Option<String>, database: Option<&str>, fallback: &str) -> String {
     source
         .or_else(|| database.map(str::to_string))

@@ -38,11 +38,11 @@ pub fn parse(uri: &str) -> Result<ParsedUri> {
     match parse_inner(uri) {
         Ok(mut parsed) => {
             for w in &mut parsed.warnings {
-                *w = redact(w, uri);
+                *w = redact(w, uri, 3);
             }
             Ok(parsed)
         }
-        Err(message) => Err(Error::invalid_argument(redact(&message, uri))),
+        Err(message) => Err(Error::invalid_argument(redact(&message, uri, 1))),
     }
 }
 
@@ -63,6 +63,56 @@ impl FromStr for ClientOptions {
     fn from_str(s: &str) -> Result<Self> {
         ClientOptions::parse(s)
     }
+}
+
+/// Applies the default options an SRV host publishes in its TXT record (the record's strings
+/// concatenated, e.g. `replicaSet=rs0&authSource=admin`) to options parsed from a `mongodb+srv`
+/// URI, then re-checks the cross-option rules (call it after replacing the seed list with the
+/// SRV results). Only `authSource`, `replicaSet` and `loadBalanced` are allowed; an option the
+/// URI already set is not overridden. Returns warnings for invalid values.
+pub fn apply_txt_record(options: &mut ClientOptions, txt: &str) -> Result<Vec<String>> {
+    let fail = |m: String| Error::invalid_argument(format!("TXT record: {m}"));
+    let pairs = split_query(txt).map_err(fail)?;
+    let mut warnings = Vec::new();
+    for p in pairs {
+        match p.key.as_str() {
+            "authsource" => {
+                if p.value.is_empty() {
+                    return Err(fail("option 'authSource' must not be empty".into()));
+                }
+                if options.auth_source.is_some() {
+                    continue;
+                }
+                if let Some(c) = options.credential.as_mut() {
+                    auth::apply_source(c, &p.value).map_err(fail)?;
+                }
+                options.auth_source = Some(p.value);
+            }
+            "replicaset" if p.value.is_empty() => {
+                warnings.push("TXT record: ignoring option 'replicaSet': empty value".into());
+            }
+            "replicaset" => {
+                options.repl_set_name.get_or_insert(p.value);
+            }
+            "loadbalanced" => match p.value.as_str() {
+                "true" | "false" => {
+                    options.load_balanced.get_or_insert(p.value == "true");
+                }
+                _ => warnings.push(format!(
+                    "TXT record: ignoring option '{}': invalid value '{}'",
+                    p.name, p.value
+                )),
+            },
+            _ => {
+                return Err(fail(format!(
+                    "option '{}' is not allowed (only authSource, replicaSet and loadBalanced)",
+                    p.name
+                )))
+            }
+        }
+    }
+    options.validate()?;
+    Ok(warnings)
 }
 
 /// The parts of a connection string, split but not interpreted.
@@ -382,18 +432,22 @@ fn decode_lenient(s: &str) -> Result<String, String> {
 
 /// Removes anything that could be (part of) the password from a message.
 ///
-/// The user information is everything between the scheme and the last '@'; when the password
-/// itself holds an unescaped delimiter, the URI is split in the wrong place and pieces of the
-/// password can surface in a host or option message, so every piece is removed.
-fn redact(message: &str, uri: &str) -> String {
-    let mut out = message.to_string();
+/// Messages never repeat the user information itself. But when the password holds an unescaped
+/// delimiter ('/', '?', '@', ...), the URI is split in the wrong place and pieces of the password
+/// can end up in a host, database or option message. In that case (the user information the
+/// parser found differs from "everything before the last '@'"), every piece of the would-be
+/// password at least `min_piece` characters long is removed.
+fn redact(message: &str, uri: &str, min_piece: usize) -> String {
     let after_scheme = uri.split_once("://").map_or(uri, |(_, r)| r);
     let Some(at) = after_scheme.rfind('@') else {
-        return out;
+        return message.to_string();
     };
-    let userinfo = &after_scheme[..at];
-    let Some((_, secret)) = userinfo.split_once(':') else {
-        return out;
+    let naive = &after_scheme[..at];
+    if split(uri).ok().and_then(|p| p.userinfo) == Some(naive) {
+        return message.to_string();
+    }
+    let Some((_, secret)) = naive.split_once(':') else {
+        return message.to_string();
     };
     let mut candidates: Vec<String> = vec![secret.to_string()];
     if let Ok(decoded) = decode_lenient(secret) {
@@ -402,11 +456,12 @@ fn redact(message: &str, uri: &str) -> String {
     candidates.extend(
         secret
             .split(['/', ':', '@', '?', '#', ',', '&', '='])
-            .filter(|p| !p.is_empty())
             .map(str::to_string),
     );
+    candidates.retain(|c| !c.is_empty() && c.chars().count() >= min_piece);
     candidates.sort_by_key(|c| std::cmp::Reverse(c.len()));
-    for c in candidates.iter().filter(|c| !c.is_empty()) {
+    let mut out = message.to_string();
+    for c in &candidates {
         out = out.replace(c.as_str(), "<redacted>");
     }
     out

@@ -541,10 +541,11 @@ fn finish(
             props.insert("SERVICE_NAME", name);
         }
     }
+    opts.auth_source = st.auth_source.take();
     opts.credential = auth::build(AuthInput {
         userinfo,
         mechanism: st.auth_mechanism,
-        source: st.auth_source.take(),
+        source: opts.auth_source.clone(),
         properties,
         database: opts.default_database.as_deref(),
         warnings: &mut st.warnings,

@@ -526,6 +526,52 @@ fn passwords_never_leak() {
 }
 
 #[test]
+fn redaction_leaves_ordinary_warnings_alone() {
+    // An '@' in an option value is not user information: nothing is redacted.
+    let p = ok("mongodb://h:27017/?replicaSet=a@b&foo=1");
+    assert_eq!(p.options.repl_set_name.as_deref(), Some("a@b"));
+    assert_eq!(
+        p.warnings,
+        vec!["ignoring unsupported option 'foo'".to_string()]
+    );
+    let e = err("mongodb://u:pw@h:27017/?w");
+    assert!(e.contains("'w'"), "{e}");
+}
+
+#[test]
+fn txt_record_options() {
+    let mut o = ok("mongodb+srv://a.example.com/").options;
+    let w = apply_txt_record(&mut o, "replicaSet=repl0&authSource=thisDB").expect("txt");
+    assert!(w.is_empty());
+    assert_eq!(o.repl_set_name.as_deref(), Some("repl0"));
+    assert_eq!(o.auth_source.as_deref(), Some("thisDB"));
+    assert!(o.credential.is_none());
+
+    // The URI's own options win over the TXT record's.
+    let mut o = ok("mongodb+srv://a.example.com/?authSource=otherDB&replicaSet=mine").options;
+    apply_txt_record(&mut o, "replicaSet=repl0&authSource=thisDB").expect("txt");
+    assert_eq!(o.auth_source.as_deref(), Some("otherDB"));
+    assert_eq!(o.repl_set_name.as_deref(), Some("mine"));
+
+    // A TXT authSource replaces the default taken from the URI path.
+    let mut o = ok("mongodb+srv://u:p@a.example.com/db").options;
+    apply_txt_record(&mut o, "authSource=admin2").expect("txt");
+    let c = o.credential.clone().expect("credential");
+    assert_eq!(c.source.as_deref(), Some("admin2"));
+
+    let mut o = ok("mongodb+srv://a.example.com/?srvMaxHosts=2").options;
+    assert!(apply_txt_record(&mut o, "loadBalanced=true").is_err());
+    let mut o = ok("mongodb+srv://a.example.com/").options;
+    assert!(apply_txt_record(&mut o, "ssl=true").is_err());
+    assert!(apply_txt_record(&mut o, "socketTimeoutMS=1").is_err());
+    assert!(apply_txt_record(&mut o, "replicaSet").is_err());
+    let w = apply_txt_record(&mut o, "loadBalanced=maybe").expect("txt");
+    assert_eq!(w.len(), 1);
+    let mut o = ok("mongodb+srv://u@a.example.com/?authMechanism=MONGODB-X509").options;
+    assert!(apply_txt_record(&mut o, "authSource=admin").is_err());
+}
+
+#[test]
 fn from_str_and_parse_drop_warnings() {
     let o: ClientOptions = "mongodb://h/?foo=bar&appname=x".parse().expect("parse");
     assert_eq!(o.app_name.as_deref(), Some("x"));

@@ -188,12 +188,12 @@ pub fn normalized_options(o: &ClientOptions) -> Map<String, Value> {
     if let Some(v) = &o.app_name {
         put("appname", json!(v));
     }
+    if let Some(s) = &o.auth_source {
+        put("authSource", json!(s));
+    }
     if let Some(c) = &o.credential {
         if let Some(mech) = c.mechanism {
             put("authMechanism", json!(mech.as_str()));
-        }
-        if let Some(s) = &c.source {
-            put("authSource", json!(s));
         }
         if let Some(p) = &c.mechanism_properties {
             put(
