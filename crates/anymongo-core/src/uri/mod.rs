@@ -10,9 +10,14 @@
 //! - An unknown option key, an invalid option value or a repeated option is a warning; the option
 //!   is ignored (for repeats, the last value wins).
 //!
-//! Keys are case-insensitive. Only `tls`/`ssl=true` and `mongodb+srv` enable TLS; other `tls*`
-//! options do not turn it on by themselves. Neither error messages nor warnings ever contain a
-//! password.
+//! Keys are case-insensitive; values are percent-decoded. Booleans are `true` or `false` (the
+//! legacy `1`/`yes`/... spellings are warned about and ignored); integer options are 32-bit except
+//! `wTimeoutMS` and `timeoutMS`. Options are separated by `&` only (not `;`). An unknown
+//! `authMechanism` is an error, not a warning, so that a typo never silently changes how the
+//! client authenticates. Values in `authMechanismProperties` must not contain `,`.
+//!
+//! Only `tls`/`ssl=true` and `mongodb+srv` enable TLS; other `tls*` options do not turn it on by
+//! themselves. Neither error messages nor warnings ever contain a password.
 //!
 //! DNS resolution of `mongodb+srv` is not done here: the result records the request in
 //! [`ClientOptions::srv`] and keeps the SRV host name as the only seed.

@@ -211,24 +211,24 @@ fn apply_one(opts: &mut ClientOptions, st: &mut State, p: &Pair) -> Result<(), S
             Ok(l) if (-1..=9).contains(&l) => st.zlib_level = Some(l),
             _ => st.invalid(p, "an integer from -1 to 9 is required"),
         },
-        "connecttimeoutms" => set_ms(st, p, &mut opts.connect_timeout, 0),
-        "sockettimeoutms" => set_ms(st, p, &mut opts.socket_timeout, 0),
-        "serverselectiontimeoutms" => set_ms(st, p, &mut opts.server_selection_timeout, 1),
-        "heartbeatfrequencyms" => set_ms(st, p, &mut opts.heartbeat_frequency, 500),
-        "localthresholdms" => set_ms(st, p, &mut opts.local_threshold, 0),
-        "maxidletimems" => set_ms(st, p, &mut opts.max_idle_time, 0),
-        "waitqueuetimeoutms" => set_ms(st, p, &mut opts.wait_queue_timeout, 1),
-        "timeoutms" => set_ms(st, p, &mut opts.timeout, 0),
+        "connecttimeoutms" => set_ms(st, p, &mut opts.connect_timeout, 0, MAX_I32),
+        "sockettimeoutms" => set_ms(st, p, &mut opts.socket_timeout, 0, MAX_I32),
+        "serverselectiontimeoutms" => set_ms(st, p, &mut opts.server_selection_timeout, 1, MAX_I32),
+        "heartbeatfrequencyms" => set_ms(st, p, &mut opts.heartbeat_frequency, 500, MAX_I32),
+        "localthresholdms" => set_ms(st, p, &mut opts.local_threshold, 0, MAX_I32),
+        "maxidletimems" => set_ms(st, p, &mut opts.max_idle_time, 0, MAX_I32),
+        "waitqueuetimeoutms" => set_ms(st, p, &mut opts.wait_queue_timeout, 1, MAX_I32),
+        "timeoutms" => set_ms(st, p, &mut opts.timeout, 0, MAX_I64),
         "wtimeoutms" => {
             let mut d = st.w_timeout;
-            set_ms(st, p, &mut d, 0);
+            set_ms(st, p, &mut d, 0, MAX_I64);
             st.w_timeout = d;
         }
         "wtimeout" => {
             st.warnings
                 .push("option 'wtimeout' is deprecated; use 'wTimeoutMS'".to_string());
             let mut d = st.w_timeout_deprecated;
-            set_ms(st, p, &mut d, 0);
+            set_ms(st, p, &mut d, 0, MAX_I64);
             st.w_timeout_deprecated = d;
         }
         "maxpoolsize" => set_u32(st, p, &mut opts.max_pool_size, 0),
@@ -311,7 +311,7 @@ fn apply_one(opts: &mut ClientOptions, st: &mut State, p: &Pair) -> Result<(), S
         }
         "maxstalenessseconds" => match v.parse::<i64>() {
             Ok(-1) => st.max_staleness = Some(None),
-            Ok(n) if n >= 0 => {
+            Ok(n) if n >= 0 && n.unsigned_abs() <= MAX_I32 => {
                 st.max_staleness = Some(Some(Duration::from_secs(n.unsigned_abs())));
             }
             _ => st.invalid(p, "-1 or a non-negative integer is required"),
@@ -414,19 +414,27 @@ fn set_bool(st: &mut State, p: &Pair, slot: &mut Option<bool>) {
     }
 }
 
+/// Largest value of a 32-bit integer option (the URI options spec's default width).
+const MAX_I32: u64 = i32::MAX.unsigned_abs() as u64;
+/// Largest value of a 64-bit integer option (`wTimeoutMS`, `timeoutMS`).
+const MAX_I64: u64 = i64::MAX.unsigned_abs();
+
 fn set_u32(st: &mut State, p: &Pair, slot: &mut Option<u32>, min: u32) {
     match p.value.parse::<u32>() {
-        Ok(n) if n >= min => *slot = Some(n),
-        _ => st.invalid(p, &format!("an integer of at least {min} is required")),
+        Ok(n) if n >= min && u64::from(n) <= MAX_I32 => *slot = Some(n),
+        _ => st.invalid(
+            p,
+            &format!("a 32-bit integer of at least {min} is required"),
+        ),
     }
 }
 
-fn set_ms(st: &mut State, p: &Pair, slot: &mut Option<Duration>, min: u64) {
+fn set_ms(st: &mut State, p: &Pair, slot: &mut Option<Duration>, min: u64, max: u64) {
     match p.value.parse::<u64>() {
-        Ok(n) if n >= min && n <= i64::MAX.unsigned_abs() => *slot = Some(Duration::from_millis(n)),
+        Ok(n) if (min..=max).contains(&n) => *slot = Some(Duration::from_millis(n)),
         _ => st.invalid(
             p,
-            &format!("a number of milliseconds of at least {min} is required"),
+            &format!("a number of milliseconds from {min} to {max} is required"),
         ),
     }
 }

@@ -422,6 +422,28 @@ fn pool_and_timeouts() {
 }
 
 #[test]
+fn integer_widths() {
+    let p = ok(
+        "mongodb://h/?connectTimeoutMS=2147483648&maxPoolSize=2147483648\
+                &wTimeoutMS=2147483648&timeoutMS=9223372036854775807",
+    );
+    assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
+    assert_eq!(p.options.connect_timeout, None);
+    assert_eq!(p.options.max_pool_size, None);
+    assert_eq!(
+        p.options.write_concern.and_then(|w| w.w_timeout),
+        Some(Duration::from_millis(2_147_483_648))
+    );
+    assert_eq!(
+        p.options.timeout,
+        Some(Duration::from_millis(9_223_372_036_854_775_807))
+    );
+    let p = ok("mongodb://h/?timeoutMS=9223372036854775808");
+    assert_eq!(p.options.timeout, None);
+    assert_eq!(p.warnings.len(), 1);
+}
+
+#[test]
 fn proxy_options() {
     let p = ok("mongodb://h/?proxyHost=proxy&proxyPort=1081&proxyUsername=u&proxyPassword=s3cr3t");
     let proxy = p.options.proxy.clone().expect("proxy");
@@ -607,6 +629,13 @@ mod prop {
         #[test]
         fn parse_never_panics(s in any::<String>()) {
             let _ = parse(&s);
+        }
+
+        #[test]
+        fn txt_records_never_panic(s in any::<String>()) {
+            if let Ok(mut o) = parse("mongodb+srv://a.example.com/") {
+                let _ = super::super::apply_txt_record(&mut o.options, &s);
+            }
         }
 
         #[test]
