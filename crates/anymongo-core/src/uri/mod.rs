@@ -193,6 +193,11 @@ fn parse_inner(uri: &str) -> Result<ParsedUri, String> {
             return Err("a mongodb+srv connection string must have exactly one host".into());
         };
         let hostname = match host {
+            ParsedHost::Tcp { host, .. } if host.contains(':') => {
+                return Err(
+                    "a mongodb+srv connection string must name a host, not an IP literal".into(),
+                )
+            }
             ParsedHost::Tcp {
                 host,
                 explicit_port: false,

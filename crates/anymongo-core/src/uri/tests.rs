@@ -368,6 +368,7 @@ fn srv_rules() {
     err("mongodb+srv://a.example.com:27017");
     err("mongodb+srv://a.example.com,b.example.com");
     err("mongodb+srv://%2Ftmp%2Fm.sock");
+    err("mongodb+srv://[::1]");
     err("mongodb://a.example.com/?srvServiceName=custom");
     err("mongodb://a.example.com/?srvMaxHosts=1");
     err("mongodb+srv://a.example.com/?srvMaxHosts=1&replicaSet=rs");
@@ -618,6 +619,41 @@ fn builder_validates() {
         .heartbeat_frequency(Duration::from_millis(10))
         .build();
     assert!(e.is_err());
+}
+
+#[test]
+fn validate_checks_options_built_in_code() {
+    use crate::options::{ProxyOptions, TlsOptions};
+    let tls = TlsOptions {
+        insecure: Some(true),
+        allow_invalid_hostnames: Some(false),
+        ..TlsOptions::default()
+    };
+    assert!(ClientOptions::builder().tls_options(tls).build().is_err());
+    assert!(ClientOptions::builder()
+        .compressors(vec![Compressor::Zlib { level: Some(12) }])
+        .build()
+        .is_err());
+    let proxy = ProxyOptions {
+        host: "p".into(),
+        port: None,
+        username: Some("u".into()),
+        password: None,
+    };
+    assert!(ClientOptions::builder().proxy(proxy).build().is_err());
+    assert!(ClientOptions::builder()
+        .load_balanced(true)
+        .repl_set_name("rs")
+        .build()
+        .is_err());
+    assert!(ClientOptions::builder()
+        .max_connecting(0u32)
+        .build()
+        .is_err());
+    let mut o = ClientOptions::default();
+    assert!(o.validate().is_err(), "no hosts");
+    o.hosts.push(tcp("h", 1));
+    assert!(o.validate().is_ok());
 }
 
 mod prop {
