@@ -400,7 +400,8 @@ impl ServerMonitoringMode {
     }
 }
 
-/// `uuidRepresentation`: how legacy UUIDs are encoded (a driver extension carried for the codec layer).
+/// `uuidRepresentation`: how legacy UUIDs are encoded (a driver extension carried for the codec
+/// layer).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Copy)]
 pub enum UuidRepresentation {
     Unspecified,
@@ -435,7 +436,8 @@ impl UuidRepresentation {
     }
 }
 
-/// What a `mongodb+srv://` URI asks for. Resolving it (SRV and TXT lookups) is not the parser's job.
+/// What a `mongodb+srv://` URI asks for. Resolving it (SRV and TXT lookups) is not the parser's
+/// job.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SrvInfo {
     /// The host name to look up `_{service_name}._tcp.{hostname}` for (lowercased).
@@ -484,7 +486,8 @@ impl ProxyOptions {
 /// force (the option, else the spec's default). `Debug` never shows a password.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct ClientOptions {
-    /// The seed list. For `mongodb+srv` it holds the SRV host name until DNS resolution replaces it.
+    /// The seed list. For `mongodb+srv` it holds the SRV host name until DNS resolution replaces
+    /// it.
     pub hosts: Vec<ServerAddress>,
     /// Set for `mongodb+srv://` URIs.
     pub srv: Option<SrvInfo>,

@@ -499,9 +499,16 @@ fn credentials_and_defaults() {
     err("mongodb://u:p@h/?authMechanism=MONGODB-CR");
     err("mongodb://u@h/?authMechanism=PLAIN");
     err("mongodb://u@h/?authMechanism=GSSAPI&authMechanismProperties=NOPE:1");
-    err("mongodb://h/?authMechanism=MONGODB-OIDC&authMechanismProperties=ENVIRONMENT:k8s,TOKEN_RESOURCE:x");
-    err("mongodb://u@h/?authMechanism=MONGODB-OIDC&authMechanismProperties=ENVIRONMENT:gcp,TOKEN_RESOURCE:x");
-    err("mongodb://h/?authMechanism=MONGODB-OIDC&authMechanismProperties=ENVIRONMENT:test,ALLOWED_HOSTS:x");
+    let oidc = "mongodb://h/?authMechanism=MONGODB-OIDC&authMechanismProperties=";
+    err(&format!("{oidc}ENVIRONMENT:k8s,TOKEN_RESOURCE:x"));
+    err(&format!("{oidc}ENVIRONMENT:test,ALLOWED_HOSTS:x"));
+    err(&format!("{oidc}ENVIRONMENT:gcp").replace("//h", "//u@h"));
+    err(&format!("{oidc}ENVIRONMENT:gcp,TOKEN_RESOURCE:x").replace("//h", "//u@h"));
+    let c = ok(&format!("{oidc}ENVIRONMENT:azure,TOKEN_RESOURCE:x").replace("//h", "//u@h"))
+        .options
+        .credential
+        .expect("credential");
+    assert_eq!(c.source.as_deref(), Some("$external"));
 }
 
 #[test]
