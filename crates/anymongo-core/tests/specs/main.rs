@@ -7,8 +7,11 @@
 //! Run one suite with `cargo test -p anymongo-core --test specs -- <filter>`, where the filter is
 //! matched against "suite/file/case".
 
+mod auth;
 mod common;
 mod wire_bson_corpus;
+mod connection_string;
+mod uri_options;
 
 use common::Report;
 
@@ -20,7 +23,9 @@ fn main() {
 
     // Each suite module adds itself here.
     wire_bson_corpus::run(&root, &mut report);
-    let _ = &root;
+    connection_string::run(&root, &mut report);
+    uri_options::run(&root, &mut report);
+    auth::run(&root, &mut report);
 
     report.finish();
 }
