@@ -8,17 +8,23 @@
 //! matched against "suite/file/case".
 
 mod common;
+mod max_staleness;
+mod sdam;
+mod server_selection;
 
 use common::Report;
 
 fn main() {
     let root = common::specs_root();
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let report = Report::new(filter);
+    let mut report = Report::new(filter);
     println!("spec root: {}", root.display());
 
     // Each suite module adds itself here.
     let _ = &root;
+    sdam::run(&root, &mut report);
+    server_selection::run(&root, &mut report);
+    max_staleness::run(&root, &mut report);
 
     report.finish();
 }
