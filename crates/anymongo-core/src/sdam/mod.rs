@@ -27,8 +27,8 @@ pub use errors::CommandErrorInfo;
 pub use events::SdamEvent;
 pub use rtt::{ewma, RttEstimator, MIN_RTT_SAMPLES, RTT_ALPHA};
 pub use topology::{
-    ApplicationError, ApplicationErrorKind, CheckError, CheckErrorKind, CheckInfo, Topology,
-    TopologyAction, TopologyOptions, DEFAULT_HEARTBEAT_FREQUENCY, DEFAULT_LOCAL_THRESHOLD,
-    DEFAULT_SERVER_SELECTION_TIMEOUT, MAX_WIRE_VERSION, MIN_HEARTBEAT_FREQUENCY,
-    MIN_MONGODB_VERSION, MIN_WIRE_VERSION, SYSTEM_OVERLOADED_LABEL,
+    ApplicationError, ApplicationErrorKind, CheckError, CheckErrorKind, CheckInfo, ConnectionPhase,
+    Topology, TopologyAction, TopologyOptions, DEFAULT_HEARTBEAT_FREQUENCY,
+    DEFAULT_LOCAL_THRESHOLD, DEFAULT_SERVER_SELECTION_TIMEOUT, MAX_WIRE_VERSION,
+    MIN_HEARTBEAT_FREQUENCY, MIN_MONGODB_VERSION, MIN_WIRE_VERSION, SYSTEM_OVERLOADED_LABEL,
 };

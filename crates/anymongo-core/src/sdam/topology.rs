@@ -150,8 +150,8 @@ impl CheckError {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApplicationError {
     pub kind: ApplicationErrorKind,
-    /// Whether the connection had completed its handshake (hello and authentication).
-    pub completed_handshake: bool,
+    /// Where in the connection's life the error happened.
+    pub phase: ConnectionPhase,
     /// The connection's generation (for errors before the handshake completed: the pool's
     /// generation when the connection attempt started). `None` means the pool's current one.
     pub generation: Option<u32>,
@@ -161,6 +161,25 @@ pub struct ApplicationError {
     pub service_id: Option<ObjectId>,
     /// The error's labels (errors labelled `SystemOverloadedError` are ignored).
     pub labels: Vec<String>,
+}
+
+/// Where in a connection's life an application error happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionPhase {
+    /// Connecting (TCP, TLS) and the handshake's hello. Network errors and timeouts here leave
+    /// the server's description alone (they may be the server's connection rate limiter).
+    Establishing,
+    /// The authentication step of the handshake.
+    Authenticating,
+    /// After the handshake completed (the connection was checked out for an operation).
+    Established,
+}
+
+impl ConnectionPhase {
+    /// Whether the handshake (hello and authentication) had completed.
+    pub fn completed_handshake(&self) -> bool {
+        *self == ConnectionPhase::Established
+    }
 }
 
 /// The kind of an application error.
@@ -182,10 +201,10 @@ pub enum ApplicationErrorKind {
 
 impl ApplicationError {
     /// An application error of `kind` with the pool's current generation and no labels.
-    pub fn new(kind: ApplicationErrorKind, completed_handshake: bool) -> Self {
+    pub fn new(kind: ApplicationErrorKind, phase: ConnectionPhase) -> Self {
         ApplicationError {
             kind,
-            completed_handshake,
+            phase,
             generation: None,
             max_wire_version: None,
             service_id: None,
@@ -197,7 +216,7 @@ impl ApplicationError {
     /// errors, bad arguments, ...). Write concern errors count as command errors.
     pub fn from_error(
         error: &Error,
-        completed_handshake: bool,
+        phase: ConnectionPhase,
         generation: Option<u32>,
     ) -> Option<Self> {
         let kind = match error.kind() {
@@ -235,7 +254,7 @@ impl ApplicationError {
                 },
                 None => return None,
             },
-            ErrorKind::Authentication { .. } if !completed_handshake => {
+            ErrorKind::Authentication { .. } if !phase.completed_handshake() => {
                 ApplicationErrorKind::Other {
                     message: error.to_string(),
                 }
@@ -244,7 +263,7 @@ impl ApplicationError {
         };
         Some(ApplicationError {
             kind,
-            completed_handshake,
+            phase,
             generation,
             max_wire_version: None,
             service_id: None,
@@ -631,10 +650,17 @@ impl Topology {
                 }
                 true
             }
+            // After the handshake only a (non-timeout) network error says the server is gone.
             ApplicationErrorKind::Timeout { .. }
             | ApplicationErrorKind::Command { .. }
             | ApplicationErrorKind::Other { .. }
-                if error.completed_handshake =>
+                if error.phase == ConnectionPhase::Established =>
+            {
+                false
+            }
+            // Failing to connect, or to get the handshake's hello reply, changes nothing.
+            ApplicationErrorKind::Network { .. } | ApplicationErrorKind::Timeout { .. }
+                if error.phase == ConnectionPhase::Establishing =>
             {
                 false
             }
@@ -821,14 +847,6 @@ impl Topology {
                 new: Box::new(n.clone()),
             });
         }
-        if !old.equivalent(&new) {
-            self.events
-                .push_back(SdamEvent::TopologyDescriptionChanged {
-                    topology_id: id,
-                    previous: old.clone(),
-                    new: new.clone(),
-                });
-        }
         for a in new.servers.keys() {
             if !old.servers.contains_key(a) {
                 self.servers.insert(a.clone(), ServerState::default());
@@ -850,6 +868,14 @@ impl Topology {
                 self.actions
                     .push_back(TopologyAction::StopMonitoring { address: a.clone() });
             }
+        }
+        if !old.equivalent(&new) {
+            self.events
+                .push_back(SdamEvent::TopologyDescriptionChanged {
+                    topology_id: id,
+                    previous: old.clone(),
+                    new: new.clone(),
+                });
         }
         self.description = new;
     }

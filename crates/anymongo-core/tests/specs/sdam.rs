@@ -13,8 +13,8 @@ use anymongo_core::bson::Bson;
 use anymongo_core::options::ServerAddress;
 use anymongo_core::sdam::{
     ApplicationError, ApplicationErrorKind, CheckError, CheckErrorKind, CommandErrorInfo,
-    SdamEvent, ServerDescription, ServerType, Topology, TopologyDescription, TopologyOptions,
-    TopologyVersion,
+    ConnectionPhase, SdamEvent, ServerDescription, ServerType, Topology, TopologyDescription,
+    TopologyOptions, TopologyVersion,
 };
 use serde_json::Value;
 
@@ -145,9 +145,10 @@ fn run_file(path: &Path, dir: &str) -> Result<(), String> {
 }
 
 fn application_error(e: &Value) -> Result<Option<ApplicationError>, String> {
-    let completed = match e["when"].as_str() {
-        Some("beforeHandshakeCompletes") => false,
-        Some("afterHandshakeCompletes") => true,
+    // "beforeHandshakeCompletes" is the connection establishment and hello step.
+    let phase = match e["when"].as_str() {
+        Some("beforeHandshakeCompletes") => ConnectionPhase::Establishing,
+        Some("afterHandshakeCompletes") => ConnectionPhase::Established,
         other => return Err(format!("bad 'when': {other:?}")),
     };
     let kind = match e["type"].as_str() {
@@ -171,7 +172,7 @@ fn application_error(e: &Value) -> Result<Option<ApplicationError>, String> {
         }
         other => return Err(format!("bad error type {other:?}")),
     };
-    let mut err = ApplicationError::new(kind, completed);
+    let mut err = ApplicationError::new(kind, phase);
     err.generation = e
         .get("generation")
         .and_then(Value::as_u64)
