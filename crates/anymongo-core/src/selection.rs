@@ -373,3 +373,186 @@ pub fn has_readable_server(
     suitable_servers(description, &Criteria::Read(rp), heartbeat_frequency, &[])
         .is_ok_and(|s| !s.is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn server(name: &str, t: ServerType, rtt_ms: u64) -> ServerDescription {
+        let mut sd = ServerDescription::new(ServerAddress::tcp(name, 27017));
+        sd.server_type = t;
+        sd.round_trip_time = Some(Duration::from_millis(rtt_ms));
+        sd.max_wire_version = Some(21);
+        sd
+    }
+
+    fn topology(t: TopologyType, servers: Vec<ServerDescription>) -> TopologyDescription {
+        let mut td = TopologyDescription {
+            topology_type: t,
+            ..Default::default()
+        };
+        for s in servers {
+            td.servers.insert(s.address.clone(), s);
+        }
+        td
+    }
+
+    fn rng() -> rand::rngs::StdRng {
+        rand::rngs::StdRng::seed_from_u64(3)
+    }
+
+    const HB: Duration = Duration::from_secs(10);
+    const LT: Duration = Duration::from_millis(15);
+
+    #[test]
+    fn invalid_read_preferences_are_errors() {
+        let td = topology(
+            TopologyType::ReplicaSetWithPrimary,
+            vec![server("a", ServerType::RsPrimary, 1)],
+        );
+        let mut rp = ReadPreference::primary();
+        rp.tag_sets
+            .push(TagSet::from([("dc".to_string(), "ny".to_string())]));
+        let r = select(&td, &Criteria::Read(rp), LT, HB, &[], &mut rng(), |_| 0);
+        assert!(matches!(r, Err(SelectionError::InvalidReadPreference(_))));
+        let mut rp = ReadPreference::with_mode(ReadPreferenceMode::Secondary);
+        rp.max_staleness = Some(Duration::from_secs(15));
+        assert!(select(
+            &td,
+            &Criteria::Read(rp.clone()),
+            LT,
+            HB,
+            &[],
+            &mut rng(),
+            |_| 0
+        )
+        .is_err());
+        // The floor is heartbeatFrequency + 10 s when that is above 90 s.
+        rp.max_staleness = Some(Duration::from_secs(95));
+        let hb = Duration::from_secs(90);
+        assert!(select(&td, &Criteria::Read(rp), LT, hb, &[], &mut rng(), |_| 0).is_err());
+        // Primary with an empty tag set is fine.
+        let mut rp = ReadPreference::primary();
+        rp.tag_sets.push(TagSet::new());
+        let r = select(&td, &Criteria::Read(rp), LT, HB, &[], &mut rng(), |_| 0);
+        assert_eq!(r, Ok(Some(ServerAddress::tcp("a", 27017))));
+    }
+
+    #[test]
+    fn incompatible_topologies_fail() {
+        let mut td = topology(
+            TopologyType::Sharded,
+            vec![server("a", ServerType::Mongos, 1)],
+        );
+        td.compatible = false;
+        td.compatibility_error = Some("too old".into());
+        let r = select(&td, &Criteria::Write, LT, HB, &[], &mut rng(), |_| 0);
+        assert_eq!(r, Err(SelectionError::Incompatible("too old".into())));
+        let e: Error = SelectionError::Incompatible("too old".into()).into();
+        assert!(matches!(e.kind(), ErrorKind::IncompatibleServer { .. }));
+    }
+
+    #[test]
+    fn nothing_suitable_is_none_not_an_error() {
+        let td = topology(
+            TopologyType::ReplicaSetNoPrimary,
+            vec![server("a", ServerType::RsSecondary, 1)],
+        );
+        let r = select(&td, &Criteria::Write, LT, HB, &[], &mut rng(), |_| 0);
+        assert_eq!(r, Ok(None));
+        let td = topology(
+            TopologyType::Unknown,
+            vec![server("a", ServerType::Unknown, 1)],
+        );
+        let r = select(
+            &td,
+            &Criteria::Read(ReadPreference::primary()),
+            LT,
+            HB,
+            &[],
+            &mut rng(),
+            |_| 0,
+        );
+        assert_eq!(r, Ok(None));
+    }
+
+    #[test]
+    fn the_less_busy_of_two_always_wins() {
+        let td = topology(
+            TopologyType::Sharded,
+            vec![
+                server("a", ServerType::Mongos, 1),
+                server("b", ServerType::Mongos, 2),
+            ],
+        );
+        let busy_a = |a: &ServerAddress| if a.host() == "a" { 5 } else { 0 };
+        let mut r = rng();
+        for _ in 0..50 {
+            let s = select(&td, &Criteria::Write, LT, HB, &[], &mut r, busy_a);
+            assert_eq!(s, Ok(Some(ServerAddress::tcp("b", 27017))));
+        }
+    }
+
+    #[test]
+    fn latency_window_excludes_slow_servers() {
+        let td = topology(
+            TopologyType::Sharded,
+            vec![
+                server("a", ServerType::Mongos, 1),
+                server("b", ServerType::Mongos, 17),
+            ],
+        );
+        let mut r = rng();
+        for _ in 0..50 {
+            let s = select(&td, &Criteria::Write, LT, HB, &[], &mut r, |_| 0);
+            assert_eq!(s, Ok(Some(ServerAddress::tcp("a", 27017))));
+        }
+    }
+
+    #[test]
+    fn single_ignores_the_read_preference_and_predicates_filter() {
+        let td = topology(
+            TopologyType::Single,
+            vec![server("a", ServerType::RsSecondary, 1)],
+        );
+        let r = select(&td, &Criteria::Write, LT, HB, &[], &mut rng(), |_| 0);
+        assert_eq!(r, Ok(Some(ServerAddress::tcp("a", 27017))));
+        let never = Criteria::Predicate(Arc::new(|_: &ServerDescription| false));
+        assert_eq!(
+            select(&td, &never, LT, HB, &[], &mut rng(), |_| 0),
+            Ok(None)
+        );
+        assert!(format!("{never:?}").contains("Predicate"));
+    }
+
+    #[test]
+    fn staleness_needs_last_write_dates() {
+        let mut p = server("p", ServerType::RsPrimary, 1);
+        let mut s = server("s", ServerType::RsSecondary, 1);
+        let now = Instant::now();
+        p.last_update_time = Some(now);
+        s.last_update_time = Some(now);
+        p.last_write_date = Some(bson::DateTime::from_millis(100_000));
+        let td = topology(
+            TopologyType::ReplicaSetWithPrimary,
+            vec![p.clone(), s.clone()],
+        );
+        assert_eq!(staleness(&td, &s, HB), None);
+        s.last_write_date = Some(bson::DateTime::from_millis(40_000));
+        let td = topology(TopologyType::ReplicaSetWithPrimary, vec![p, s.clone()]);
+        assert_eq!(staleness(&td, &s, HB), Some(Duration::from_secs(70)));
+    }
+
+    #[test]
+    fn readable_and_writable() {
+        let td = topology(
+            TopologyType::ReplicaSetNoPrimary,
+            vec![server("a", ServerType::RsSecondary, 1)],
+        );
+        assert!(!has_readable_server(&td, None, HB));
+        let rp = ReadPreference::with_mode(ReadPreferenceMode::Secondary);
+        assert!(has_readable_server(&td, Some(&rp), HB));
+        assert!(!td.has_writable_server());
+    }
+}

@@ -624,3 +624,137 @@ impl TopologyDescription {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+
+    fn parse(reply: Document) -> ServerDescription {
+        let a = ServerAddress::parse("a:27017").expect("address");
+        ServerDescription::from_hello(a, &reply, Some(Duration::from_millis(2)), Instant::now())
+    }
+
+    #[test]
+    fn server_types() {
+        let cases = [
+            (doc! {"ok": 1, "msg": "isdbgrid"}, ServerType::Mongos),
+            (doc! {"ok": 1, "isreplicaset": true}, ServerType::RsGhost),
+            (
+                doc! {"ok": 1, "ismaster": true, "setName": "rs"},
+                ServerType::RsPrimary,
+            ),
+            (
+                doc! {"ok": 1, "secondary": true, "setName": "rs"},
+                ServerType::RsSecondary,
+            ),
+            (
+                doc! {"ok": 1, "secondary": true, "hidden": true, "setName": "rs"},
+                ServerType::RsOther,
+            ),
+            (
+                doc! {"ok": 1, "arbiterOnly": true, "setName": "rs"},
+                ServerType::RsArbiter,
+            ),
+            (doc! {"ok": 1, "setName": "rs"}, ServerType::RsOther),
+            (
+                doc! {"ok": 1.0, "isWritablePrimary": true},
+                ServerType::Standalone,
+            ),
+            (doc! {"ok": 0, "errmsg": "no"}, ServerType::Unknown),
+            (doc! {}, ServerType::Unknown),
+        ];
+        for (reply, expected) in cases {
+            assert_eq!(parse(reply.clone()).server_type, expected, "{reply}");
+        }
+    }
+
+    #[test]
+    fn fields_are_parsed_and_hosts_lowercased() {
+        let tv = ObjectId::from_bytes([3; 12]);
+        let sd = parse(doc! {
+            "ok": 1, "isWritablePrimary": true, "setName": "rs", "hosts": ["A:1", "b:2"],
+            "passives": ["C"], "arbiters": ["[::1]:5"], "me": "A:1", "primary": "A:1",
+            "tags": {"dc": "ny"}, "setVersion": 3_i64, "lastWrite": {"lastWriteDate": bson::DateTime::from_millis(99), "opTime": {"ts": 1}},
+            "topologyVersion": {"processId": tv, "counter": 4}, "helloOk": true,
+            "maxMessageSizeBytes": 48_000_000, "maxBsonObjectSize": 16_777_216, "maxWriteBatchSize": 100_000,
+            "compression": ["zstd"], "logicalSessionTimeoutMinutes": 30, "minWireVersion": 0, "maxWireVersion": 21,
+        });
+        assert_eq!(sd.me, ServerAddress::parse("a:1").ok());
+        assert!(sd.hosts.contains(&ServerAddress::tcp("a", 1)));
+        assert!(sd.passives.contains(&ServerAddress::tcp("c", 27017)));
+        assert!(sd.arbiters.contains(&ServerAddress::tcp("::1", 5)));
+        assert_eq!(sd.tags.get("dc").map(String::as_str), Some("ny"));
+        assert_eq!(sd.set_version, Some(3));
+        assert_eq!(sd.last_write_date.map(|d| d.timestamp_millis()), Some(99));
+        assert!(sd.op_time.is_some());
+        assert_eq!(
+            sd.topology_version,
+            Some(TopologyVersion {
+                process_id: tv,
+                counter: 4
+            })
+        );
+        assert!(sd.hello_ok);
+        assert_eq!(sd.max_write_batch_size, Some(100_000));
+        assert_eq!(sd.compression, vec!["zstd".to_string()]);
+        assert_eq!(sd.round_trip_time, Some(Duration::from_millis(2)));
+        assert_eq!(sd.max_wire_version, Some(21));
+    }
+
+    #[test]
+    fn malformed_replies_give_unknown_with_an_error() {
+        for reply in [
+            doc! {"ok": 1, "setName": "rs", "hosts": [1]},
+            doc! {"ok": 1, "setName": "rs", "hosts": "a"},
+            doc! {"ok": 1, "me": "a:notaport"},
+            doc! {"ok": 1, "electionId": "x"},
+            doc! {"ok": 1, "maxWireVersion": "x"},
+            doc! {"ok": 1, "maxWireVersion": 1_i64 << 40},
+            doc! {"ok": 1, "topologyVersion": {"counter": 1}},
+            doc! {"ok": 1, "tags": {"a": 1}},
+        ] {
+            let sd = parse(reply.clone());
+            assert_eq!(sd.server_type, ServerType::Unknown, "{reply}");
+            assert!(sd.error.is_some(), "{reply}");
+        }
+    }
+
+    #[test]
+    fn topology_version_comparison() {
+        let p1 = ObjectId::from_bytes([1; 12]);
+        let p2 = ObjectId::from_bytes([2; 12]);
+        let tv = |p, c| TopologyVersion {
+            process_id: p,
+            counter: c,
+        };
+        use std::cmp::Ordering::*;
+        assert_eq!(compare_topology_versions(None, Some(&tv(p1, 1))), Less);
+        assert_eq!(compare_topology_versions(Some(&tv(p1, 1)), None), Less);
+        assert_eq!(
+            compare_topology_versions(Some(&tv(p1, 2)), Some(&tv(p2, 1))),
+            Less
+        );
+        assert_eq!(
+            compare_topology_versions(Some(&tv(p1, 2)), Some(&tv(p1, 1))),
+            Greater
+        );
+        assert_eq!(
+            compare_topology_versions(Some(&tv(p1, 2)), Some(&tv(p1, 2))),
+            Equal
+        );
+        let d = tv(p1, 7).to_document();
+        assert_eq!(TopologyVersion::from_document(&d), Some(tv(p1, 7)));
+    }
+
+    #[test]
+    fn equality_ignores_rtt_and_update_time() {
+        let a = parse(doc! {"ok": 1, "isWritablePrimary": true});
+        let mut b = a.clone();
+        b.round_trip_time = Some(Duration::from_secs(1));
+        b.last_update_time = None;
+        assert!(a.equivalent(&b));
+        b.error = Some("x".into());
+        assert!(!a.equivalent(&b));
+    }
+}

@@ -576,6 +576,25 @@ impl Topology {
         }
     }
 
+    /// [`handle_hello`](Self::handle_hello) for a raw reply; undecodable BSON counts as a failed
+    /// check.
+    pub fn handle_raw_hello(
+        &mut self,
+        address: &ServerAddress,
+        reply: &bson::RawDocument,
+        rtt: Option<Duration>,
+        now: Instant,
+    ) {
+        match Document::try_from(reply) {
+            Ok(doc) => self.handle_hello(address, Ok(&doc), rtt, now),
+            Err(e) => {
+                let err =
+                    CheckError::new(CheckErrorKind::Network, format!("invalid hello reply: {e}"));
+                self.handle_hello(address, Err(err), rtt, now)
+            }
+        }
+    }
+
     /// Feeds an RTT sample measured on a dedicated RTT connection (streaming protocol). Updates
     /// the server's averages without publishing events; ignored while the server is Unknown.
     pub fn handle_rtt_sample(&mut self, address: &ServerAddress, rtt: Duration) {
@@ -1187,4 +1206,478 @@ fn update_session_timeout(td: &mut TopologyDescription) {
         }
     }
     td.logical_session_timeout_minutes = min;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+
+    fn addr(s: &str) -> ServerAddress {
+        ServerAddress::parse(s).expect("test address")
+    }
+
+    fn rs_topology(hosts: &[&str]) -> (Topology, Instant) {
+        let now = Instant::now();
+        let opts = TopologyOptions {
+            hosts: hosts.iter().map(|h| addr(h)).collect(),
+            repl_set_name: Some("rs".into()),
+            ..Default::default()
+        };
+        let mut t = Topology::new(opts, now).expect("valid options");
+        drain(&mut t);
+        (t, now)
+    }
+
+    fn drain(t: &mut Topology) -> (Vec<SdamEvent>, Vec<TopologyAction>) {
+        let mut ev = Vec::new();
+        while let Some(e) = t.poll_event() {
+            ev.push(e);
+        }
+        let mut ac = Vec::new();
+        while let Some(a) = t.poll_action() {
+            ac.push(a);
+        }
+        (ev, ac)
+    }
+
+    fn primary_reply(hosts: &[&str], election: u8) -> Document {
+        let mut oid = [0u8; 12];
+        oid[11] = election;
+        doc! {
+            "ok": 1, "helloOk": true, "isWritablePrimary": true, "setName": "rs",
+            "hosts": hosts.to_vec(), "setVersion": 1, "electionId": ObjectId::from_bytes(oid),
+            "minWireVersion": 0, "maxWireVersion": 21,
+            "topologyVersion": {"processId": ObjectId::from_bytes([1; 12]), "counter": 1_i64},
+            "logicalSessionTimeoutMinutes": 30,
+        }
+    }
+
+    #[test]
+    fn options_are_validated() {
+        let now = Instant::now();
+        let two = vec![addr("a"), addr("b")];
+        let bad = [
+            TopologyOptions {
+                hosts: two.clone(),
+                direct_connection: Some(true),
+                ..Default::default()
+            },
+            TopologyOptions {
+                hosts: vec![addr("a")],
+                load_balanced: true,
+                repl_set_name: Some("rs".into()),
+                ..Default::default()
+            },
+            TopologyOptions {
+                hosts: two,
+                load_balanced: true,
+                ..Default::default()
+            },
+        ];
+        for o in bad {
+            assert!(Topology::new(o, now).is_err());
+        }
+    }
+
+    #[test]
+    fn seeds_are_monitored_and_discovered_members_added_and_removed() {
+        let now = Instant::now();
+        let opts = TopologyOptions {
+            hosts: vec![addr("a"), addr("x")],
+            ..Default::default()
+        };
+        let mut t = Topology::new(opts, now).expect("valid options");
+        let (_, actions) = drain(&mut t);
+        assert_eq!(
+            actions,
+            vec![
+                TopologyAction::StartMonitoring { address: addr("a") },
+                TopologyAction::StartMonitoring { address: addr("x") },
+            ]
+        );
+        t.handle_hello(
+            &addr("a"),
+            Ok(&primary_reply(&["a", "b"], 1)),
+            Some(Duration::from_millis(4)),
+            now,
+        );
+        let (events, actions) = drain(&mut t);
+        assert!(actions.contains(&TopologyAction::StartMonitoring { address: addr("b") }));
+        assert!(actions.contains(&TopologyAction::StopMonitoring { address: addr("x") }));
+        assert!(actions.contains(&TopologyAction::MarkPoolReady { address: addr("a") }));
+        let names: Vec<&str> = events.iter().map(SdamEvent::name).collect();
+        assert_eq!(
+            names,
+            [
+                "server_description_changed_event",
+                "server_opening_event",
+                "server_closed_event",
+                "topology_description_changed_event"
+            ]
+        );
+        let td = t.description();
+        assert_eq!(td.topology_type, TopologyType::ReplicaSetWithPrimary);
+        assert_eq!(
+            td.logical_session_timeout_minutes,
+            Some(30),
+            "only data-bearing servers count"
+        );
+        let a = td.server(&addr("a")).expect("a");
+        assert_eq!(a.round_trip_time, Some(Duration::from_millis(4)));
+        assert!(t.check_info(&addr("x")).is_none(), "removed servers stop");
+        assert_eq!(
+            t.check_info(&addr("a"))
+                .and_then(|c| c.topology_version)
+                .map(|tv| tv.counter),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn new_primary_invalidates_old_one_and_requests_a_check() {
+        let (mut t, now) = rs_topology(&["a", "b"]);
+        t.handle_hello(&addr("a"), Ok(&primary_reply(&["a", "b"], 1)), None, now);
+        drain(&mut t);
+        t.handle_hello(&addr("b"), Ok(&primary_reply(&["a", "b"], 2)), None, now);
+        let (events, actions) = drain(&mut t);
+        let a = t.description().server(&addr("a")).expect("a");
+        assert_eq!(a.server_type, ServerType::Unknown);
+        assert!(a
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("discovery of newer primary"));
+        assert!(actions.contains(&TopologyAction::RequestImmediateCheck { address: addr("a") }));
+        // The pool of the old primary is not cleared.
+        assert!(!actions
+            .iter()
+            .any(|a| matches!(a, TopologyAction::ClearPool { .. })));
+        // Both servers changed: b (processed) first, then a.
+        let changed: Vec<&ServerAddress> = events
+            .iter()
+            .filter_map(|e| match e {
+                SdamEvent::ServerDescriptionChanged { address, .. } => Some(address),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(changed, [&addr("b"), &addr("a")]);
+    }
+
+    #[test]
+    fn failed_checks_clear_the_pool_and_timeouts_interrupt_in_use_connections() {
+        let (mut t, now) = rs_topology(&["a"]);
+        t.handle_hello(
+            &addr("a"),
+            Ok(&primary_reply(&["a"], 1)),
+            Some(Duration::from_millis(3)),
+            now,
+        );
+        drain(&mut t);
+        let err = CheckError::new(CheckErrorKind::Timeout, "timed out");
+        t.handle_hello(&addr("a"), Err(err), None, now);
+        let (_, actions) = drain(&mut t);
+        assert!(actions.contains(&TopologyAction::ClearPool {
+            address: addr("a"),
+            service_id: None,
+            generation: 1,
+            interrupt_in_use_connections: true,
+        }));
+        let a = t.description().server(&addr("a")).expect("a");
+        assert_eq!(a.round_trip_time, None, "RTT is reset while Unknown");
+        assert_eq!(
+            t.description().topology_type,
+            TopologyType::ReplicaSetNoPrimary
+        );
+        // ok: 0 reply: a command failure, the pool is cleared without interrupting.
+        t.handle_hello(&addr("a"), Ok(&doc! {"ok": 0, "errmsg": "boom"}), None, now);
+        let (_, actions) = drain(&mut t);
+        assert!(actions.contains(&TopologyAction::ClearPool {
+            address: addr("a"),
+            service_id: None,
+            generation: 2,
+            interrupt_in_use_connections: false,
+        }));
+        assert_eq!(t.pool_generation(&addr("a")), Some(2));
+    }
+
+    #[test]
+    fn rtt_is_averaged_and_rtt_samples_publish_nothing() {
+        let (mut t, now) = rs_topology(&["a"]);
+        let reply = primary_reply(&["a"], 1);
+        t.handle_hello(&addr("a"), Ok(&reply), Some(Duration::from_millis(10)), now);
+        drain(&mut t);
+        t.handle_hello(&addr("a"), Ok(&reply), Some(Duration::from_millis(20)), now);
+        let (events, _) = drain(&mut t);
+        assert!(
+            events.is_empty(),
+            "equal descriptions publish nothing: {events:?}"
+        );
+        let a = t.description().server(&addr("a")).expect("a");
+        assert_eq!(a.round_trip_time, Some(Duration::from_millis(12)));
+        assert_eq!(a.min_round_trip_time, Some(Duration::from_millis(10)));
+        t.handle_rtt_sample(&addr("a"), Duration::from_millis(2));
+        let (events, actions) = drain(&mut t);
+        assert!(events.is_empty() && actions.is_empty());
+        let a = t.description().server(&addr("a")).expect("a");
+        assert_eq!(a.min_round_trip_time, Some(Duration::from_millis(2)));
+    }
+
+    #[test]
+    fn stale_topology_version_hello_is_ignored() {
+        let (mut t, now) = rs_topology(&["a"]);
+        let mut reply = primary_reply(&["a"], 1);
+        reply.insert(
+            "topologyVersion",
+            doc! {"processId": ObjectId::from_bytes([1; 12]), "counter": 5_i64},
+        );
+        t.handle_hello(&addr("a"), Ok(&reply), None, now);
+        let mut older = primary_reply(&["a"], 1);
+        older.insert("secondary", true);
+        older.insert("isWritablePrimary", false);
+        t.handle_hello(&addr("a"), Ok(&older), None, now);
+        assert_eq!(
+            t.description().server(&addr("a")).map(|s| s.server_type),
+            Some(ServerType::RsPrimary)
+        );
+    }
+
+    #[test]
+    fn application_errors() {
+        let (mut t, now) = rs_topology(&["a"]);
+        t.handle_hello(&addr("a"), Ok(&primary_reply(&["a"], 1)), None, now);
+        drain(&mut t);
+
+        // A not-writable-primary error without topologyVersion: Unknown, immediate check, the
+        // pool stays.
+        let e = ApplicationError::new(
+            ApplicationErrorKind::Command {
+                code: Some(10107),
+                message: "not primary".into(),
+                topology_version: None,
+            },
+            ConnectionPhase::Established,
+        );
+        assert!(t.handle_application_error(&addr("a"), &e));
+        let (_, actions) = drain(&mut t);
+        assert_eq!(
+            actions,
+            vec![TopologyAction::RequestImmediateCheck { address: addr("a") }]
+        );
+
+        // A shutdown error clears the pool.
+        t.handle_hello(&addr("a"), Ok(&primary_reply(&["a"], 1)), None, now);
+        drain(&mut t);
+        let e = ApplicationError::new(
+            ApplicationErrorKind::Command {
+                code: Some(91),
+                message: "shutting down".into(),
+                topology_version: None,
+            },
+            ConnectionPhase::Established,
+        );
+        assert!(t.handle_application_error(&addr("a"), &e));
+        let (_, actions) = drain(&mut t);
+        assert!(actions
+            .iter()
+            .any(|a| matches!(a, TopologyAction::ClearPool { generation: 1, .. })));
+
+        // Backpressure-labelled errors during authentication are ignored; others mark Unknown.
+        t.handle_hello(&addr("a"), Ok(&primary_reply(&["a"], 1)), None, now);
+        drain(&mut t);
+        let mut e = ApplicationError::new(
+            ApplicationErrorKind::Network {
+                message: "reset".into(),
+            },
+            ConnectionPhase::Authenticating,
+        );
+        e.labels.push(SYSTEM_OVERLOADED_LABEL.into());
+        assert!(!t.handle_application_error(&addr("a"), &e));
+        e.labels.clear();
+        assert!(t.handle_application_error(&addr("a"), &e));
+        let (_, actions) = drain(&mut t);
+        assert!(actions.contains(&TopologyAction::CancelCheck { address: addr("a") }));
+        assert_eq!(t.pool_generation(&addr("a")), Some(2));
+
+        // Connect failures change nothing; so do timeouts on established connections.
+        t.handle_hello(&addr("a"), Ok(&primary_reply(&["a"], 1)), None, now);
+        drain(&mut t);
+        let e = ApplicationError::new(
+            ApplicationErrorKind::Network {
+                message: "refused".into(),
+            },
+            ConnectionPhase::Establishing,
+        );
+        assert!(!t.handle_application_error(&addr("a"), &e));
+        let e = ApplicationError::new(
+            ApplicationErrorKind::Timeout {
+                message: "slow".into(),
+            },
+            ConnectionPhase::Established,
+        );
+        assert!(!t.handle_application_error(&addr("a"), &e));
+        // Unknown servers are not ours.
+        assert!(!t.handle_application_error(&addr("zzz"), &e));
+    }
+
+    #[test]
+    fn from_error_classifies_driver_errors() {
+        let io = Error::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "t"));
+        let e = ApplicationError::from_error(&io, ConnectionPhase::Established, Some(3));
+        assert!(matches!(
+            e.map(|e| e.kind),
+            Some(ApplicationErrorKind::Timeout { .. })
+        ));
+        let bad = Error::invalid_argument("x");
+        assert!(ApplicationError::from_error(&bad, ConnectionPhase::Established, None).is_none());
+        let auth = Error::authentication("bad password");
+        assert!(
+            ApplicationError::from_error(&auth, ConnectionPhase::Authenticating, None).is_some()
+        );
+        assert_eq!(CheckError::from_error(&io).kind, CheckErrorKind::Timeout);
+    }
+
+    #[test]
+    fn load_balanced_topology() {
+        let now = Instant::now();
+        let opts = TopologyOptions {
+            hosts: vec![addr("lb")],
+            load_balanced: true,
+            ..Default::default()
+        };
+        let mut t = Topology::new(opts, now).expect("valid options");
+        let (events, actions) = drain(&mut t);
+        assert_eq!(events.len(), 5, "{events:?}");
+        assert_eq!(
+            actions,
+            vec![TopologyAction::MarkPoolReady {
+                address: addr("lb")
+            }]
+        );
+        // Hello outcomes are not expected and ignored.
+        t.handle_hello(
+            &addr("lb"),
+            Err(CheckError::new(CheckErrorKind::Network, "x")),
+            None,
+            now,
+        );
+        assert_eq!(
+            t.description().server(&addr("lb")).map(|s| s.server_type),
+            Some(ServerType::LoadBalancer)
+        );
+        // A network error after the handshake clears the service's connections only.
+        let sid = ObjectId::from_bytes([9; 12]);
+        let mut e = ApplicationError::new(
+            ApplicationErrorKind::Network {
+                message: "reset".into(),
+            },
+            ConnectionPhase::Established,
+        );
+        e.service_id = Some(sid);
+        assert!(t.handle_application_error(&addr("lb"), &e));
+        let (events, actions) = drain(&mut t);
+        assert!(events.is_empty());
+        assert_eq!(
+            actions,
+            vec![TopologyAction::ClearPool {
+                address: addr("lb"),
+                service_id: Some(sid),
+                generation: 1,
+                interrupt_in_use_connections: false,
+            }]
+        );
+        assert_eq!(t.service_generation(&addr("lb"), &sid), Some(1));
+        // An error from the older generation of that service is stale.
+        e.generation = Some(0);
+        assert!(!t.handle_application_error(&addr("lb"), &e));
+    }
+
+    #[test]
+    fn srv_updates_respect_srv_max_hosts() {
+        let now = Instant::now();
+        let opts = TopologyOptions {
+            hosts: vec![addr("a"), addr("b")],
+            srv_max_hosts: Some(2),
+            ..Default::default()
+        };
+        let mut t = Topology::new(opts, now).expect("valid options");
+        drain(&mut t);
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1);
+        t.handle_srv_hosts(&[addr("a"), addr("c"), addr("d"), addr("e")], &mut rng);
+        let servers: Vec<&ServerAddress> = t.description().servers.keys().collect();
+        assert_eq!(servers.len(), 2);
+        assert!(servers.contains(&&addr("a")));
+        let (_, actions) = drain(&mut t);
+        assert!(actions.contains(&TopologyAction::StopMonitoring { address: addr("b") }));
+        // Empty lists are ignored.
+        t.handle_srv_hosts(&[], &mut rng);
+        assert_eq!(t.description().servers.len(), 2);
+    }
+
+    #[test]
+    fn close_removes_servers_then_publishes_topology_closed_last() {
+        let (mut t, _) = rs_topology(&["a", "b"]);
+        t.close();
+        let (events, actions) = drain(&mut t);
+        let names: Vec<&str> = events.iter().map(SdamEvent::name).collect();
+        assert_eq!(
+            names,
+            [
+                "server_closed_event",
+                "server_closed_event",
+                "topology_description_changed_event",
+                "topology_closed_event"
+            ]
+        );
+        assert_eq!(actions.len(), 2);
+        assert_eq!(t.description().topology_type, TopologyType::Unknown);
+        assert!(t.is_closed());
+    }
+
+    #[test]
+    fn heartbeat_events_are_queued_in_order() {
+        let (mut t, now) = rs_topology(&["a"]);
+        t.heartbeat_started(&addr("a"), false);
+        let reply = primary_reply(&["a"], 1);
+        t.heartbeat_succeeded(&addr("a"), Duration::from_millis(3), reply.clone(), false);
+        t.handle_hello(&addr("a"), Ok(&reply), Some(Duration::from_millis(3)), now);
+        t.heartbeat_started(&addr("a"), true);
+        let err = CheckError::new(CheckErrorKind::Network, "reset");
+        t.heartbeat_failed(&addr("a"), Duration::from_millis(1), &err, true);
+        let (events, _) = drain(&mut t);
+        let names: Vec<&str> = events.iter().map(SdamEvent::name).collect();
+        assert_eq!(
+            names,
+            [
+                "server_heartbeat_started_event",
+                "server_heartbeat_succeeded_event",
+                "server_description_changed_event",
+                "topology_description_changed_event",
+                "server_heartbeat_started_event",
+                "server_heartbeat_failed_event"
+            ]
+        );
+    }
+
+    #[test]
+    fn raw_replies_that_do_not_decode_fail_the_check() {
+        let (mut t, now) = rs_topology(&["a"]);
+        t.handle_hello(&addr("a"), Ok(&primary_reply(&["a"], 1)), None, now);
+        drain(&mut t);
+        // A document whose declared length is wrong.
+        let bytes = [6u8, 0, 0, 0, 0x10, 0];
+        if let Ok(raw) = bson::RawDocument::from_bytes(&bytes) {
+            t.handle_raw_hello(&addr("a"), raw, None, now);
+            assert_eq!(
+                t.description().server(&addr("a")).map(|s| s.server_type),
+                Some(ServerType::Unknown)
+            );
+        }
+        let good = bson::RawDocumentBuf::try_from(&primary_reply(&["a"], 1)).expect("encodes");
+        t.handle_raw_hello(&addr("a"), &good, None, now);
+        assert_eq!(
+            t.description().server(&addr("a")).map(|s| s.server_type),
+            Some(ServerType::RsPrimary)
+        );
+    }
 }
