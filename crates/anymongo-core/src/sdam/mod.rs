@@ -10,8 +10,8 @@
 //! A monitor task built on this typically loops: ask [`Topology::check_info`] (stop if `None`),
 //! publish [`Topology::heartbeat_started`], run hello (streaming with the given topologyVersion
 //! when there is one), publish [`Topology::heartbeat_succeeded`] or
-//! [`Topology::heartbeat_failed`], then feed the outcome to [`Topology::handle_hello`] and carry
-//! out the actions.
+//! [`Topology::heartbeat_failed`], then feed the outcome to [`Topology::handle_hello`], carry
+//! out the actions, and let [`next_check`] say whether to check again at once or wait.
 
 mod description;
 pub mod errors;
@@ -27,8 +27,9 @@ pub use errors::CommandErrorInfo;
 pub use events::SdamEvent;
 pub use rtt::{ewma, RttEstimator, MIN_RTT_SAMPLES, RTT_ALPHA};
 pub use topology::{
-    ApplicationError, ApplicationErrorKind, CheckError, CheckErrorKind, CheckInfo, ConnectionPhase,
-    Topology, TopologyAction, TopologyOptions, DEFAULT_HEARTBEAT_FREQUENCY,
-    DEFAULT_LOCAL_THRESHOLD, DEFAULT_SERVER_SELECTION_TIMEOUT, MAX_WIRE_VERSION,
-    MIN_HEARTBEAT_FREQUENCY, MIN_MONGODB_VERSION, MIN_WIRE_VERSION, SYSTEM_OVERLOADED_LABEL,
+    next_check, ApplicationError, ApplicationErrorKind, CheckError, CheckErrorKind, CheckInfo,
+    ConnectionPhase, NextCheck, Topology, TopologyAction, TopologyOptions,
+    DEFAULT_HEARTBEAT_FREQUENCY, DEFAULT_LOCAL_THRESHOLD, DEFAULT_SERVER_SELECTION_TIMEOUT,
+    MAX_WIRE_VERSION, MIN_HEARTBEAT_FREQUENCY, MIN_MONGODB_VERSION, MIN_WIRE_VERSION,
+    SYSTEM_OVERLOADED_LABEL,
 };

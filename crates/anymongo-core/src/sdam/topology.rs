@@ -294,6 +294,39 @@ pub struct CheckInfo {
     pub heartbeat_frequency: Duration,
 }
 
+/// When a monitor should begin its next check (see [`next_check`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextCheck {
+    /// At once: the streaming protocol is in use, or a known server just failed with a network
+    /// error (checks are retried once without waiting).
+    Immediately,
+    /// After `heartbeatFrequencyMS`, or sooner when an immediate check is requested, but never
+    /// sooner than `minHeartbeatFrequencyMS` after the previous check began.
+    AfterHeartbeat,
+}
+
+/// The server monitoring spec's rule for what a monitor does after a check. `previous_type` is
+/// the server's type before the check ([`CheckInfo::server_type`]); `outcome` is the reply's
+/// topologyVersion, or the error kind; `more_to_come` says the monitoring connection is
+/// streaming replies.
+pub fn next_check(
+    previous_type: ServerType,
+    outcome: Result<Option<&TopologyVersion>, CheckErrorKind>,
+    streaming_enabled: bool,
+    more_to_come: bool,
+) -> NextCheck {
+    let immediately = match outcome {
+        Ok(tv) => streaming_enabled && (tv.is_some() || more_to_come),
+        Err(CheckErrorKind::Network | CheckErrorKind::Timeout) => previous_type.is_available(),
+        Err(CheckErrorKind::Command) => false,
+    };
+    if immediately {
+        NextCheck::Immediately
+    } else {
+        NextCheck::AfterHeartbeat
+    }
+}
+
 #[derive(Debug, Default)]
 struct ServerState {
     pool_generation: u32,
@@ -318,9 +351,16 @@ pub struct Topology {
 impl Topology {
     /// A new topology over the seed list. Emits the opening events, and a StartMonitoring action
     /// for every seed (in load balanced mode, the single server is a LoadBalancer at once and is
-    /// not monitored). Fails on option combinations the spec forbids.
+    /// not monitored). Fails on option combinations the spec forbids and on a
+    /// `heartbeatFrequencyMS` below 500 ms.
     pub fn new(options: TopologyOptions, now: Instant) -> Result<Self, Error> {
         let _ = now;
+        if options.heartbeat_frequency < MIN_HEARTBEAT_FREQUENCY {
+            return Err(Error::invalid_argument(format!(
+                "heartbeatFrequencyMS must be at least {} ms",
+                MIN_HEARTBEAT_FREQUENCY.as_millis()
+            )));
+        }
         let direct = options.direct_connection == Some(true);
         if direct && options.hosts.len() > 1 {
             return Err(Error::invalid_argument(
@@ -1254,6 +1294,42 @@ mod tests {
     }
 
     #[test]
+    fn next_check_rules() {
+        let tv = TopologyVersion {
+            process_id: ObjectId::from_bytes([1; 12]),
+            counter: 1,
+        };
+        let known = ServerType::RsPrimary;
+        assert_eq!(
+            next_check(known, Ok(Some(&tv)), true, false),
+            NextCheck::Immediately
+        );
+        assert_eq!(
+            next_check(known, Ok(Some(&tv)), false, false),
+            NextCheck::AfterHeartbeat
+        );
+        assert_eq!(
+            next_check(known, Ok(None), true, true),
+            NextCheck::Immediately
+        );
+        assert_eq!(
+            next_check(known, Ok(None), true, false),
+            NextCheck::AfterHeartbeat
+        );
+        let net = Err(CheckErrorKind::Network);
+        assert_eq!(next_check(known, net, false, false), NextCheck::Immediately);
+        assert_eq!(
+            next_check(ServerType::Unknown, net, true, false),
+            NextCheck::AfterHeartbeat
+        );
+        let cmd = Err(CheckErrorKind::Command);
+        assert_eq!(
+            next_check(known, cmd, true, false),
+            NextCheck::AfterHeartbeat
+        );
+    }
+
+    #[test]
     fn options_are_validated() {
         let now = Instant::now();
         let two = vec![addr("a"), addr("b")];
@@ -1272,6 +1348,11 @@ mod tests {
             TopologyOptions {
                 hosts: two,
                 load_balanced: true,
+                ..Default::default()
+            },
+            TopologyOptions {
+                hosts: vec![addr("a")],
+                heartbeat_frequency: Duration::from_millis(499),
                 ..Default::default()
             },
         ];
