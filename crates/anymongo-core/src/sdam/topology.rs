@@ -951,29 +951,30 @@ impl Update<'_> {
     fn apply(&mut self, sd: ServerDescription) {
         let address = sd.address.clone();
         let st = sd.server_type;
-        self.td.servers.insert(address.clone(), sd);
         use ServerType as S;
         use TopologyType as T;
-        match self.td.topology_type {
-            T::Single => {
-                if let Some(name) = &self.options.repl_set_name {
-                    let sd = &self.td.servers[&address];
-                    if st != S::Unknown && sd.set_name.as_deref() != Some(name.as_str()) {
-                        let msg = format!(
-                            "replica set name mismatch: expected '{}', server reports {}",
-                            name,
-                            sd.set_name
-                                .as_deref()
-                                .map(|s| format!("'{s}'"))
-                                .unwrap_or_else(|| "none".into())
-                        );
-                        let mut unknown =
-                            ServerDescription::unknown_with_error(address.clone(), msg, None);
-                        unknown.last_update_time = sd.last_update_time;
-                        self.td.servers.insert(address, unknown);
-                    }
+        if self.td.topology_type == T::Single {
+            if let Some(name) = &self.options.repl_set_name {
+                if st != S::Unknown && sd.set_name.as_deref() != Some(name.as_str()) {
+                    let msg = format!(
+                        "replica set name mismatch: expected '{}', server reports {}",
+                        name,
+                        sd.set_name
+                            .as_deref()
+                            .map(|s| format!("'{s}'"))
+                            .unwrap_or_else(|| "none".into())
+                    );
+                    let mut unknown =
+                        ServerDescription::unknown_with_error(address.clone(), msg, None);
+                    unknown.last_update_time = sd.last_update_time;
+                    self.td.servers.insert(address, unknown);
+                    return;
                 }
             }
+        }
+        self.td.servers.insert(address.clone(), sd);
+        match self.td.topology_type {
+            T::Single => {}
             T::LoadBalanced => {}
             T::Unknown => match st {
                 S::Unknown | S::RsGhost | S::PossiblePrimary | S::LoadBalancer => {}
