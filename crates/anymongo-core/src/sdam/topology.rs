@@ -1762,4 +1762,130 @@ mod tests {
             Some(ServerType::RsPrimary)
         );
     }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        const HOSTS: [&str; 4] = ["a", "b", "c", "d"];
+
+        fn reply() -> impl Strategy<Value = Option<Document>> {
+            let kind = 0..7u8;
+            let hosts = proptest::sample::subsequence(HOSTS.to_vec(), 0..=4);
+            let set = prop_oneof![Just("rs"), Just("other")];
+            (kind, hosts, set, 0..3u8, 0..3i64, any::<bool>(), 0..30i32).prop_map(
+                |(kind, hosts, set, election, sv, me_ok, wire)| {
+                    let mut d = doc! {"ok": 1, "minWireVersion": 0, "maxWireVersion": wire};
+                    match kind {
+                        0 => return None,
+                        1 => {
+                            d.insert("msg", "isdbgrid");
+                        }
+                        2 => {
+                            d.insert("isreplicaset", true);
+                        }
+                        3 => {}
+                        k => {
+                            d.insert("setName", set);
+                            d.insert("hosts", hosts);
+                            d.insert("setVersion", sv);
+                            let mut oid = [0u8; 12];
+                            oid[11] = election;
+                            d.insert("electionId", ObjectId::from_bytes(oid));
+                            match k {
+                                4 => d.insert("isWritablePrimary", true),
+                                5 => d.insert("secondary", true),
+                                _ => d.insert("arbiterOnly", true),
+                            };
+                            if !me_ok {
+                                d.insert("me", "elsewhere:1");
+                            }
+                        }
+                    }
+                    Some(d)
+                },
+            )
+        }
+
+        fn check_invariants(t: &Topology) -> Result<(), TestCaseError> {
+            let td = t.description();
+            let primaries = td
+                .servers
+                .values()
+                .filter(|s| s.server_type == ServerType::RsPrimary)
+                .count();
+            prop_assert!(primaries <= 1);
+            match td.topology_type {
+                TopologyType::ReplicaSetWithPrimary => prop_assert_eq!(primaries, 1),
+                TopologyType::ReplicaSetNoPrimary => prop_assert_eq!(primaries, 0),
+                TopologyType::Sharded => prop_assert!(td
+                    .servers
+                    .values()
+                    // A ghost seen while Unknown stays until its next check.
+                    .all(|s| matches!(
+                        s.server_type,
+                        ServerType::Mongos | ServerType::Unknown | ServerType::RsGhost
+                    ))),
+                _ => {}
+            }
+            for a in td.servers.keys() {
+                prop_assert!(t.pool_generation(a).is_some());
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #[test]
+            fn random_outcomes_keep_the_invariants(
+                seeds in proptest::sample::subsequence(HOSTS.to_vec(), 1..=4),
+                set_name in any::<bool>(),
+                steps in proptest::collection::vec((0..4usize, reply(), 0..4u8), 1..40),
+            ) {
+                let now = Instant::now();
+                let opts = TopologyOptions {
+                    hosts: seeds.iter().map(|h| addr(h)).collect(),
+                    repl_set_name: set_name.then(|| "rs".to_string()),
+                    ..Default::default()
+                };
+                let mut t = Topology::new(opts, now).expect("valid options");
+                let mut last_new = None;
+                for (host, reply, err) in steps {
+                    let a = addr(HOSTS[host]);
+                    match reply {
+                        Some(r) => t.handle_hello(&a, Ok(&r), Some(Duration::from_millis(1)), now),
+                        None => {
+                            let kind = match err {
+                                0 => Some(ApplicationErrorKind::Network { message: "x".into() }),
+                                1 => Some(ApplicationErrorKind::Command {
+                                    code: Some(91), message: "x".into(), topology_version: None,
+                                }),
+                                2 => Some(ApplicationErrorKind::Timeout { message: "x".into() }),
+                                _ => None,
+                            };
+                            match kind {
+                                Some(kind) => {
+                                    let e = ApplicationError::new(kind, ConnectionPhase::Established);
+                                    t.handle_application_error(&a, &e);
+                                }
+                                None => {
+                                    let e = CheckError::new(CheckErrorKind::Network, "x");
+                                    t.handle_hello(&a, Err(e), None, now);
+                                }
+                            }
+                        }
+                    }
+                    check_invariants(&t)?;
+                    while let Some(ev) = t.poll_event() {
+                        if let SdamEvent::TopologyDescriptionChanged { new, .. } = ev {
+                            last_new = Some(new);
+                        }
+                    }
+                    while t.poll_action().is_some() {}
+                }
+                if let Some(new) = last_new {
+                    prop_assert!(new.equivalent(t.description()));
+                }
+            }
+        }
+    }
 }
