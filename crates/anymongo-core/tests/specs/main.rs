@@ -12,6 +12,9 @@ mod common;
 mod wire_bson_corpus;
 mod connection_string;
 mod uri_options;
+mod max_staleness;
+mod sdam;
+mod server_selection;
 
 use common::Report;
 
@@ -26,6 +29,9 @@ fn main() {
     connection_string::run(&root, &mut report);
     uri_options::run(&root, &mut report);
     auth::run(&root, &mut report);
+    sdam::run(&root, &mut report);
+    server_selection::run(&root, &mut report);
+    max_staleness::run(&root, &mut report);
 
     report.finish();
 }
