@@ -1,0 +1,722 @@
+//! The async connection pool: a [`PoolMachine`] driven on any [`Runtime`].
+//!
+//! The machine lives in a `std::sync::Mutex` that is never held across an `.await`. Every entry
+//! point locks it, feeds the machine one input, then carries out every action the machine asks for
+//! before unlocking: connections are handed to waiters through oneshot channels, establishment is
+//! spawned on the runtime, and one background task sleeps until [`PoolMachine::poll_timeout`]
+//! (re-armed whenever that changes) to expire waiters and idle connections and refill the pool.
+//!
+//! Cancellation: dropping a [`CheckOut`] future at any point removes its request from the machine
+//! under the lock; if a connection had already been sent to it, the drop takes it back out of
+//! the channel and checks it in. So a dropped waiter never holds a slot and is never served in
+//! place of a live one. A [`PooledConnection`] checks itself in when dropped, and is reused only
+//! if its holder called [`PooledConnection::mark_reusable`] (so a connection abandoned mid-reply
+//! is closed, not returned half-read).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures::channel::oneshot;
+use futures::future::{AbortHandle, Abortable};
+use futures::task::AtomicWaker;
+
+use crate::error::{Error, Result};
+use crate::options::ServerAddress;
+use crate::rt::{BoxFuture, Runtime, Sleep};
+
+use super::events::CmapEvent;
+use super::machine::{PoolAction, PoolMachine, PoolOptions, PoolState, RequestId};
+
+/// Opens connections for a pool. The pool does not know the connection type; whoever builds the
+/// pool supplies this (TCP + TLS + handshake + auth for the real driver, a mock in tests).
+///
+/// The connector is responsible for labelling establishment errors (e.g. the CMAP backpressure
+/// labels on network errors before or during `hello`).
+pub trait Connector: Send + Sync + 'static {
+    /// The connection type.
+    type Conn: Send + 'static;
+
+    /// Opens and fully establishes connection `conn_id` of pool generation `generation`.
+    fn connect(&self, conn_id: u64, generation: u64) -> BoxFuture<'static, Result<Self::Conn>>;
+}
+
+/// Receives CMAP events, in order. Called with the pool's lock held: it must be quick and must
+/// not call back into the pool.
+pub type EventSink = Arc<dyn Fn(&CmapEvent) + Send + Sync>;
+
+/// Receives errors of connections established in the background (minPoolSize, or for a
+/// check-out that was dropped), for SDAM error handling. Called without the pool's lock.
+pub type BackgroundErrorHandler = Arc<dyn Fn(u64, Error) + Send + Sync>;
+
+/// Everything needed to build a [`Pool`].
+pub struct PoolConfig<C> {
+    /// The server the pool connects to.
+    pub address: ServerAddress,
+    /// The pool options.
+    pub options: PoolOptions,
+    /// Opens connections.
+    pub connector: C,
+    /// The runtime used for establishment tasks and the timer.
+    pub runtime: Arc<dyn Runtime>,
+    /// Where CMAP events go.
+    pub event_sink: Option<EventSink>,
+    /// Where background establishment errors go.
+    pub background_error_handler: Option<BackgroundErrorHandler>,
+}
+
+impl<C> fmt::Debug for PoolConfig<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolConfig")
+            .field("address", &self.address)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An async connection pool for one server. Cheap to clone (a shared handle).
+pub struct Pool<C: Connector> {
+    inner: Arc<Inner<C>>,
+}
+
+impl<C: Connector> Clone for Pool<C> {
+    fn clone(&self) -> Self {
+        Pool {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<C: Connector> fmt::Debug for Pool<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("address", &self.inner.address)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<C: Connector> {
+    address: ServerAddress,
+    runtime: Arc<dyn Runtime>,
+    connector: C,
+    event_sink: Option<EventSink>,
+    background_error_handler: Option<BackgroundErrorHandler>,
+    shared: Mutex<Shared<C::Conn>>,
+    timer: Arc<TimerSignal>,
+}
+
+impl<C: Connector> Drop for Inner<C> {
+    fn drop(&mut self) {
+        self.timer.shutdown.store(true, Ordering::SeqCst);
+        self.timer.waker.wake();
+    }
+}
+
+/// What a check-out receives through its channel.
+struct Delivered<T> {
+    conn: T,
+    conn_id: u64,
+    generation: u64,
+    interrupt: Arc<InterruptSignal>,
+}
+
+type WaiterTx<T> = oneshot::Sender<Result<Delivered<T>>>;
+type WaiterRx<T> = oneshot::Receiver<Result<Delivered<T>>>;
+
+struct Shared<T> {
+    machine: PoolMachine,
+    /// Connection objects the pool holds (available ones, and ones in transit under the lock).
+    idle: HashMap<u64, T>,
+    waiters: HashMap<RequestId, WaiterTx<T>>,
+    establishing: HashMap<u64, AbortHandle>,
+    in_use: HashMap<u64, Arc<InterruptSignal>>,
+}
+
+/// Work to do once the lock is released.
+struct Deferred<T> {
+    spawn: Vec<BoxFuture<'static, ()>>,
+    drop: Vec<T>,
+    background_errors: Vec<(u64, Error)>,
+}
+
+impl<T> Deferred<T> {
+    fn new() -> Self {
+        Deferred {
+            spawn: Vec::new(),
+            drop: Vec::new(),
+            background_errors: Vec::new(),
+        }
+    }
+}
+
+struct TimerSignal {
+    deadline: Mutex<Option<Instant>>,
+    waker: AtomicWaker,
+    shutdown: AtomicBool,
+}
+
+/// Set when a clear with `interruptInUseConnections` interrupts an in-use connection.
+struct InterruptSignal {
+    fired: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl InterruptSignal {
+    fn new() -> Arc<Self> {
+        Arc::new(InterruptSignal {
+            fired: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+        })
+    }
+
+    fn fire(&self) {
+        self.fired.store(true, Ordering::SeqCst);
+        self.waker.wake();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<C: Connector> Pool<C> {
+    /// Creates a paused pool (emitting `PoolCreated`) and starts its timer task.
+    pub fn new(config: PoolConfig<C>) -> Result<Self> {
+        let machine = PoolMachine::new(config.address.clone(), config.options)?;
+        let inner = Arc::new(Inner {
+            address: config.address,
+            runtime: config.runtime,
+            connector: config.connector,
+            event_sink: config.event_sink,
+            background_error_handler: config.background_error_handler,
+            shared: Mutex::new(Shared {
+                machine,
+                idle: HashMap::new(),
+                waiters: HashMap::new(),
+                establishing: HashMap::new(),
+                in_use: HashMap::new(),
+            }),
+            timer: Arc::new(TimerSignal {
+                deadline: Mutex::new(None),
+                waker: AtomicWaker::new(),
+                shutdown: AtomicBool::new(false),
+            }),
+        });
+        inner.runtime.spawn(Box::pin(timer_task(
+            Arc::downgrade(&inner),
+            inner.timer.clone(),
+        )));
+        inner.with_machine(|_, _| {});
+        Ok(Pool { inner })
+    }
+
+    /// The server this pool connects to.
+    pub fn address(&self) -> &ServerAddress {
+        &self.inner.address
+    }
+
+    /// The pool's current state.
+    pub fn state(&self) -> PoolState {
+        lock(&self.inner.shared).machine.state()
+    }
+
+    /// The pool's current generation.
+    pub fn generation(&self) -> u64 {
+        lock(&self.inner.shared).machine.generation()
+    }
+
+    /// Checks a connection out. The returned future is cancel-safe: dropping it at any point
+    /// gives back whatever it held.
+    pub fn check_out(&self) -> CheckOut<C> {
+        CheckOut {
+            inner: self.inner.clone(),
+            state: CheckOutState::Start,
+        }
+    }
+
+    /// Marks the pool ready.
+    pub fn ready(&self) {
+        self.inner.with_machine(|m, now| m.ready(now));
+    }
+
+    /// Clears the pool (see [`PoolMachine::clear_with_cause`]).
+    pub fn clear(&self, interrupt_in_use_connections: bool, cause: Option<Error>) {
+        self.inner
+            .with_machine(|m, now| m.clear_with_cause(now, interrupt_in_use_connections, cause));
+    }
+
+    /// Closes the pool.
+    pub fn close(&self) {
+        self.inner.with_machine(|m, now| m.close(now));
+    }
+
+    /// The error an operation should fail with when its connection was interrupted.
+    pub fn interrupted_error(&self) -> Error {
+        lock(&self.inner.shared).machine.interrupted_error()
+    }
+}
+
+impl<C: Connector> Inner<C> {
+    /// Locks, applies `f` to the machine, carries out its actions, unlocks, runs deferred work.
+    fn with_machine<R>(self: &Arc<Self>, f: impl FnOnce(&mut PoolMachine, Instant) -> R) -> R {
+        let mut deferred = Deferred::new();
+        let out = {
+            let mut shared = lock(&self.shared);
+            let now = self.runtime.now();
+            let out = f(&mut shared.machine, now);
+            self.drive(&mut shared, now, &mut deferred);
+            out
+        };
+        self.run_deferred(deferred);
+        out
+    }
+
+    /// Carries out the machine's actions and delivers its events. Called with the lock held.
+    fn drive(
+        self: &Arc<Self>,
+        shared: &mut Shared<C::Conn>,
+        now: Instant,
+        out: &mut Deferred<C::Conn>,
+    ) {
+        loop {
+            while let Some(event) = shared.machine.poll_event() {
+                if let Some(sink) = &self.event_sink {
+                    sink(&event);
+                }
+            }
+            let Some(action) = shared.machine.poll_action() else {
+                break;
+            };
+            match action {
+                PoolAction::Establish {
+                    conn_id,
+                    generation,
+                } => {
+                    let (handle, registration) = AbortHandle::new_pair();
+                    shared.establishing.insert(conn_id, handle);
+                    let connect =
+                        Abortable::new(self.connector.connect(conn_id, generation), registration);
+                    let weak = Arc::downgrade(self);
+                    out.spawn.push(Box::pin(async move {
+                        if let Ok(result) = connect.await {
+                            if let Some(inner) = weak.upgrade() {
+                                inner.finish_establish(conn_id, result);
+                            }
+                        }
+                    }));
+                }
+                PoolAction::Close { conn_id, .. } => {
+                    if let Some(conn) = shared.idle.remove(&conn_id) {
+                        out.drop.push(conn);
+                    }
+                    if let Some(handle) = shared.establishing.remove(&conn_id) {
+                        handle.abort();
+                    }
+                }
+                PoolAction::CheckedOut {
+                    request,
+                    conn_id,
+                    generation,
+                } => {
+                    let tx = shared.waiters.remove(&request);
+                    let Some(conn) = shared.idle.remove(&conn_id) else {
+                        // The machine and the object map disagree: a bug. Keep the machine's
+                        // counts right and tell the waiter.
+                        let _ = shared.machine.check_in(conn_id, now, false);
+                        if let Some(tx) = tx {
+                            let _ = tx.send(Err(Error::internal(format!(
+                                "pool for {} lost connection {conn_id}",
+                                self.address
+                            ))));
+                        }
+                        continue;
+                    };
+                    let interrupt = InterruptSignal::new();
+                    shared.in_use.insert(conn_id, interrupt.clone());
+                    let delivered = Delivered {
+                        conn,
+                        conn_id,
+                        generation,
+                        interrupt,
+                    };
+                    let undelivered = match tx {
+                        Some(tx) => tx.send(Ok(delivered)).err().and_then(|r| r.ok()),
+                        None => Some(delivered),
+                    };
+                    if let Some(d) = undelivered {
+                        // The waiter is gone (cannot happen: drops cancel under the lock); put
+                        // the connection back.
+                        shared.in_use.remove(&d.conn_id);
+                        shared.idle.insert(d.conn_id, d.conn);
+                        let _ = shared.machine.check_in(d.conn_id, now, true);
+                    }
+                }
+                PoolAction::CheckOutFailed { request, error, .. } => {
+                    if let Some(tx) = shared.waiters.remove(&request) {
+                        let _ = tx.send(Err(error));
+                    }
+                }
+                PoolAction::Interrupt { conn_id } => {
+                    if let Some(signal) = shared.in_use.get(&conn_id) {
+                        signal.fire();
+                    }
+                }
+                PoolAction::BackgroundError { conn_id, error } => {
+                    out.background_errors.push((conn_id, error));
+                }
+            }
+        }
+        let next = shared.machine.poll_timeout();
+        let mut deadline = lock(&self.timer.deadline);
+        if *deadline != next {
+            *deadline = next;
+            self.timer.waker.wake();
+        }
+    }
+
+    fn run_deferred(&self, deferred: Deferred<C::Conn>) {
+        for fut in deferred.spawn {
+            self.runtime.spawn(fut);
+        }
+        drop(deferred.drop);
+        if let Some(handler) = &self.background_error_handler {
+            for (conn_id, error) in deferred.background_errors {
+                handler(conn_id, error);
+            }
+        }
+    }
+
+    fn finish_establish(self: &Arc<Self>, conn_id: u64, result: Result<C::Conn>) {
+        let mut deferred = Deferred::new();
+        {
+            let mut shared = lock(&self.shared);
+            if shared.establishing.remove(&conn_id).is_none() {
+                // Abandoned (clear or close) after it finished: just drop it.
+                if let Ok(conn) = result {
+                    deferred.drop.push(conn);
+                }
+            } else {
+                let now = self.runtime.now();
+                match result {
+                    Ok(conn) => {
+                        shared.idle.insert(conn_id, conn);
+                        if !shared.machine.connection_established(conn_id, now) {
+                            if let Some(conn) = shared.idle.remove(&conn_id) {
+                                deferred.drop.push(conn);
+                            }
+                        }
+                    }
+                    Err(error) => shared.machine.connection_failed(conn_id, now, error),
+                }
+                self.drive(&mut shared, now, &mut deferred);
+            }
+        }
+        self.run_deferred(deferred);
+    }
+
+    /// Returns a connection object to the machine. Called with the lock held.
+    fn check_in_locked(
+        self: &Arc<Self>,
+        shared: &mut Shared<C::Conn>,
+        conn_id: u64,
+        conn: C::Conn,
+        reusable: bool,
+        out: &mut Deferred<C::Conn>,
+    ) {
+        let now = self.runtime.now();
+        shared.in_use.remove(&conn_id);
+        shared.idle.insert(conn_id, conn);
+        if shared.machine.check_in(conn_id, now, reusable).is_err() {
+            if let Some(conn) = shared.idle.remove(&conn_id) {
+                out.drop.push(conn);
+            }
+        }
+        self.drive(shared, now, out);
+    }
+}
+
+async fn timer_task<C: Connector>(pool: Weak<Inner<C>>, signal: Arc<TimerSignal>) {
+    let runtime = match pool.upgrade() {
+        Some(inner) => inner.runtime.clone(),
+        None => return,
+    };
+    let mut sleep: Option<Pin<Box<dyn Sleep>>> = None;
+    let mut armed: Option<Instant> = None;
+    loop {
+        let fired = futures::future::poll_fn(|cx| {
+            signal.waker.register(cx.waker());
+            if signal.shutdown.load(Ordering::SeqCst) {
+                return Poll::Ready(false);
+            }
+            let wanted = *lock(&signal.deadline);
+            if wanted != armed {
+                armed = wanted;
+                if let Some(deadline) = wanted {
+                    match sleep.as_mut() {
+                        Some(s) => s.as_mut().reset(deadline),
+                        None => sleep = Some(runtime.sleep_until(deadline)),
+                    }
+                }
+            }
+            if armed.is_some() {
+                if let Some(s) = sleep.as_mut() {
+                    if s.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(true);
+                    }
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        if !fired {
+            return;
+        }
+        armed = None;
+        match pool.upgrade() {
+            Some(inner) => inner.with_machine(|m, now| m.handle_timeout(now)),
+            None => return,
+        }
+    }
+}
+
+enum CheckOutState<T> {
+    Start,
+    Waiting { request: RequestId, rx: WaiterRx<T> },
+    Done,
+}
+
+/// Future of [`Pool::check_out`]. Dropping it cancels the check-out cleanly.
+pub struct CheckOut<C: Connector> {
+    inner: Arc<Inner<C>>,
+    state: CheckOutState<C::Conn>,
+}
+
+impl<C: Connector> fmt::Debug for CheckOut<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckOut")
+            .field("address", &self.inner.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Connector> Future for CheckOut<C> {
+    type Output = Result<PooledConnection<C>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let CheckOutState::Start = this.state {
+            let (tx, rx) = oneshot::channel();
+            let request = this.inner.with_shared(|shared, now| {
+                let request = shared.machine.check_out(now);
+                shared.waiters.insert(request, tx);
+                request
+            });
+            this.state = CheckOutState::Waiting { request, rx };
+        }
+        let CheckOutState::Waiting { rx, .. } = &mut this.state else {
+            return Poll::Ready(Err(Error::internal(
+                "check-out future polled after completion",
+            )));
+        };
+        let result = match Pin::new(rx).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(r)) => r,
+            Poll::Ready(Err(oneshot::Canceled)) => Err(Error::internal(format!(
+                "pool for {} dropped a check-out request",
+                this.inner.address
+            ))),
+        };
+        this.state = CheckOutState::Done;
+        Poll::Ready(result.map(|d| PooledConnection {
+            conn: Some(d.conn),
+            conn_id: d.conn_id,
+            generation: d.generation,
+            reusable: false,
+            interrupt: d.interrupt,
+            pool: this.inner.clone(),
+        }))
+    }
+}
+
+impl<C: Connector> Inner<C> {
+    /// Like `with_machine`, with access to the whole shared state.
+    fn with_shared<R>(self: &Arc<Self>, f: impl FnOnce(&mut Shared<C::Conn>, Instant) -> R) -> R {
+        let mut deferred = Deferred::new();
+        let out = {
+            let mut shared = lock(&self.shared);
+            let now = self.runtime.now();
+            let out = f(&mut shared, now);
+            self.drive(&mut shared, now, &mut deferred);
+            out
+        };
+        self.run_deferred(deferred);
+        out
+    }
+}
+
+impl<C: Connector> Drop for CheckOut<C> {
+    fn drop(&mut self) {
+        let CheckOutState::Waiting { request, mut rx } =
+            std::mem::replace(&mut self.state, CheckOutState::Done)
+        else {
+            return;
+        };
+        let inner = self.inner.clone();
+        let mut deferred = Deferred::new();
+        {
+            let mut shared = lock(&inner.shared);
+            match rx.try_recv() {
+                // Served before we went away: give the connection back, untouched.
+                Ok(Some(Ok(d))) => {
+                    inner.check_in_locked(&mut shared, d.conn_id, d.conn, true, &mut deferred)
+                }
+                Ok(Some(Err(_))) | Err(oneshot::Canceled) => {}
+                Ok(None) => {
+                    shared.waiters.remove(&request);
+                    shared.machine.cancel_check_out(request);
+                    let now = inner.runtime.now();
+                    inner.drive(&mut shared, now, &mut deferred);
+                }
+            }
+        }
+        inner.run_deferred(deferred);
+    }
+}
+
+/// A checked-out connection. Dereferences to the connection; checks itself in when dropped.
+///
+/// It goes back into the pool only if [`PooledConnection::mark_reusable`] was called after the
+/// last exchange completed; otherwise it is closed.
+pub struct PooledConnection<C: Connector> {
+    conn: Option<C::Conn>,
+    conn_id: u64,
+    generation: u64,
+    reusable: bool,
+    interrupt: Arc<InterruptSignal>,
+    pool: Arc<Inner<C>>,
+}
+
+impl<C: Connector> fmt::Debug for PooledConnection<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledConnection")
+            .field("address", &self.pool.address)
+            .field("id", &self.conn_id)
+            .field("generation", &self.generation)
+            .field("reusable", &self.reusable)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Connector> PooledConnection<C> {
+    /// The connection's id (increasing from 1 within its pool).
+    pub fn id(&self) -> u64 {
+        self.conn_id
+    }
+
+    /// The pool generation the connection was created in.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The server the connection is to.
+    pub fn address(&self) -> &ServerAddress {
+        &self.pool.address
+    }
+
+    /// Declares the connection clean (no exchange in flight, no error seen): it will be reused.
+    pub fn mark_reusable(&mut self) {
+        self.reusable = true;
+    }
+
+    /// Declares the connection dirty (an exchange is in flight, or it failed): it will be closed
+    /// unless [`PooledConnection::mark_reusable`] is called again.
+    pub fn mark_unusable(&mut self) {
+        self.reusable = false;
+    }
+
+    /// Whether the connection will be reused when checked in.
+    pub fn is_reusable(&self) -> bool {
+        self.reusable
+    }
+
+    /// Whether a clear with `interruptInUseConnections` interrupted this connection.
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupt.fired.load(Ordering::SeqCst)
+    }
+
+    /// Completes when the connection is interrupted; race it against I/O to abort the I/O.
+    pub fn interrupted(&self) -> Interrupted {
+        Interrupted {
+            signal: self.interrupt.clone(),
+        }
+    }
+
+    /// Checks the connection back in (same as dropping it).
+    pub fn check_in(self) {}
+}
+
+impl<C: Connector> Deref for PooledConnection<C> {
+    type Target = C::Conn;
+    fn deref(&self) -> &C::Conn {
+        // Present from construction until `drop` takes it.
+        self.conn
+            .as_ref()
+            .expect("pooled connection present until dropped")
+    }
+}
+
+impl<C: Connector> DerefMut for PooledConnection<C> {
+    fn deref_mut(&mut self) -> &mut C::Conn {
+        self.conn
+            .as_mut()
+            .expect("pooled connection present until dropped")
+    }
+}
+
+impl<C: Connector> Drop for PooledConnection<C> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        let reusable = self.reusable && !self.is_interrupted();
+        let mut deferred = Deferred::new();
+        {
+            let mut shared = lock(&self.pool.shared);
+            self.pool
+                .check_in_locked(&mut shared, self.conn_id, conn, reusable, &mut deferred);
+        }
+        self.pool.run_deferred(deferred);
+    }
+}
+
+/// Future of [`PooledConnection::interrupted`].
+pub struct Interrupted {
+    signal: Arc<InterruptSignal>,
+}
+
+impl fmt::Debug for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Interrupted").finish_non_exhaustive()
+    }
+}
+
+impl Future for Interrupted {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signal.fired.load(Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        self.signal.waker.register(cx.waker());
+        if self.signal.fired.load(Ordering::SeqCst) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
