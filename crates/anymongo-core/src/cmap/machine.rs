@@ -1350,4 +1350,188 @@ mod tests {
         m.handle_timeout(now + FILL_RETRY_DELAY);
         assert_eq!(establishes(&actions(&mut m)), vec![4]);
     }
+
+    /// xorshift64*: a tiny deterministic generator for the randomized test.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+
+        fn chance(&mut self, percent: u64) -> bool {
+            self.next() % 100 < percent
+        }
+    }
+
+    /// The caller's side of the randomized test: what it believes about requests and connections.
+    #[derive(Default)]
+    struct World {
+        open: std::collections::BTreeSet<RequestId>,
+        cancelled: std::collections::BTreeSet<RequestId>,
+        pending: Vec<u64>,
+        in_use: Vec<u64>,
+        served: usize,
+        timed_out: usize,
+    }
+
+    impl World {
+        fn absorb(&mut self, m: &mut PoolMachine) {
+            while m.poll_event().is_some() {}
+            while let Some(a) = m.poll_action() {
+                match a {
+                    PoolAction::Establish { conn_id, .. } => self.pending.push(conn_id),
+                    PoolAction::Close { conn_id, .. } => {
+                        assert!(!self.in_use.contains(&conn_id), "closed in-use {conn_id}");
+                        self.pending.retain(|c| *c != conn_id);
+                    }
+                    PoolAction::CheckedOut {
+                        request, conn_id, ..
+                    } => {
+                        assert!(
+                            !self.cancelled.contains(&request),
+                            "woke cancelled {request}"
+                        );
+                        assert!(self.open.remove(&request), "served unknown {request}");
+                        assert!(!self.in_use.contains(&conn_id), "double check-out");
+                        self.in_use.push(conn_id);
+                        self.served += 1;
+                    }
+                    PoolAction::CheckOutFailed {
+                        request, reason, ..
+                    } => {
+                        assert!(
+                            !self.cancelled.contains(&request),
+                            "failed cancelled {request}"
+                        );
+                        assert!(self.open.remove(&request), "failed unknown {request}");
+                        if reason == CheckOutFailure::Timeout {
+                            self.timed_out += 1;
+                        }
+                    }
+                    PoolAction::Interrupt { conn_id } => {
+                        assert!(self.in_use.contains(&conn_id), "interrupted idle {conn_id}")
+                    }
+                    PoolAction::BackgroundError { .. } => {}
+                }
+            }
+            if let Err(e) = m.check_invariants() {
+                panic!("invariant broken: {e}");
+            }
+            assert_eq!(m.open_requests(), self.open.len());
+            assert_eq!(m.in_use_connections(), self.in_use.len());
+            assert_eq!(m.pending_connections(), self.pending.len());
+        }
+    }
+
+    fn random_run(seed: u64, steps: usize) -> (usize, usize) {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let max_pool_size = [0, 1, 2, 3, 5][rng.below(5)];
+        let options = PoolOptions {
+            max_pool_size,
+            min_pool_size: if max_pool_size == 0 {
+                2
+            } else {
+                rng.below(max_pool_size as usize + 1) as u32
+            },
+            max_connecting: 1 + rng.below(3) as u32,
+            max_idle_time: rng
+                .chance(50)
+                .then(|| Duration::from_millis(20 + rng.below(200) as u64)),
+            wait_queue_timeout: rng
+                .chance(70)
+                .then(|| Duration::from_millis(5 + rng.below(100) as u64)),
+        };
+        let (mut m, mut now) = pool(options.clone());
+        let mut w = World::default();
+        m.ready(now);
+        w.absorb(&mut m);
+        for _ in 0..steps {
+            match rng.below(100) {
+                0..=29 => {
+                    let r = m.check_out(now);
+                    w.open.insert(r);
+                }
+                30..=37 => {
+                    if !w.open.is_empty() {
+                        let r = *w.open.iter().nth(rng.below(w.open.len())).unwrap();
+                        assert!(m.cancel_check_out(r));
+                        w.open.remove(&r);
+                        w.cancelled.insert(r);
+                    }
+                }
+                38..=59 => {
+                    if !w.in_use.is_empty() {
+                        let c = w.in_use.swap_remove(rng.below(w.in_use.len()));
+                        m.check_in(c, now, rng.chance(80)).unwrap();
+                    }
+                }
+                60..=79 => {
+                    if !w.pending.is_empty() {
+                        let c = w.pending.remove(rng.below(w.pending.len()));
+                        if rng.chance(85) {
+                            m.connection_established(c, now);
+                        } else {
+                            m.connection_failed(c, now, Error::timeout("connect"));
+                        }
+                    }
+                }
+                80..=82 => m.clear(now, rng.chance(50)),
+                83..=87 => m.ready(now),
+                _ => {
+                    now += Duration::from_millis(rng.below(40) as u64);
+                    if let Some(t) = m.poll_timeout() {
+                        if t <= now || rng.chance(30) {
+                            now = now.max(t);
+                        }
+                    }
+                    m.handle_timeout(now);
+                }
+            }
+            w.absorb(&mut m);
+        }
+        // Drain: every live waiter must end served or failed.
+        for _ in 0..10_000 {
+            if w.open.is_empty() {
+                break;
+            }
+            m.ready(now);
+            w.absorb(&mut m);
+            if let Some(c) = w.pending.pop() {
+                m.connection_established(c, now);
+            } else if let Some(c) = w.in_use.pop() {
+                m.check_in(c, now, true).unwrap();
+            } else {
+                now += Duration::from_millis(50);
+                m.handle_timeout(now);
+            }
+            w.absorb(&mut m);
+        }
+        assert!(
+            w.open.is_empty(),
+            "waiters never served: {:?} ({options:?})",
+            w.open
+        );
+        (w.served, w.timed_out)
+    }
+
+    #[test]
+    fn randomized_interleavings_keep_invariants() {
+        let (mut served, mut timed_out) = (0, 0);
+        for seed in 1..=40 {
+            let (s, t) = random_run(seed, 2_000);
+            served += s;
+            timed_out += t;
+        }
+        // The runs must actually exercise both outcomes.
+        assert!(served > 1_000, "served {served}");
+        assert!(timed_out > 10, "timed out {timed_out}");
+    }
 }

@@ -256,6 +256,44 @@ impl<C: Connector> Pool<C> {
         self.inner.with_machine(|m, now| m.close(now));
     }
 
+    /// Checks that the machine's bookkeeping and the pool's (connection objects, waiters, tasks)
+    /// agree (for tests).
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        let s = lock(&self.inner.shared);
+        s.machine.check_invariants()?;
+        let m = &s.machine;
+        let pairs = [
+            ("idle", s.idle.len(), m.available_connections()),
+            ("in use", s.in_use.len(), m.in_use_connections()),
+            ("waiters", s.waiters.len(), m.open_requests()),
+            (
+                "establishing",
+                s.establishing.len(),
+                m.pending_connections(),
+            ),
+        ];
+        for (what, pool, machine) in pairs {
+            if pool != machine {
+                return Err(format!("{what}: pool has {pool}, machine has {machine}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// (total, available, in use, pending, waiting) connection and request counts.
+    pub fn counts(&self) -> (usize, usize, usize, usize, usize) {
+        let s = lock(&self.inner.shared);
+        let m = &s.machine;
+        (
+            m.total_connections(),
+            m.available_connections(),
+            m.in_use_connections(),
+            m.pending_connections(),
+            m.open_requests(),
+        )
+    }
+
     /// The error an operation should fail with when its connection was interrupted.
     pub fn interrupted_error(&self) -> Error {
         lock(&self.inner.shared).machine.interrupted_error()
@@ -717,6 +755,261 @@ impl Future for Interrupted {
             Poll::Ready(())
         } else {
             Poll::Pending
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmap::testing::{MockConnector, VirtualRuntime};
+    use crate::cmap::CmapEvent;
+    use crate::error::ErrorKind;
+    use crate::rt::RuntimeExt;
+    use futures::FutureExt;
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration;
+
+    type Events = Arc<Mutex<Vec<CmapEvent>>>;
+
+    fn make_pool<C: Connector>(
+        rt: &VirtualRuntime,
+        connector: C,
+        options: PoolOptions,
+    ) -> (Pool<C>, Events) {
+        let events: Events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let pool = Pool::new(PoolConfig {
+            address: ServerAddress::tcp("db", 27017),
+            options,
+            connector,
+            runtime: Arc::new(rt.clone()),
+            event_sink: Some(Arc::new(move |e: &CmapEvent| lock(&sink).push(e.clone()))),
+            background_error_handler: None,
+        })
+        .expect("valid options");
+        pool.ready();
+        (pool, events)
+    }
+
+    fn count(events: &Events, name: &str) -> usize {
+        lock(events)
+            .iter()
+            .filter(|e| e.type_name() == name)
+            .count()
+    }
+
+    #[test]
+    fn reusable_connections_return_and_dirty_ones_close() {
+        let rt = VirtualRuntime::new();
+        let (pool, events) = make_pool(&rt, MockConnector, PoolOptions::default());
+        rt.block_on(async {
+            let mut c = pool.check_out().await.unwrap();
+            assert_eq!(c.id(), 1);
+            c.mark_reusable();
+            drop(c);
+            let c = pool.check_out().await.unwrap();
+            assert_eq!(c.id(), 1, "reused");
+            drop(c); // never marked reusable: closed
+            let c = pool.check_out().await.unwrap();
+            assert_eq!(c.id(), 2);
+            assert_eq!(count(&events, "ConnectionClosed"), 1);
+        })
+        .unwrap();
+        pool.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn dropped_waiter_releases_its_place() {
+        let rt = VirtualRuntime::new();
+        let options = PoolOptions {
+            max_pool_size: 1,
+            ..PoolOptions::default()
+        };
+        let (pool, _events) = make_pool(&rt, MockConnector, options);
+        rt.block_on(async {
+            let mut held = pool.check_out().await.unwrap();
+            // A waiter that is polled once (enters the wait queue) and then dropped.
+            let mut waiter = pool.check_out();
+            assert!((&mut waiter).now_or_never().is_none());
+            assert_eq!(pool.counts().4, 1);
+            drop(waiter);
+            assert_eq!(pool.counts().4, 0);
+            held.mark_reusable();
+            drop(held);
+            assert_eq!(pool.counts(), (1, 1, 0, 0, 0));
+            let c = pool.check_out().await.unwrap();
+            assert_eq!(c.id(), 1);
+        })
+        .unwrap();
+        pool.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn waiter_dropped_after_being_served_gives_the_connection_back() {
+        let rt = VirtualRuntime::new();
+        let options = PoolOptions {
+            max_pool_size: 1,
+            ..PoolOptions::default()
+        };
+        let (pool, events) = make_pool(&rt, MockConnector, options);
+        rt.block_on(async {
+            let mut held = pool.check_out().await.unwrap();
+            let mut waiter = pool.check_out();
+            assert!((&mut waiter).now_or_never().is_none());
+            held.mark_reusable();
+            drop(held); // hands the connection to `waiter`, which is never polled again
+            assert_eq!(pool.counts(), (1, 0, 1, 0, 0));
+            drop(waiter);
+            assert_eq!(pool.counts(), (1, 1, 0, 0, 0));
+            let mut live = pool.check_out();
+            assert!((&mut live).now_or_never().is_some());
+        })
+        .unwrap();
+        assert_eq!(count(&events, "ConnectionCheckedIn"), 3);
+        assert_eq!(
+            count(&events, "ConnectionClosed"),
+            1,
+            "only the last, dirty check-in"
+        );
+        pool.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn wait_queue_timeout_fires_on_the_runtime_timer() {
+        let rt = VirtualRuntime::new();
+        let options = PoolOptions {
+            max_pool_size: 1,
+            wait_queue_timeout: Some(Duration::from_millis(50)),
+            ..PoolOptions::default()
+        };
+        let (pool, _events) = make_pool(&rt, MockConnector, options);
+        let start = rt.now();
+        let rt2 = rt.clone();
+        let err = rt
+            .block_on(async {
+                let _held = pool.check_out().await.unwrap();
+                pool.check_out().await.unwrap_err()
+            })
+            .unwrap();
+        assert!(matches!(err.kind(), ErrorKind::Timeout { .. }), "{err}");
+        assert_eq!(rt2.now() - start, Duration::from_millis(50));
+        pool.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn clear_interrupts_in_use_connections() {
+        let rt = VirtualRuntime::new();
+        let (pool, _events) = make_pool(&rt, MockConnector, PoolOptions::default());
+        rt.block_on(async {
+            let mut c = pool.check_out().await.unwrap();
+            assert!(!c.is_interrupted());
+            pool.clear(true, None);
+            c.interrupted().await;
+            assert!(c.is_interrupted());
+            c.mark_reusable();
+            drop(c);
+            assert_eq!(
+                pool.counts().0,
+                0,
+                "interrupted connection closed on check-in"
+            );
+            let e = pool.check_out().await.unwrap_err();
+            assert!(matches!(e.kind(), ErrorKind::ConnectionPoolCleared { .. }));
+        })
+        .unwrap();
+    }
+
+    /// Takes a few virtual milliseconds to connect and sometimes fails.
+    struct FlakyConnector {
+        runtime: VirtualRuntime,
+        calls: AtomicU64,
+    }
+
+    impl Connector for FlakyConnector {
+        type Conn = u64;
+        fn connect(&self, conn_id: u64, _generation: u64) -> BoxFuture<'static, Result<u64>> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            let h = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33;
+            let rt = self.runtime.clone();
+            Box::pin(async move {
+                rt.sleep(Duration::from_millis(h % 7)).await;
+                if h % 10 == 0 {
+                    Err(Error::timeout("connect"))
+                } else {
+                    Ok(conn_id)
+                }
+            })
+        }
+    }
+
+    #[test]
+    fn randomized_clients_never_leak_slots() {
+        for seed in 1..=8u64 {
+            let rt = VirtualRuntime::new();
+            let connector = FlakyConnector {
+                runtime: rt.clone(),
+                calls: AtomicU64::new(seed),
+            };
+            let options = PoolOptions {
+                max_pool_size: 3,
+                min_pool_size: (seed % 2) as u32,
+                wait_queue_timeout: (seed % 3 != 0).then(|| Duration::from_millis(30)),
+                max_idle_time: (seed % 4 == 0).then(|| Duration::from_millis(25)),
+                ..PoolOptions::default()
+            };
+            let (pool, events) = make_pool(&rt, connector, options);
+            let mut clients = Vec::new();
+            for client in 0..12u64 {
+                let (pool, rt2) = (pool.clone(), rt.clone());
+                clients.push(rt.spawn_with_handle(async move {
+                    let mut x = seed * 1000 + client + 1;
+                    let mut next = move || {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x
+                    };
+                    for _ in 0..150 {
+                        let patience = Duration::from_millis(next() % 20);
+                        // Dropped by the timeout at an arbitrary point of the check-out.
+                        if let Ok(Ok(mut conn)) = rt2.timeout(patience, pool.check_out()).await {
+                            rt2.sleep(Duration::from_millis(next() % 5)).await;
+                            if next() % 5 != 0 {
+                                conn.mark_reusable();
+                            }
+                        }
+                        if next() % 40 == 0 {
+                            pool.clear(next() % 2 == 0, None);
+                            pool.ready();
+                        }
+                        pool.check_invariants().unwrap();
+                    }
+                }));
+            }
+            rt.block_on(futures::future::join_all(clients))
+                .expect("clients finish");
+            pool.ready();
+            pool.check_invariants().unwrap();
+            let (total, _available, in_use, _pending, waiting) = pool.counts();
+            assert!(total <= 3);
+            assert_eq!((in_use, waiting), (0, 0), "seed {seed}");
+            // No slot leaked: a fresh check-out still works.
+            let got = rt.block_on(async {
+                for _ in 0..10 {
+                    if pool.check_out().await.is_ok() {
+                        return true;
+                    }
+                }
+                false
+            });
+            assert_eq!(got, Some(true), "seed {seed}");
+            assert_eq!(
+                count(&events, "ConnectionCheckedOut"),
+                count(&events, "ConnectionCheckedIn"),
+                "seed {seed}"
+            );
+            assert!(count(&events, "ConnectionCheckedOut") > 100, "seed {seed}");
         }
     }
 }
