@@ -291,6 +291,18 @@ impl PoolMachine {
         self.requests.contains_key(&request)
     }
 
+    /// Whether `conn_id` is being established in the background (for minPoolSize, or for a
+    /// check-out that was cancelled), so its failure would be a [`PoolAction::BackgroundError`].
+    pub fn is_background(&self, conn_id: u64) -> bool {
+        matches!(
+            self.conns.get(&conn_id),
+            Some(Conn {
+                state: ConnState::Pending { owner: None },
+                ..
+            })
+        )
+    }
+
     /// The next thing the caller must do, if any.
     pub fn poll_action(&mut self) -> Option<PoolAction> {
         self.actions.pop_front()
@@ -339,6 +351,7 @@ impl PoolMachine {
         }
         self.state = PoolState::Ready;
         self.clear_cause = None;
+        self.fill_not_before = None;
         self.events.push_back(CmapEvent::PoolReady {
             address: self.address.clone(),
         });
@@ -482,7 +495,8 @@ impl PoolMachine {
 
     /// The waiter of `request` went away (its future was dropped). It is removed from the wait
     /// queue; a connection being established for it stays and becomes available when ready. No
-    /// action will name `request` afterwards. Returns whether the request was still open (false
+    /// action will name `request` afterwards, and no event is emitted (CMAP has no "cancelled"
+    /// check-out reason). Returns whether the request was still open (false
     /// if it was already served or failed: the caller then owns whatever the action delivered).
     pub fn cancel_check_out(&mut self, request: RequestId) -> bool {
         let Some(req) = self.requests.remove(&request) else {

@@ -136,6 +136,8 @@ struct Shared<T> {
     waiters: HashMap<RequestId, WaiterTx<T>>,
     establishing: HashMap<u64, AbortHandle>,
     in_use: HashMap<u64, Arc<InterruptSignal>>,
+    /// Background connections whose error was already given to the error handler.
+    reported: std::collections::HashSet<u64>,
 }
 
 /// Work to do once the lock is released.
@@ -201,6 +203,7 @@ impl<C: Connector> Pool<C> {
                 waiters: HashMap::new(),
                 establishing: HashMap::new(),
                 in_use: HashMap::new(),
+                reported: Default::default(),
             }),
             timer: Arc::new(TimerSignal {
                 deadline: Mutex::new(None),
@@ -406,7 +409,9 @@ impl<C: Connector> Inner<C> {
                     }
                 }
                 PoolAction::BackgroundError { conn_id, error } => {
-                    out.background_errors.push((conn_id, error));
+                    if !shared.reported.remove(&conn_id) {
+                        out.background_errors.push((conn_id, error));
+                    }
                 }
             }
         }
@@ -431,6 +436,19 @@ impl<C: Connector> Inner<C> {
     }
 
     fn finish_establish(self: &Arc<Self>, conn_id: u64, result: Result<C::Conn>) {
+        // A background connection's error goes to SDAM first (which may clear the pool), so the
+        // events read ConnectionCreated, PoolCleared, ConnectionClosed as the CMAP tests expect.
+        let mut reported = false;
+        if let (Err(error), Some(handler)) = (&result, &self.background_error_handler) {
+            let background = {
+                let s = lock(&self.shared);
+                s.establishing.contains_key(&conn_id) && s.machine.is_background(conn_id)
+            };
+            if background {
+                handler(conn_id, error.clone());
+                reported = true;
+            }
+        }
         let mut deferred = Deferred::new();
         {
             let mut shared = lock(&self.shared);
@@ -450,7 +468,12 @@ impl<C: Connector> Inner<C> {
                             }
                         }
                     }
-                    Err(error) => shared.machine.connection_failed(conn_id, now, error),
+                    Err(error) => {
+                        if reported {
+                            shared.reported.insert(conn_id);
+                        }
+                        shared.machine.connection_failed(conn_id, now, error);
+                    }
                 }
                 self.drive(&mut shared, now, &mut deferred);
             }
@@ -1011,5 +1034,69 @@ mod tests {
             );
             assert!(count(&events, "ConnectionCheckedOut") > 100, "seed {seed}");
         }
+    }
+
+    struct FailingConnector;
+
+    impl Connector for FailingConnector {
+        type Conn = ();
+        fn connect(&self, _conn_id: u64, _generation: u64) -> BoxFuture<'static, Result<()>> {
+            Box::pin(async {
+                Err(Error::from(std::io::Error::from(
+                    std::io::ErrorKind::ConnectionReset,
+                )))
+            })
+        }
+    }
+
+    /// pool-create-min-size-error without a server: the background error reaches the handler
+    /// (SDAM) before the connection's closure is reported.
+    #[test]
+    fn background_errors_reach_the_handler_before_the_close_event() {
+        let rt = VirtualRuntime::new();
+        let events: Events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let slot: Arc<Mutex<Option<Pool<FailingConnector>>>> = Arc::new(Mutex::new(None));
+        let handler_slot = slot.clone();
+        let pool = Pool::new(PoolConfig {
+            address: ServerAddress::tcp("db", 27017),
+            options: PoolOptions {
+                min_pool_size: 1,
+                ..PoolOptions::default()
+            },
+            connector: FailingConnector,
+            runtime: Arc::new(rt.clone()),
+            event_sink: Some(Arc::new(move |e: &CmapEvent| lock(&sink).push(e.clone()))),
+            background_error_handler: Some(Arc::new(move |_id, error| {
+                if let Some(pool) = lock(&handler_slot).take() {
+                    pool.clear(false, Some(error));
+                }
+            })),
+        })
+        .unwrap();
+        *lock(&slot) = Some(pool.clone());
+        pool.ready();
+        rt.run_until_stalled();
+        let seen: Vec<&str> = lock(&events).iter().map(|e| e.type_name()).collect();
+        assert_eq!(
+            seen,
+            [
+                "ConnectionPoolCreated",
+                "ConnectionPoolReady",
+                "ConnectionCreated",
+                "ConnectionPoolCleared",
+                "ConnectionClosed"
+            ]
+        );
+        assert!(matches!(
+            lock(&events).last(),
+            Some(CmapEvent::ConnectionClosed {
+                reason: crate::cmap::ConnectionClosedReason::Error,
+                ..
+            })
+        ));
+        let err = rt.block_on(pool.check_out()).unwrap().unwrap_err();
+        assert!(err.to_string().contains("connection reset"), "{err}");
+        pool.check_invariants().unwrap();
     }
 }
