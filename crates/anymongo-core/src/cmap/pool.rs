@@ -24,7 +24,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::channel::oneshot;
-use futures::future::{AbortHandle, Abortable};
+use futures::future::{AbortHandle, AbortRegistration, Abortable};
 use futures::task::AtomicWaker;
 
 use crate::error::{Error, Result};
@@ -142,7 +142,8 @@ struct Shared<T> {
 
 /// Work to do once the lock is released.
 struct Deferred<T> {
-    spawn: Vec<BoxFuture<'static, ()>>,
+    /// Connections to open: (id, generation, abort registration).
+    establish: Vec<(u64, u64, AbortRegistration)>,
     drop: Vec<T>,
     background_errors: Vec<(u64, Error)>,
 }
@@ -150,7 +151,7 @@ struct Deferred<T> {
 impl<T> Deferred<T> {
     fn new() -> Self {
         Deferred {
-            spawn: Vec::new(),
+            establish: Vec::new(),
             drop: Vec::new(),
             background_errors: Vec::new(),
         }
@@ -341,16 +342,7 @@ impl<C: Connector> Inner<C> {
                 } => {
                     let (handle, registration) = AbortHandle::new_pair();
                     shared.establishing.insert(conn_id, handle);
-                    let connect =
-                        Abortable::new(self.connector.connect(conn_id, generation), registration);
-                    let weak = Arc::downgrade(self);
-                    out.spawn.push(Box::pin(async move {
-                        if let Ok(result) = connect.await {
-                            if let Some(inner) = weak.upgrade() {
-                                inner.finish_establish(conn_id, result);
-                            }
-                        }
-                    }));
+                    out.establish.push((conn_id, generation, registration));
                 }
                 PoolAction::Close { conn_id, .. } => {
                     if let Some(conn) = shared.idle.remove(&conn_id) {
@@ -423,9 +415,19 @@ impl<C: Connector> Inner<C> {
         }
     }
 
-    fn run_deferred(&self, deferred: Deferred<C::Conn>) {
-        for fut in deferred.spawn {
-            self.runtime.spawn(fut);
+    fn run_deferred(self: &Arc<Self>, deferred: Deferred<C::Conn>) {
+        for (conn_id, generation, registration) in deferred.establish {
+            // The connector is called without the lock, so it may take its time to build the
+            // future; an abort (clear or close) that already happened makes it finish at once.
+            let connect = Abortable::new(self.connector.connect(conn_id, generation), registration);
+            let weak = Arc::downgrade(self);
+            self.runtime.spawn(Box::pin(async move {
+                if let Ok(result) = connect.await {
+                    if let Some(inner) = weak.upgrade() {
+                        inner.finish_establish(conn_id, result);
+                    }
+                }
+            }));
         }
         drop(deferred.drop);
         if let Some(handler) = &self.background_error_handler {

@@ -248,3 +248,27 @@ async fn thread_op(ctx: &Arc<Ctx>, op: Op) -> std::result::Result<(), Fail> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmap::testing::VirtualRuntime;
+    use crate::cmap::CheckOut;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn runner_and_check_out_futures_are_send() {
+        let test: CmapFormatTest =
+            bson::deserialize_from_document(bson::doc! { "style": "unit", "description": "send" })
+                .unwrap();
+        let rt = VirtualRuntime::new();
+        let fut = run_cmap_format_async(Arc::new(rt.clone()), &test);
+        assert_send(&fut);
+        assert_eq!(rt.block_on(fut), Some(Ok(())));
+        fn is_send<T: Send>() {}
+        is_send::<CheckOut<MockConnector>>();
+        is_send::<PooledConnection<MockConnector>>();
+        is_send::<Pool<MockConnector>>();
+    }
+}
