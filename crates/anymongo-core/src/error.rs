@@ -44,6 +44,8 @@ pub enum ErrorKind {
     Timeout { message: String },
     /// The connection pool was cleared while the operation was waiting for or using a connection.
     ConnectionPoolCleared { message: String },
+    /// A connection was requested from a connection pool that has been closed.
+    ConnectionPoolClosed { message: String },
     /// The server's wire version is outside the range this driver supports.
     IncompatibleServer { message: String },
     /// A document could not be serialized to or deserialized from BSON.
@@ -264,6 +266,9 @@ impl fmt::Display for Error {
             ErrorKind::Timeout { message } => write!(f, "timed out: {message}")?,
             ErrorKind::ConnectionPoolCleared { message } => {
                 write!(f, "connection pool cleared: {message}")?
+            }
+            ErrorKind::ConnectionPoolClosed { message } => {
+                write!(f, "connection pool closed: {message}")?
             }
             ErrorKind::IncompatibleServer { message } => {
                 write!(f, "incompatible server: {message}")?

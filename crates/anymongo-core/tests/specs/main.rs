@@ -8,6 +8,7 @@
 //! matched against "suite/file/case".
 
 mod auth;
+mod cmap;
 mod common;
 mod wire_bson_corpus;
 mod connection_string;
@@ -32,6 +33,7 @@ fn main() {
     sdam::run(&root, &mut report);
     server_selection::run(&root, &mut report);
     max_staleness::run(&root, &mut report);
+    cmap::run(&root, &mut report);
 
     report.finish();
 }

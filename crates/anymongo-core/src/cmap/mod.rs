@@ -1,0 +1,23 @@
+//! Connection Monitoring and Pooling (CMAP).
+//!
+//! - [`machine`]: the sans-IO pool state machine ([`PoolMachine`]): wait queue, generations,
+//!   paused/ready/closed, minPoolSize, maxConnecting, idle and wait-queue timeouts, events.
+//! - [`pool`]: the async [`Pool`] that drives a machine on any [`crate::rt::Runtime`], generic over
+//!   the connection type through [`Connector`].
+//! - [`events`]: the CMAP monitoring events.
+
+pub mod events;
+pub mod machine;
+pub mod pool;
+
+#[doc(hidden)]
+pub mod testing;
+
+pub use events::{CheckOutFailedReason, CmapEvent, ConnectionClosedReason};
+pub use machine::{
+    CheckOutFailure, PoolAction, PoolMachine, PoolOptions, PoolState, RequestId, FILL_RETRY_DELAY,
+};
+pub use pool::{
+    BackgroundErrorHandler, CheckOut, Connector, EventSink, Interrupted, Pool, PoolConfig,
+    PooledConnection,
+};
