@@ -174,3 +174,35 @@ impl Stream for TokioStream {
         Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anymongo_core::rt::{Elapsed, RuntimeExt};
+    use std::time::Duration;
+
+    /// With tokio's clock paused, `now()` and timers agree on the virtual time.
+    #[tokio::test(start_paused = true)]
+    async fn paused_clock_is_the_runtime_clock() {
+        let rt = TokioRuntime::current().expect("inside a tokio runtime");
+        let t0 = rt.now();
+        assert_eq!(t0, tokio::time::Instant::now().into_std());
+        rt.sleep(Duration::from_secs(3600)).await;
+        assert!(rt.now() >= t0 + Duration::from_secs(3600));
+
+        let t1 = rt.now();
+        let fired = rt
+            .timeout(Duration::from_secs(30), std::future::pending::<()>())
+            .await;
+        assert_eq!(fired, Err(Elapsed));
+        assert!(rt.now() >= t1 + Duration::from_secs(30));
+
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(rt.now() >= t1 + Duration::from_secs(35));
+    }
+
+    #[test]
+    fn current_outside_a_runtime_is_an_error() {
+        assert_eq!(TokioRuntime::current().err(), Some(NoRuntime));
+    }
+}
