@@ -5,7 +5,7 @@
 //! - A [`Harness`] describes one configuration (tokio current-thread, tokio multi-thread,
 //!   async-std, smol, ...): how to start its runtime and run a future on it.
 //! - A conformance test is a plain `async fn name(env: Env) -> Outcome` in a module of this
-//!   crate, registered by ONE line in the [`registry!`] invocation below. Tests fail by
+//!   crate, registered by ONE line in the `registry!` invocation in this file. Tests fail by
 //!   panicking (`assert!`), like ordinary Rust tests; [`Outcome::Skip`] carries a reason.
 //! - [`run_all`] runs every test on every harness and prints a matrix and a
 //!   `N passed, N failed, N skipped` line (see `tests/tests/conformance.rs`).
@@ -239,6 +239,14 @@ pub fn run_all(tests: &[Test], harnesses: &[&'static Harness], filters: &[String
         totals.passed, totals.failed, totals.skipped
     );
     totals
+}
+
+/// The real server's URI from `ANYMONGO_URI` (set by `ci/with-server`), if any. Tests that need
+/// a server return `Outcome::Skip` with a reason when this is `None`.
+pub fn server_uri() -> Option<String> {
+    std::env::var("ANYMONGO_URI")
+        .ok()
+        .filter(|uri| !uri.is_empty())
 }
 
 /// Converts an adapter's `current()` result for [`Harness::current`].

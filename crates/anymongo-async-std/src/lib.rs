@@ -1,6 +1,6 @@
 //! # anymongo-async-std
 //!
-//! anymongo on [async-std]: [`AsyncStdRuntime`] implements [`anymongo_core::rt::Runtime`] and
+//! anymongo on [async-std](https://docs.rs/async-std): [`AsyncStdRuntime`] implements [`anymongo_core::rt::Runtime`] and
 //! [`AsyncStdStream`] implements [`anymongo_core::rt::Stream`] with async-std's own primitives:
 //! `async_std::net::TcpStream`, `async_std::task::spawn`, `async_std::net::ToSocketAddrs` (which
 //! resolves on async-std's blocking pool, off the executor) and `async_io::Timer`, the timer of
