@@ -1,1 +1,181 @@
-//! (in progress)
+//! # anymongo-async-std
+//!
+//! anymongo on [async-std](https://docs.rs/async-std): [`AsyncStdRuntime`] implements [`anymongo_core::rt::Runtime`] and
+//! [`AsyncStdStream`] implements [`anymongo_core::rt::Stream`] with async-std's own primitives:
+//! `async_std::net::TcpStream`, `async_std::task::spawn`, `async_std::net::ToSocketAddrs` (which
+//! resolves on async-std's blocking pool, off the executor) and `async_io::Timer`, the timer of
+//! async-std's own reactor.
+//!
+//! async-std is discontinued upstream in favour of smol; anymongo still supports it fully.
+//!
+//! ```no_run
+//! async_std::task::block_on(async {
+//!     let rt = anymongo_async_std::AsyncStdRuntime::current().expect("inside async-std");
+//! # let _ = rt;
+//! });
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations, missing_docs, rust_2018_idioms)]
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use anymongo_core::rt::{deadline_after, BoxFuture, Runtime, Sleep, Stream, MAX_SLEEP};
+use async_io::Timer;
+use async_std::io::{Read, Write};
+use async_std::net::ToSocketAddrs;
+
+pub use anymongo_core;
+pub use async_std;
+
+// The ready-made `Client` constructor (e.g. `anymongo_async_std::Client::with_uri_str`) goes here
+// once `anymongo_core::client` exists: it will build the client on `AsyncStdRuntime::current()`.
+
+/// The caller is not running inside an async-std task, so [`AsyncStdRuntime::current`] refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoRuntime;
+
+impl std::fmt::Display for NoRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "not inside an async-std task: call AsyncStdRuntime::current() from a task started \
+             with async_std::task::block_on or spawn, or use AsyncStdRuntime::new()",
+        )
+    }
+}
+
+impl std::error::Error for NoRuntime {}
+
+/// The async-std [`Runtime`]: async-std's global executor and reactor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsyncStdRuntime;
+
+impl AsyncStdRuntime {
+    /// A handle to async-std's global runtime, which starts on first use; works from anywhere.
+    pub fn new() -> Self {
+        AsyncStdRuntime
+    }
+
+    /// A handle to async-std's runtime, for code running inside an async-std task.
+    ///
+    /// async-std has one global runtime and no "current runtime" to capture, so this checks the
+    /// caller instead: it returns [`NoRuntime`] (never panics) unless called from a task run by
+    /// `async_std::task::block_on` or `async_std::task::spawn`. That catches building a client
+    /// from a thread (or another runtime's task) that was not meant to be async-std's.
+    pub fn current() -> Result<Arc<dyn Runtime>, NoRuntime> {
+        match async_std::task::try_current() {
+            Some(_) => Ok(Arc::new(AsyncStdRuntime)),
+            None => Err(NoRuntime),
+        }
+    }
+}
+
+/// Clamps `deadline` so the timer never sees an instant it cannot represent.
+fn clamp(deadline: Instant) -> Instant {
+    deadline.min(deadline_after(Instant::now(), MAX_SLEEP))
+}
+
+impl Runtime for AsyncStdRuntime {
+    fn name(&self) -> &'static str {
+        "async-std"
+    }
+
+    fn spawn(&self, fut: BoxFuture<'static, ()>) {
+        // Dropping async-std's JoinHandle detaches the task.
+        drop(async_std::task::spawn(fut));
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+        Box::pin(TimerSleep {
+            timer: Timer::at(clamp(deadline)),
+            done: false,
+        })
+    }
+
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Stream>>> {
+        Box::pin(async move {
+            let stream = async_std::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Ok(Box::new(AsyncStdStream(stream)) as Box<dyn Stream>)
+        })
+    }
+
+    fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
+        let host = host.to_owned();
+        Box::pin(async move { Ok((host.as_str(), port).to_socket_addrs().await?.collect()) })
+    }
+}
+
+/// An `async_io::Timer` behind [`Sleep`]; stays ready once it fired, until reset.
+#[derive(Debug)]
+struct TimerSleep {
+    timer: Timer,
+    done: bool,
+}
+
+impl Future for TimerSleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.done {
+            return Poll::Ready(());
+        }
+        match Pin::new(&mut self.timer).poll(cx) {
+            Poll::Ready(_) => {
+                self.done = true;
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Sleep for TimerSleep {
+    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
+        self.timer.set_at(clamp(deadline));
+        self.done = false;
+    }
+}
+
+/// An `async_std::net::TcpStream` behind [`Stream`].
+#[derive(Debug)]
+pub struct AsyncStdStream(pub async_std::net::TcpStream);
+
+impl Stream for AsyncStdStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // async-std's `poll_close` only flushes; shut the write half down explicitly.
+        match Pin::new(&mut self.0).poll_flush(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(self.0.shutdown(std::net::Shutdown::Write)),
+            other => other,
+        }
+    }
+}

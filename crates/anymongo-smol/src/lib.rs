@@ -1,1 +1,200 @@
-//! (in progress)
+//! # anymongo-smol
+//!
+//! anymongo on [smol]: [`SmolRuntime`] implements [`anymongo_core::rt::Runtime`] and
+//! [`SmolStream`] implements [`anymongo_core::rt::Stream`] with smol's own primitives:
+//! `smol::net::TcpStream`, `smol::Timer`, `smol::net::resolve` (on smol's blocking pool, off the
+//! executor) and a smol spawner.
+//!
+//! smol has no ambient runtime, so the spawner is chosen explicitly:
+//! - [`SmolRuntime::global`] (and [`SmolRuntime::current`]) spawn with `smol::spawn` on smol's
+//!   global executor, whose threads start on first use (`SMOL_THREADS`, default 1). It needs no
+//!   setup and works from any thread.
+//! - [`SmolRuntime::with_executor`] spawns on an `Arc<smol::Executor<'static>>` you run yourself
+//!   (e.g. `smol::block_on(ex.run(main))`); tasks only make progress while it is being run.
+//!
+//! ```no_run
+//! smol::block_on(async {
+//!     let rt = anymongo_smol::SmolRuntime::current().expect("smol's global executor");
+//! # let _ = rt;
+//! });
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations, missing_docs, rust_2018_idioms)]
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use anymongo_core::rt::{deadline_after, BoxFuture, Runtime, Sleep, Stream, MAX_SLEEP};
+use smol::io::{AsyncRead, AsyncWrite};
+use smol::{Executor, Timer};
+
+pub use anymongo_core;
+pub use smol;
+
+// The ready-made `Client` constructor (e.g. `anymongo_smol::Client::with_uri_str`) goes here
+// once `anymongo_core::client` exists: it will build the client on `SmolRuntime::current()`.
+
+/// No smol runtime is available. smol's global executor starts on demand, so
+/// [`SmolRuntime::current`] never returns this today; it exists so that every adapter's
+/// `current()` has the same shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoRuntime;
+
+impl std::fmt::Display for NoRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no smol runtime available")
+    }
+}
+
+impl std::error::Error for NoRuntime {}
+
+/// The smol [`Runtime`]: smol's reactor and timers, plus a spawner (see the crate docs).
+#[derive(Clone)]
+pub struct SmolRuntime {
+    executor: Option<Arc<Executor<'static>>>,
+}
+
+impl std::fmt::Debug for SmolRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let spawner = match self.executor {
+            Some(_) => "Executor",
+            None => "global",
+        };
+        f.debug_struct("SmolRuntime")
+            .field("spawner", &spawner)
+            .finish()
+    }
+}
+
+impl SmolRuntime {
+    /// Spawns with `smol::spawn` on smol's global executor.
+    pub fn global() -> Self {
+        SmolRuntime { executor: None }
+    }
+
+    /// Spawns on `executor`, which the caller must keep running.
+    pub fn with_executor(executor: Arc<Executor<'static>>) -> Self {
+        SmolRuntime {
+            executor: Some(executor),
+        }
+    }
+
+    /// smol's global-executor runtime as an `Arc<dyn Runtime>`.
+    ///
+    /// smol has no "current runtime": its global executor and reactor start on first use, so
+    /// this always succeeds, from any thread, inside `smol::block_on` or not. Use
+    /// [`SmolRuntime::with_executor`] to spawn on an executor of your own instead.
+    pub fn current() -> Result<Arc<dyn Runtime>, NoRuntime> {
+        Ok(Arc::new(SmolRuntime::global()))
+    }
+}
+
+/// Clamps `deadline` so the timer never sees an instant it cannot represent.
+fn clamp(deadline: Instant) -> Instant {
+    deadline.min(deadline_after(Instant::now(), MAX_SLEEP))
+}
+
+impl Runtime for SmolRuntime {
+    fn name(&self) -> &'static str {
+        "smol"
+    }
+
+    fn spawn(&self, fut: BoxFuture<'static, ()>) {
+        // smol's Task cancels on drop: detach it.
+        match &self.executor {
+            Some(ex) => ex.spawn(fut).detach(),
+            None => smol::spawn(fut).detach(),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+        Box::pin(TimerSleep {
+            timer: Timer::at(clamp(deadline)),
+            done: false,
+        })
+    }
+
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Stream>>> {
+        Box::pin(async move {
+            let stream = smol::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Ok(Box::new(SmolStream(stream)) as Box<dyn Stream>)
+        })
+    }
+
+    fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
+        let host = host.to_owned();
+        Box::pin(smol::net::resolve((host, port)))
+    }
+}
+
+/// A `smol::Timer` behind [`Sleep`]; stays ready once it fired, until reset.
+#[derive(Debug)]
+struct TimerSleep {
+    timer: Timer,
+    done: bool,
+}
+
+impl Future for TimerSleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.done {
+            return Poll::Ready(());
+        }
+        match Pin::new(&mut self.timer).poll(cx) {
+            Poll::Ready(_) => {
+                self.done = true;
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Sleep for TimerSleep {
+    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
+        self.timer.set_at(clamp(deadline));
+        self.done = false;
+    }
+}
+
+/// A `smol::net::TcpStream` behind [`Stream`].
+#[derive(Debug)]
+pub struct SmolStream(pub smol::net::TcpStream);
+
+impl Stream for SmolStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Closing a smol TcpStream shuts down its write half.
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}

@@ -1,1 +1,208 @@
-//! (in progress)
+//! # anymongo-tokio
+//!
+//! anymongo on [tokio]: [`TokioRuntime`] implements [`anymongo_core::rt::Runtime`] and
+//! [`TokioStream`] implements [`anymongo_core::rt::Stream`], using only tokio's own primitives
+//! (`tokio::net`, `tokio::time`, a captured `tokio::runtime::Handle`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), anymongo_tokio::NoRuntime> {
+//! let rt = anymongo_tokio::TokioRuntime::current()?;
+//! # Ok(()) }
+//! ```
+//!
+//! Works on both the current-thread and the multi-thread scheduler, and with tokio's paused test
+//! clock: [`Runtime::now`] reads `tokio::time::Instant::now()`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations, missing_docs, rust_2018_idioms)]
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use anymongo_core::rt::{deadline_after, BoxFuture, Runtime, Sleep, Stream, MAX_SLEEP};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::runtime::Handle;
+
+pub use anymongo_core;
+pub use tokio;
+
+// The ready-made `Client` constructor (e.g. `anymongo_tokio::Client::with_uri_str`) goes here
+// once `anymongo_core::client` exists: it will build the client on `TokioRuntime::current()`.
+
+/// No tokio runtime is running on this thread, so there is no runtime to capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoRuntime;
+
+impl std::fmt::Display for NoRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "no tokio runtime is running on this thread: call TokioRuntime::current() from \
+             inside a tokio runtime, or use TokioRuntime::new(handle)",
+        )
+    }
+}
+
+impl std::error::Error for NoRuntime {}
+
+/// The tokio [`Runtime`]: spawns on the `Handle` captured when it was built.
+#[derive(Debug, Clone)]
+pub struct TokioRuntime {
+    handle: Handle,
+}
+
+impl TokioRuntime {
+    /// A runtime that spawns on `handle`.
+    pub fn new(handle: Handle) -> Self {
+        TokioRuntime { handle }
+    }
+
+    /// Captures the tokio runtime this is called from (`Handle::try_current`).
+    ///
+    /// Returns [`NoRuntime`] (never panics) outside a tokio runtime.
+    pub fn current() -> Result<Arc<dyn Runtime>, NoRuntime> {
+        Handle::try_current()
+            .map(|h| Arc::new(TokioRuntime::new(h)) as Arc<dyn Runtime>)
+            .map_err(|_| NoRuntime)
+    }
+
+    /// The captured handle.
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+}
+
+/// Clamps `deadline` so tokio never sees an instant it cannot represent.
+fn clamp(deadline: Instant) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now().into_std();
+    tokio::time::Instant::from_std(deadline.min(deadline_after(now, MAX_SLEEP)))
+}
+
+impl Runtime for TokioRuntime {
+    fn name(&self) -> &'static str {
+        "tokio"
+    }
+
+    fn spawn(&self, fut: BoxFuture<'static, ()>) {
+        // Dropping tokio's JoinHandle detaches the task.
+        drop(self.handle.spawn(fut));
+    }
+
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+        // `sleep_until` needs the time driver of the current runtime; enter ours so that a
+        // timer created outside a runtime context still works.
+        let _guard = self.handle.enter();
+        Box::pin(TokioSleep(Box::pin(tokio::time::sleep_until(clamp(
+            deadline,
+        )))))
+    }
+
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Stream>>> {
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            Ok(Box::new(TokioStream(stream)) as Box<dyn Stream>)
+        })
+    }
+
+    fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
+        let host = host.to_owned();
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((host.as_str(), port))
+                .await?
+                .collect())
+        })
+    }
+}
+
+/// A tokio timer behind [`Sleep`].
+#[derive(Debug)]
+struct TokioSleep(Pin<Box<tokio::time::Sleep>>);
+
+impl Future for TokioSleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl Sleep for TokioSleep {
+    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
+        self.0.as_mut().reset(clamp(deadline));
+    }
+}
+
+/// A `tokio::net::TcpStream` behind [`Stream`].
+#[derive(Debug)]
+pub struct TokioStream(pub tokio::net::TcpStream);
+
+impl Stream for TokioStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut buf = ReadBuf::new(buf);
+        match Pin::new(&mut self.0).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().len())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anymongo_core::rt::{Elapsed, RuntimeExt};
+    use std::time::Duration;
+
+    /// With tokio's clock paused, `now()` and timers agree on the virtual time.
+    #[tokio::test(start_paused = true)]
+    async fn paused_clock_is_the_runtime_clock() {
+        let rt = TokioRuntime::current().expect("inside a tokio runtime");
+        let t0 = rt.now();
+        assert_eq!(t0, tokio::time::Instant::now().into_std());
+        rt.sleep(Duration::from_secs(3600)).await;
+        assert!(rt.now() >= t0 + Duration::from_secs(3600));
+
+        let t1 = rt.now();
+        let fired = rt
+            .timeout(Duration::from_secs(30), std::future::pending::<()>())
+            .await;
+        assert_eq!(fired, Err(Elapsed));
+        assert!(rt.now() >= t1 + Duration::from_secs(30));
+
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(rt.now() >= t1 + Duration::from_secs(35));
+    }
+
+    #[test]
+    fn current_outside_a_runtime_is_an_error() {
+        assert_eq!(TokioRuntime::current().err(), Some(NoRuntime));
+    }
+}
