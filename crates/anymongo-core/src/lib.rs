@@ -17,6 +17,8 @@ pub mod rt;
 
 pub mod auth;
 pub mod cmap;
+pub mod conn;
+pub mod operation;
 pub mod sdam;
 pub mod selection;
 pub mod tls;

@@ -1,0 +1,373 @@
+//! A connection to one server: a [`Stream`] plus the wire codec, exchanging whole messages.
+//!
+//! A connection is *poisoned* when an exchange did not finish (the future was dropped mid-write or
+//! mid-read, or an I/O or protocol error happened): its stream may hold half a message, so it must
+//! never be reused. The executor checks [`Connection::is_clean`] before check-in; the pool closes poisoned
+//! connections instead of returning them.
+
+mod establish;
+pub mod handshake;
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bson::RawDocumentBuf;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::operation::Command;
+use crate::options::{Compressor, ServerAddress};
+use crate::rt::{Runtime, RuntimeExt, Stream, StreamExt};
+use crate::wire::{self, Body, Decoder, Message, MsgFlags, OpMsg, OpQuery};
+
+pub use establish::Establisher;
+pub use handshake::{HandshakeRequest, StreamDescription};
+
+/// Request ids are unique per process, like other drivers do.
+static NEXT_REQUEST_ID: AtomicI32 = AtomicI32::new(1);
+
+/// A fresh request id (unique in this process).
+pub fn next_request_id() -> i32 {
+    NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Commands that must never be compressed (OP_COMPRESSED spec).
+const UNCOMPRESSIBLE: &[&str] = &[
+    "hello",
+    "ismaster",
+    "saslstart",
+    "saslcontinue",
+    "getnonce",
+    "authenticate",
+    "createuser",
+    "updateuser",
+    "copydbsaslstart",
+    "copydbgetnonce",
+    "copydb",
+];
+
+/// Whether `command_name` may be sent compressed.
+pub fn may_compress(command_name: &str) -> bool {
+    !UNCOMPRESSIBLE
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(command_name))
+}
+
+/// One connection to a server.
+pub struct Connection {
+    id: u64,
+    address: ServerAddress,
+    generation: u64,
+    stream: Box<dyn Stream>,
+    decoder: Decoder,
+    write_buf: Vec<u8>,
+    description: Option<StreamDescription>,
+    compressor: Option<Compressor>,
+    /// Set while an exchange is under way; still set afterwards means it was interrupted.
+    in_flight: bool,
+    /// Set after an I/O or protocol error.
+    broken: bool,
+    socket_timeout: Option<Duration>,
+    runtime: Arc<dyn Runtime>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("address", &self.address)
+            .field("generation", &self.generation)
+            .field("clean", &self.is_clean())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Wraps an established stream (TCP, or TLS over TCP). No handshake is done yet.
+    pub fn new(
+        id: u64,
+        address: ServerAddress,
+        generation: u64,
+        stream: Box<dyn Stream>,
+        runtime: Arc<dyn Runtime>,
+    ) -> Self {
+        Connection {
+            id,
+            address,
+            generation,
+            stream,
+            decoder: Decoder::new(wire::DEFAULT_MAX_MESSAGE_SIZE),
+            write_buf: Vec::with_capacity(1024),
+            description: None,
+            compressor: None,
+            in_flight: false,
+            broken: false,
+            socket_timeout: None,
+            runtime,
+        }
+    }
+
+    /// The pool's id for this connection.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The server this connection is to.
+    pub fn address(&self) -> &ServerAddress {
+        &self.address
+    }
+
+    /// The pool generation the connection was created in.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// What the handshake learned about the server, once it is done.
+    pub fn description(&self) -> Option<&StreamDescription> {
+        self.description.as_ref()
+    }
+
+    /// Records the handshake's outcome: limits and the negotiated compressor.
+    pub fn set_description(&mut self, description: StreamDescription) {
+        self.decoder
+            .set_max_message_size(description.max_message_size_bytes as usize);
+        self.compressor = description.compressor;
+        self.description = Some(description);
+    }
+
+    /// Sets the socket timeout applied to each exchange (`socketTimeoutMS`); `None` waits forever.
+    pub fn set_socket_timeout(&mut self, timeout: Option<Duration>) {
+        self.socket_timeout = timeout.filter(|d| !d.is_zero());
+    }
+
+    /// Whether the connection can go back to the pool: no exchange was interrupted, no error.
+    pub fn is_clean(&self) -> bool {
+        !self.in_flight && !self.broken && self.decoder.buffered() == 0
+    }
+
+    /// Marks the connection unusable (e.g. the pool was cleared with interruption).
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
+    /// Sends `command` as an OP_MSG and returns the reply body. With `moreToCome` set on the
+    /// command (unacknowledged writes) no reply is read and an empty document is returned.
+    pub async fn send_command(
+        &mut self,
+        command: &Command,
+        request_id: i32,
+    ) -> Result<RawDocumentBuf> {
+        let body = command.to_raw_body()?;
+        let mut flags = MsgFlags::default();
+        if command.more_to_come {
+            flags.insert(MsgFlags::MORE_TO_COME);
+        }
+        let message = Message {
+            request_id,
+            response_to: 0,
+            body: Body::Msg(OpMsg {
+                flags,
+                body,
+                sequences: command.sequences.clone(),
+            }),
+            compressor_id: None,
+        };
+        let compressor = self.compressor.filter(|_| may_compress(&command.name));
+        let reply = self
+            .exchange(&message, compressor.as_ref(), !command.more_to_come)
+            .await?;
+        match reply {
+            None => Ok(RawDocumentBuf::new()),
+            Some(Message {
+                body: Body::Msg(msg),
+                ..
+            }) => Ok(msg.body),
+            Some(other) => {
+                self.broken = true;
+                Err(Error::invalid_response(format!(
+                    "expected an OP_MSG reply, got {}",
+                    body_name(&other.body)
+                )))
+            }
+        }
+    }
+
+    /// Sends a legacy OP_QUERY command (only the first handshake uses it) and returns the
+    /// first document of the OP_REPLY.
+    pub async fn send_legacy_command(
+        &mut self,
+        db: &str,
+        body: RawDocumentBuf,
+    ) -> Result<RawDocumentBuf> {
+        let message = Message {
+            request_id: next_request_id(),
+            response_to: 0,
+            body: Body::Query(OpQuery {
+                flags: 0,
+                full_collection_name: format!("{db}.$cmd"),
+                number_to_skip: 0,
+                number_to_return: -1,
+                query: body,
+                return_fields_selector: None,
+            }),
+            compressor_id: None,
+        };
+        match self.exchange(&message, None, true).await? {
+            Some(Message {
+                body: Body::Reply(reply),
+                ..
+            }) => reply.documents.into_iter().next().ok_or_else(|| {
+                self.broken = true;
+                Error::invalid_response("OP_REPLY without documents")
+            }),
+            Some(other) => {
+                self.broken = true;
+                Err(Error::invalid_response(format!(
+                    "expected an OP_REPLY, got {}",
+                    body_name(&other.body)
+                )))
+            }
+            None => Err(Error::internal("legacy command expects a reply")),
+        }
+    }
+
+    /// Writes `message` and, if `expect_reply`, reads the reply to it. Poisons the connection if
+    /// the future is dropped before it completes, or on any error.
+    async fn exchange(
+        &mut self,
+        message: &Message,
+        compressor: Option<&Compressor>,
+        expect_reply: bool,
+    ) -> Result<Option<Message>> {
+        if !self.is_clean() {
+            return Err(Error::new(ErrorKind::Io(Arc::new(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "connection is no longer usable after an interrupted or failed exchange",
+            )))));
+        }
+        self.in_flight = true;
+        let runtime = self.runtime.clone();
+        let timeout = self.socket_timeout;
+        let result = match timeout {
+            Some(t) => match runtime
+                .timeout(t, self.exchange_inner(message, compressor, expect_reply))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(Error::new(ErrorKind::Io(Arc::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("socket timeout of {t:?} elapsed"),
+                ))))),
+            },
+            None => self.exchange_inner(message, compressor, expect_reply).await,
+        };
+        match &result {
+            Ok(_) => self.in_flight = false,
+            Err(_) => self.broken = true,
+        }
+        result
+    }
+
+    async fn exchange_inner(
+        &mut self,
+        message: &Message,
+        compressor: Option<&Compressor>,
+        expect_reply: bool,
+    ) -> Result<Option<Message>> {
+        self.write_buf.clear();
+        wire::encode(message, compressor, &mut self.write_buf)?;
+        self.stream.write_all(&self.write_buf).await?;
+        self.stream.flush().await?;
+        if self.write_buf.capacity() > 1 << 20 {
+            // Do not keep a large document's buffer around for the life of the connection.
+            self.write_buf = Vec::with_capacity(1024);
+        }
+        if !expect_reply {
+            return Ok(None);
+        }
+        let reply = self.read_message().await?;
+        if reply.response_to != message.request_id {
+            return Err(Error::invalid_response(format!(
+                "reply is to request {}, expected {}",
+                reply.response_to, message.request_id
+            )));
+        }
+        Ok(Some(reply))
+    }
+
+    /// Reads the next whole message (used for replies and for exhaust/streaming hello).
+    pub async fn read_message(&mut self) -> Result<Message> {
+        loop {
+            if let Some(message) = self.decoder.decode()? {
+                return Ok(message);
+            }
+            let buf = self.decoder.spare(16 * 1024);
+            let n = self.stream.read(buf).await?;
+            if n == 0 {
+                return Err(Error::new(ErrorKind::Io(Arc::new(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection",
+                )))));
+            }
+            self.decoder.commit(n);
+        }
+    }
+
+    /// Closes the write half; errors are ignored (the connection is going away).
+    pub async fn shutdown(&mut self) {
+        self.broken = true;
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+fn body_name(body: &Body) -> &'static str {
+    match body {
+        Body::Msg(_) => "OP_MSG",
+        Body::Query(_) => "OP_QUERY",
+        Body::Reply(_) => "OP_REPLY",
+    }
+}
+
+/// Opens a TCP stream to `address`: resolves it, then tries each address in turn within
+/// `connect_timeout` (`None` or zero means no timeout).
+pub async fn connect_tcp(
+    runtime: &Arc<dyn Runtime>,
+    address: &ServerAddress,
+    connect_timeout: Option<Duration>,
+) -> Result<Box<dyn Stream>> {
+    let (host, port) = match address {
+        ServerAddress::Tcp { host, port } => (host.as_str(), *port),
+        ServerAddress::Unix { path } => {
+            return Err(Error::invalid_argument(format!(
+                "Unix domain sockets are not supported by the runtime adapters yet: {path}"
+            )))
+        }
+    };
+    let attempt = async {
+        let addrs = runtime.resolve(host, port).await?;
+        let mut last_err = None;
+        for addr in addrs {
+            match runtime.connect(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{host} resolved to no addresses"),
+            )
+        }))
+    };
+    let result = match connect_timeout.filter(|d| !d.is_zero()) {
+        Some(t) => match runtime.timeout(t, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connecting to {address} timed out after {t:?}"),
+            )),
+        },
+        None => attempt.await,
+    };
+    result.map_err(Error::from)
+}

@@ -1,0 +1,241 @@
+//! Operations as sans-IO builders and parsers: each turns its arguments into a [`Command`] for a
+//! given server, and a server reply into its result. The client executes them: it selects a
+//! server, checks out a connection, sends the command, and hands the reply back.
+
+pub mod cursor_ops;
+mod run_command;
+mod write;
+
+pub use cursor_ops::{CursorInfo, Find, GetMore, KillCursors};
+pub use run_command::RunCommand;
+pub use write::{WriteCommand, WriteKind, WriteOutcome};
+
+use bson::{Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
+
+use crate::conn::StreamDescription;
+use crate::error::{CommandError, Error, ErrorKind, Result};
+use crate::options::ReadPreference;
+use crate::wire::DocumentSequence;
+
+/// A command ready to be sent: its body, target database and OP_MSG document sequences.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Command {
+    /// The command name (the body's first key).
+    pub name: String,
+    /// The database the command runs against (`$db`).
+    pub target_db: String,
+    /// The command body, without `$db`.
+    pub body: Document,
+    /// Kind-1 sections (e.g. `documents` of an insert).
+    pub sequences: Vec<DocumentSequence>,
+    /// Send with `moreToCome` and expect no reply (unacknowledged writes).
+    pub more_to_come: bool,
+}
+
+impl Command {
+    /// A command named after `body`'s first key.
+    pub fn new(target_db: impl Into<String>, body: Document) -> Self {
+        let name = body.keys().next().cloned().unwrap_or_default();
+        Command {
+            name,
+            target_db: target_db.into(),
+            body,
+            sequences: Vec::new(),
+            more_to_come: false,
+        }
+    }
+
+    /// Sets `$readPreference` (only meaningful for non-primary reads).
+    pub fn set_read_preference(&mut self, rp: &ReadPreference) {
+        self.body
+            .insert("$readPreference", read_preference_document(rp));
+    }
+
+    /// The body as sent: `body` plus `$db`.
+    pub fn to_raw_body(&self) -> Result<RawDocumentBuf> {
+        let mut raw = RawDocumentBuf::try_from(&self.body)?;
+        raw.append(bson::cstr!("$db"), self.target_db.as_str());
+        Ok(raw)
+    }
+
+    /// The whole command as one document, sequences folded in as arrays (for events and logs).
+    pub fn to_document(&self) -> Document {
+        let mut doc = self.body.clone();
+        for seq in &self.sequences {
+            let docs: Vec<Bson> = seq
+                .documents
+                .iter()
+                .filter_map(|d| Document::try_from(d.as_ref()).ok().map(Bson::Document))
+                .collect();
+            doc.insert(seq.identifier.clone(), docs);
+        }
+        doc.insert("$db", self.target_db.clone());
+        doc
+    }
+}
+
+/// The `$readPreference` document for `rp`.
+pub fn read_preference_document(rp: &ReadPreference) -> Document {
+    let mut doc = bson::doc! { "mode": rp.mode.as_str() };
+    if !rp.tag_sets.is_empty() {
+        let sets: Vec<Bson> = rp
+            .tag_sets
+            .iter()
+            .map(|set| {
+                let mut d = Document::new();
+                let mut keys: Vec<_> = set.iter().collect();
+                keys.sort();
+                for (k, v) in keys {
+                    d.insert(k.clone(), v.clone());
+                }
+                Bson::Document(d)
+            })
+            .collect();
+        doc.insert("tags", sets);
+    }
+    if let Some(ms) = rp.max_staleness {
+        doc.insert("maxStalenessSeconds", ms.as_secs() as i64);
+    }
+    if let Some(hedge) = rp.hedge {
+        doc.insert("hedge", bson::doc! { "enabled": hedge });
+    }
+    doc
+}
+
+/// An operation: build a command, parse its reply.
+pub trait Operation {
+    /// What the operation returns.
+    type Output;
+
+    /// The command name, for events and errors.
+    fn name(&self) -> &str;
+
+    /// Builds the command for a server described by `description`.
+    fn build(&mut self, description: &StreamDescription) -> Result<Command>;
+
+    /// Parses a reply whose `ok` has already been checked.
+    fn handle_response(
+        &mut self,
+        response: RawDocumentBuf,
+        description: &StreamDescription,
+    ) -> Result<Self::Output>;
+
+    /// The read preference, for reads; `None` means the primary (writes and primary reads).
+    fn read_preference(&self) -> Option<&ReadPreference> {
+        None
+    }
+}
+
+/// Reads a numeric field as `f64` (`ok` may be int, long, double or bool).
+fn number(value: RawBsonRef<'_>) -> Option<f64> {
+    match value {
+        RawBsonRef::Int32(v) => Some(f64::from(v)),
+        RawBsonRef::Int64(v) => Some(v as f64),
+        RawBsonRef::Double(v) => Some(v),
+        RawBsonRef::Boolean(b) => Some(if b { 1.0 } else { 0.0 }),
+        _ => None,
+    }
+}
+
+/// Reads an integer field of any numeric BSON type.
+pub(crate) fn get_i64(doc: &RawDocument, key: &str) -> Option<i64> {
+    match doc.get(key).ok()?? {
+        RawBsonRef::Int32(v) => Some(i64::from(v)),
+        RawBsonRef::Int64(v) => Some(v),
+        RawBsonRef::Double(v) if v.fract() == 0.0 => Some(v as i64),
+        _ => None,
+    }
+}
+
+/// Turns an `ok: 0` reply into a command error (with labels and topologyVersion); `Ok` otherwise.
+pub fn check_ok(reply: &RawDocument) -> Result<()> {
+    let ok = reply.get("ok").ok().flatten().and_then(number);
+    if ok == Some(1.0) {
+        return Ok(());
+    }
+    let code = get_i64(reply, "code").unwrap_or(0) as i32;
+    let code_name = reply.get_str("codeName").unwrap_or("").to_string();
+    let message = reply
+        .get_str("errmsg")
+        .unwrap_or(if ok.is_none() {
+            "reply has no 'ok' field"
+        } else {
+            "command failed"
+        })
+        .to_string();
+    let topology_version = reply
+        .get_document("topologyVersion")
+        .ok()
+        .and_then(|d| Document::try_from(d).ok());
+    let labels = error_labels(reply);
+    Err(Error::new(ErrorKind::Command(CommandError {
+        code,
+        code_name,
+        message,
+        topology_version,
+    }))
+    .with_labels(labels))
+}
+
+/// The `errorLabels` of a reply.
+pub(crate) fn error_labels(reply: &RawDocument) -> Vec<String> {
+    reply
+        .get_array("errorLabels")
+        .map(|arr| {
+            arr.into_iter()
+                .filter_map(|v| v.ok().and_then(|v| v.as_str().map(str::to_string)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+
+    fn raw(d: Document) -> RawDocumentBuf {
+        RawDocumentBuf::try_from(&d).unwrap()
+    }
+
+    #[test]
+    fn ok_replies_pass() {
+        for ok in [
+            Bson::Int32(1),
+            Bson::Double(1.0),
+            Bson::Int64(1),
+            Bson::Boolean(true),
+        ] {
+            check_ok(&raw(doc! { "ok": ok })).unwrap();
+        }
+    }
+
+    #[test]
+    fn error_replies_become_command_errors() {
+        let reply = raw(doc! {
+            "ok": 0, "code": 10107, "codeName": "NotWritablePrimary", "errmsg": "not primary",
+            "errorLabels": ["RetryableWriteError"], "topologyVersion": { "counter": 3i64 },
+        });
+        let err = check_ok(&reply).unwrap_err();
+        assert_eq!(err.code(), Some(10107));
+        assert!(err.contains_label("RetryableWriteError"));
+        match err.kind() {
+            ErrorKind::Command(c) => {
+                assert_eq!(c.code_name, "NotWritablePrimary");
+                assert_eq!(c.message, "not primary");
+                assert!(c.topology_version.is_some());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let err = check_ok(&raw(doc! { "n": 1 })).unwrap_err();
+        assert!(err.to_string().contains("no 'ok'"), "{err}");
+    }
+
+    #[test]
+    fn raw_body_appends_db() {
+        let cmd = Command::new("test", doc! { "ping": 1 });
+        assert_eq!(cmd.name, "ping");
+        let body = Document::try_from(cmd.to_raw_body().unwrap().as_ref()).unwrap();
+        assert_eq!(body, doc! { "ping": 1, "$db": "test" });
+    }
+}
