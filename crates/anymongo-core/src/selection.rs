@@ -362,6 +362,29 @@ pub fn choose<'a>(
     }
 }
 
+impl crate::sdam::Topology {
+    /// [`select`] over the current description, with the topology's `localThresholdMS` and
+    /// `heartbeatFrequencyMS`.
+    pub fn select_server(
+        &self,
+        criteria: &Criteria,
+        deprioritized: &[ServerAddress],
+        rng: &mut impl rand::Rng,
+        in_use: impl Fn(&ServerAddress) -> usize,
+    ) -> Result<Option<ServerAddress>, SelectionError> {
+        let o = self.options();
+        select(
+            self.description(),
+            criteria,
+            o.local_threshold,
+            o.heartbeat_frequency,
+            deprioritized,
+            rng,
+            in_use,
+        )
+    }
+}
+
 /// Whether a read with `read_preference` (primary when `None`) could be served now (the SDAM
 /// monitoring spec's `hasReadableServer`).
 pub fn has_readable_server(
@@ -542,6 +565,29 @@ mod tests {
         s.last_write_date = Some(bson::DateTime::from_millis(40_000));
         let td = topology(TopologyType::ReplicaSetWithPrimary, vec![p, s.clone()]);
         assert_eq!(staleness(&td, &s, HB), Some(Duration::from_secs(70)));
+    }
+
+    #[test]
+    fn topology_select_server_uses_its_options() {
+        use crate::sdam::{Topology, TopologyOptions};
+        let now = Instant::now();
+        let opts = TopologyOptions {
+            hosts: vec![ServerAddress::tcp("a", 27017)],
+            direct_connection: Some(true),
+            ..Default::default()
+        };
+        let mut t = Topology::new(opts, now).expect("valid options");
+        let a = ServerAddress::tcp("a", 27017);
+        assert_eq!(
+            t.select_server(&Criteria::Write, &[], &mut rng(), |_| 0),
+            Ok(None)
+        );
+        let reply = bson::doc! {"ok": 1, "isWritablePrimary": true, "maxWireVersion": 21};
+        t.handle_hello(&a, Ok(&reply), Some(Duration::from_millis(1)), now);
+        assert_eq!(
+            t.select_server(&Criteria::Write, &[], &mut rng(), |_| 0),
+            Ok(Some(a))
+        );
     }
 
     #[test]
