@@ -297,19 +297,19 @@ pub fn suitable_servers<'a>(
 }
 
 /// The servers among `suitable` whose average RTT is within `local_threshold` of the fastest.
+/// A server without a measured RTT yet (its description came from a handshake) is kept.
 pub fn in_latency_window<'a>(
     suitable: &[&'a ServerDescription],
     local_threshold: Duration,
 ) -> Vec<&'a ServerDescription> {
-    let rtt = |s: &ServerDescription| s.round_trip_time.unwrap_or(Duration::ZERO);
-    let Some(fastest) = suitable.iter().map(|s| rtt(s)).min() else {
-        return Vec::new();
-    };
-    let limit = fastest.saturating_add(local_threshold);
+    let fastest = suitable.iter().filter_map(|s| s.round_trip_time).min();
     suitable
         .iter()
         .copied()
-        .filter(|s| rtt(s) <= limit)
+        .filter(|s| match (s.round_trip_time, fastest) {
+            (Some(rtt), Some(fastest)) => rtt <= fastest.saturating_add(local_threshold),
+            _ => true,
+        })
         .collect()
 }
 
@@ -531,6 +531,17 @@ mod tests {
             let s = select(&td, &Criteria::Write, LT, HB, &[], &mut r, |_| 0);
             assert_eq!(s, Ok(Some(ServerAddress::tcp("a", 27017))));
         }
+    }
+
+    #[test]
+    fn unmeasured_servers_stay_in_the_window() {
+        let mut c = server("c", ServerType::Mongos, 0);
+        c.round_trip_time = None;
+        let a = server("a", ServerType::Mongos, 1);
+        let b = server("b", ServerType::Mongos, 40);
+        let window = in_latency_window(&[&a, &b, &c], LT);
+        let names: Vec<&str> = window.iter().map(|s| s.address.host()).collect();
+        assert_eq!(names, ["a", "c"]);
     }
 
     #[test]
