@@ -297,19 +297,19 @@ pub fn suitable_servers<'a>(
 }
 
 /// The servers among `suitable` whose average RTT is within `local_threshold` of the fastest.
+/// A server without a measured RTT yet (its description came from a handshake) is kept.
 pub fn in_latency_window<'a>(
     suitable: &[&'a ServerDescription],
     local_threshold: Duration,
 ) -> Vec<&'a ServerDescription> {
-    let rtt = |s: &ServerDescription| s.round_trip_time.unwrap_or(Duration::ZERO);
-    let Some(fastest) = suitable.iter().map(|s| rtt(s)).min() else {
-        return Vec::new();
-    };
-    let limit = fastest.saturating_add(local_threshold);
+    let fastest = suitable.iter().filter_map(|s| s.round_trip_time).min();
     suitable
         .iter()
         .copied()
-        .filter(|s| rtt(s) <= limit)
+        .filter(|s| match (s.round_trip_time, fastest) {
+            (Some(rtt), Some(fastest)) => rtt <= fastest.saturating_add(local_threshold),
+            _ => true,
+        })
         .collect()
 }
 
@@ -359,6 +359,29 @@ pub fn choose<'a>(
                 }
             })
         }
+    }
+}
+
+impl crate::sdam::Topology {
+    /// [`select`] over the current description, with the topology's `localThresholdMS` and
+    /// `heartbeatFrequencyMS`.
+    pub fn select_server(
+        &self,
+        criteria: &Criteria,
+        deprioritized: &[ServerAddress],
+        rng: &mut impl rand::Rng,
+        in_use: impl Fn(&ServerAddress) -> usize,
+    ) -> Result<Option<ServerAddress>, SelectionError> {
+        let o = self.options();
+        select(
+            self.description(),
+            criteria,
+            o.local_threshold,
+            o.heartbeat_frequency,
+            deprioritized,
+            rng,
+            in_use,
+        )
     }
 }
 
@@ -511,6 +534,17 @@ mod tests {
     }
 
     #[test]
+    fn unmeasured_servers_stay_in_the_window() {
+        let mut c = server("c", ServerType::Mongos, 0);
+        c.round_trip_time = None;
+        let a = server("a", ServerType::Mongos, 1);
+        let b = server("b", ServerType::Mongos, 40);
+        let window = in_latency_window(&[&a, &b, &c], LT);
+        let names: Vec<&str> = window.iter().map(|s| s.address.host()).collect();
+        assert_eq!(names, ["a", "c"]);
+    }
+
+    #[test]
     fn single_ignores_the_read_preference_and_predicates_filter() {
         let td = topology(
             TopologyType::Single,
@@ -542,6 +576,29 @@ mod tests {
         s.last_write_date = Some(bson::DateTime::from_millis(40_000));
         let td = topology(TopologyType::ReplicaSetWithPrimary, vec![p, s.clone()]);
         assert_eq!(staleness(&td, &s, HB), Some(Duration::from_secs(70)));
+    }
+
+    #[test]
+    fn topology_select_server_uses_its_options() {
+        use crate::sdam::{Topology, TopologyOptions};
+        let now = Instant::now();
+        let opts = TopologyOptions {
+            hosts: vec![ServerAddress::tcp("a", 27017)],
+            direct_connection: Some(true),
+            ..Default::default()
+        };
+        let mut t = Topology::new(opts, now).expect("valid options");
+        let a = ServerAddress::tcp("a", 27017);
+        assert_eq!(
+            t.select_server(&Criteria::Write, &[], &mut rng(), |_| 0),
+            Ok(None)
+        );
+        let reply = bson::doc! {"ok": 1, "isWritablePrimary": true, "maxWireVersion": 21};
+        t.handle_hello(&a, Ok(&reply), Some(Duration::from_millis(1)), now);
+        assert_eq!(
+            t.select_server(&Criteria::Write, &[], &mut rng(), |_| 0),
+            Ok(Some(a))
+        );
     }
 
     #[test]

@@ -119,8 +119,7 @@ impl ServerType {
         })
     }
 
-    /// Data-bearing types: Mongos, RSPrimary, RSSecondary, Standalone (and LoadBalancer, which
-    /// stands for data-bearing servers behind it).
+    /// The spec's data-bearing types: Standalone, Mongos, RSPrimary, RSSecondary.
     pub fn is_data_bearing(&self) -> bool {
         matches!(
             self,
@@ -128,7 +127,6 @@ impl ServerType {
                 | ServerType::Mongos
                 | ServerType::RsPrimary
                 | ServerType::RsSecondary
-                | ServerType::LoadBalancer
         )
     }
 

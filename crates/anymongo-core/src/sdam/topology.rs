@@ -1235,7 +1235,7 @@ fn update_compatibility(td: &mut TopologyDescription) {
 fn update_session_timeout(td: &mut TopologyDescription) {
     let mut min: Option<i64> = None;
     for sd in td.servers.values() {
-        if !sd.server_type.is_data_bearing() || sd.server_type == ServerType::LoadBalancer {
+        if !sd.server_type.is_data_bearing() {
             continue;
         }
         match sd.logical_session_timeout_minutes {
