@@ -1101,4 +1101,86 @@ mod tests {
         assert!(err.to_string().contains("connection reset"), "{err}");
         pool.check_invariants().unwrap();
     }
+
+    /// Real threads racing check-outs, dropped check-outs (at their first poll, or by a timeout
+    /// while waiting), dirty and clean check-ins, and clears.
+    #[test]
+    fn concurrent_clients_on_os_threads_never_leak_slots() {
+        use crate::cmap::testing::ThreadRuntime;
+        let runtime: Arc<dyn Runtime> = Arc::new(ThreadRuntime);
+        let events: Events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let pool = Pool::new(PoolConfig {
+            address: ServerAddress::tcp("db", 27017),
+            options: PoolOptions {
+                max_pool_size: 3,
+                wait_queue_timeout: Some(Duration::from_millis(5)),
+                ..PoolOptions::default()
+            },
+            connector: MockConnector,
+            runtime: runtime.clone(),
+            event_sink: Some(Arc::new(move |e: &CmapEvent| lock(&sink).push(e.clone()))),
+            background_error_handler: None,
+        })
+        .unwrap();
+        pool.ready();
+        let clients: Vec<_> = (0..8u64)
+            .map(|client| {
+                let (pool, runtime) = (pool.clone(), runtime.clone());
+                std::thread::spawn(move || {
+                    let mut x = client * 7919 + 17;
+                    let mut next = move || {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x
+                    };
+                    for _ in 0..200 {
+                        match next() % 4 {
+                            0 => {
+                                let mut f = pool.check_out();
+                                if let Some(Ok(mut c)) = (&mut f).now_or_never() {
+                                    c.mark_reusable();
+                                }
+                            }
+                            _ => {
+                                let patience = Duration::from_millis(next() % 4);
+                                let got = futures::executor::block_on(
+                                    runtime.timeout(patience, pool.check_out()),
+                                );
+                                if let Ok(Ok(mut c)) = got {
+                                    std::thread::yield_now();
+                                    if next() % 4 != 0 {
+                                        c.mark_reusable();
+                                    }
+                                }
+                            }
+                        }
+                        if next() % 50 == 0 {
+                            pool.clear(next() % 2 == 0, None);
+                            pool.ready();
+                        }
+                        pool.check_invariants().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().expect("client thread");
+        }
+        pool.ready();
+        pool.check_invariants().unwrap();
+        let (total, _, in_use, _, waiting) = pool.counts();
+        assert!(total <= 3);
+        assert_eq!((in_use, waiting), (0, 0));
+        let last =
+            futures::executor::block_on(runtime.timeout(Duration::from_secs(5), pool.check_out()));
+        assert!(matches!(last, Ok(Ok(_))), "a slot leaked");
+        drop(last);
+        assert_eq!(
+            count(&events, "ConnectionCheckedOut"),
+            count(&events, "ConnectionCheckedIn")
+        );
+        assert!(count(&events, "ConnectionCheckedOut") > 100);
+    }
 }
