@@ -240,7 +240,16 @@ impl<C: Connector> Pool<C> {
     pub fn check_out(&self) -> CheckOut<C> {
         CheckOut {
             inner: self.inner.clone(),
-            state: CheckOutState::Start,
+            state: CheckOutState::Start(None),
+        }
+    }
+
+    /// Like [`Pool::check_out`], failing with a timeout error at `deadline` if that comes before
+    /// the wait queue timeout (for an operation's `timeoutMS`).
+    pub fn check_out_until(&self, deadline: Instant) -> CheckOut<C> {
+        CheckOut {
+            inner: self.inner.clone(),
+            state: CheckOutState::Start(Some(deadline)),
         }
     }
 
@@ -549,8 +558,12 @@ async fn timer_task<C: Connector>(pool: Weak<Inner<C>>, signal: Arc<TimerSignal>
 }
 
 enum CheckOutState<T> {
-    Start,
-    Waiting { request: RequestId, rx: WaiterRx<T> },
+    /// Not yet polled; the optional extra deadline.
+    Start(Option<Instant>),
+    Waiting {
+        request: RequestId,
+        rx: WaiterRx<T>,
+    },
     Done,
 }
 
@@ -573,10 +586,10 @@ impl<C: Connector> Future for CheckOut<C> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let CheckOutState::Start = this.state {
+        if let CheckOutState::Start(deadline) = this.state {
             let (tx, rx) = oneshot::channel();
             let request = this.inner.with_shared(|shared, now| {
-                let request = shared.machine.check_out(now);
+                let request = shared.machine.check_out_with_deadline(now, deadline);
                 shared.waiters.insert(request, tx);
                 request
             });
@@ -919,6 +932,27 @@ mod tests {
             .unwrap();
         assert!(matches!(err.kind(), ErrorKind::Timeout { .. }), "{err}");
         assert_eq!(rt2.now() - start, Duration::from_millis(50));
+        pool.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn check_out_until_times_out_at_its_deadline() {
+        let rt = VirtualRuntime::new();
+        let options = PoolOptions {
+            max_pool_size: 1,
+            ..PoolOptions::default()
+        };
+        let (pool, _events) = make_pool(&rt, MockConnector, options);
+        let start = rt.now();
+        let err = rt
+            .block_on(async {
+                let _held = pool.check_out().await.unwrap();
+                let deadline = start + Duration::from_millis(10);
+                pool.check_out_until(deadline).await.unwrap_err()
+            })
+            .unwrap();
+        assert!(matches!(err.kind(), ErrorKind::Timeout { .. }), "{err}");
+        assert_eq!(rt.now() - start, Duration::from_millis(10));
         pool.check_invariants().unwrap();
     }
 
