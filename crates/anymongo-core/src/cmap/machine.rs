@@ -9,6 +9,21 @@
 //!
 //! Connection objects themselves stay with the caller; the machine only tracks their ids, states
 //! and generations.
+//!
+//! Choices where the spec leaves room:
+//! - A request that leaves the wait queue to create a connection owns that pending connection (as
+//!   in the spec's check-out pseudocode): it is no longer subject to the wait queue timeout, and
+//!   it gets that connection or that connection's error. If the request is cancelled, the
+//!   connection carries on in the background and becomes available.
+//! - The wait queue is strictly FIFO; available connections are reused most recently checked in
+//!   first, so that surplus ones reach `maxIdleTimeMS` and are closed.
+//! - A clear closes the available connections at once (the background run a clear schedules).
+//!   A pending connection that completes after a clear is closed as stale, and its request fails
+//!   with a `PoolClearedError` (retryable) rather than receiving a stale connection.
+//! - minPoolSize is maintained on every input while the pool is ready; after a background
+//!   connection fails, refilling waits [`FILL_RETRY_DELAY`] (or the next `ready`).
+//! - Inputs that carry `now` first expire due waiters and idle connections, so a waiter whose
+//!   deadline has passed is never served, even if `handle_timeout` was called late.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -464,16 +479,30 @@ impl PoolMachine {
     /// outcome comes later (or at once) as a [`PoolAction::CheckedOut`] or
     /// [`PoolAction::CheckOutFailed`] naming this id.
     pub fn check_out(&mut self, now: Instant) -> RequestId {
+        self.check_out_with_deadline(now, None)
+    }
+
+    /// [`PoolMachine::check_out`] with an extra deadline (e.g. from an operation's `timeoutMS`):
+    /// the request times out at the earlier of `deadline` and the wait queue timeout.
+    pub fn check_out_with_deadline(
+        &mut self,
+        now: Instant,
+        deadline: Option<Instant>,
+    ) -> RequestId {
         self.expire(now);
         let id = RequestId(self.next_request);
         self.next_request += 1;
         self.events.push_back(CmapEvent::ConnectionCheckOutStarted {
             address: self.address.clone(),
         });
-        let deadline = self
+        let from_options = self
             .options
             .wait_limit()
             .map(|d| crate::rt::deadline_after(now, d));
+        let deadline = match (from_options, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.requests.insert(
             id,
             Request {
@@ -488,6 +517,8 @@ impl PoolMachine {
             PoolState::Ready => {
                 self.queue.push_back(id);
                 self.process(now);
+                // A deadline that has already passed fails the request unless it was served.
+                self.expire(now);
             }
         }
         id
@@ -1149,6 +1180,39 @@ mod tests {
             .unwrap();
         assert!(served(&actions(&mut m)).is_empty());
         assert_eq!(m.available_connections(), 1);
+    }
+
+    #[test]
+    fn explicit_deadline_is_combined_with_the_wait_queue_timeout() {
+        let (mut m, now) = pool(PoolOptions {
+            max_pool_size: 1,
+            wait_queue_timeout: Some(Duration::from_millis(50)),
+            ..PoolOptions::default()
+        });
+        m.ready(now);
+        let a = check_out_new(&mut m, now);
+        let early = m.check_out_with_deadline(now, Some(now + Duration::from_millis(10)));
+        let late = m.check_out_with_deadline(now, Some(now + Duration::from_secs(10)));
+        assert_eq!(m.poll_timeout(), Some(now + Duration::from_millis(10)));
+        m.handle_timeout(now + Duration::from_millis(10));
+        assert_eq!(
+            failed(&actions(&mut m)),
+            vec![(early, CheckOutFailure::Timeout)]
+        );
+        m.handle_timeout(now + Duration::from_millis(50));
+        assert_eq!(
+            failed(&actions(&mut m)),
+            vec![(late, CheckOutFailure::Timeout)]
+        );
+        let past = m.check_out_with_deadline(now + Duration::from_millis(60), Some(now));
+        assert_eq!(
+            failed(&actions(&mut m)),
+            vec![(past, CheckOutFailure::Timeout)]
+        );
+        m.check_in(a, now + Duration::from_millis(60), true)
+            .unwrap();
+        let served_now = m.check_out_with_deadline(now + Duration::from_millis(60), Some(now));
+        assert_eq!(served(&actions(&mut m)), vec![(served_now, a)]);
     }
 
     #[test]

@@ -240,7 +240,16 @@ impl<C: Connector> Pool<C> {
     pub fn check_out(&self) -> CheckOut<C> {
         CheckOut {
             inner: self.inner.clone(),
-            state: CheckOutState::Start,
+            state: CheckOutState::Start(None),
+        }
+    }
+
+    /// Like [`Pool::check_out`], failing with a timeout error at `deadline` if that comes before
+    /// the wait queue timeout (for an operation's `timeoutMS`).
+    pub fn check_out_until(&self, deadline: Instant) -> CheckOut<C> {
+        CheckOut {
+            inner: self.inner.clone(),
+            state: CheckOutState::Start(Some(deadline)),
         }
     }
 
@@ -549,8 +558,12 @@ async fn timer_task<C: Connector>(pool: Weak<Inner<C>>, signal: Arc<TimerSignal>
 }
 
 enum CheckOutState<T> {
-    Start,
-    Waiting { request: RequestId, rx: WaiterRx<T> },
+    /// Not yet polled; the optional extra deadline.
+    Start(Option<Instant>),
+    Waiting {
+        request: RequestId,
+        rx: WaiterRx<T>,
+    },
     Done,
 }
 
@@ -573,10 +586,10 @@ impl<C: Connector> Future for CheckOut<C> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let CheckOutState::Start = this.state {
+        if let CheckOutState::Start(deadline) = this.state {
             let (tx, rx) = oneshot::channel();
             let request = this.inner.with_shared(|shared, now| {
-                let request = shared.machine.check_out(now);
+                let request = shared.machine.check_out_with_deadline(now, deadline);
                 shared.waiters.insert(request, tx);
                 request
             });
@@ -923,6 +936,27 @@ mod tests {
     }
 
     #[test]
+    fn check_out_until_times_out_at_its_deadline() {
+        let rt = VirtualRuntime::new();
+        let options = PoolOptions {
+            max_pool_size: 1,
+            ..PoolOptions::default()
+        };
+        let (pool, _events) = make_pool(&rt, MockConnector, options);
+        let start = rt.now();
+        let err = rt
+            .block_on(async {
+                let _held = pool.check_out().await.unwrap();
+                let deadline = start + Duration::from_millis(10);
+                pool.check_out_until(deadline).await.unwrap_err()
+            })
+            .unwrap();
+        assert!(matches!(err.kind(), ErrorKind::Timeout { .. }), "{err}");
+        assert_eq!(rt.now() - start, Duration::from_millis(10));
+        pool.check_invariants().unwrap();
+    }
+
+    #[test]
     fn clear_interrupts_in_use_connections() {
         let rt = VirtualRuntime::new();
         let (pool, _events) = make_pool(&rt, MockConnector, PoolOptions::default());
@@ -1100,5 +1134,87 @@ mod tests {
         let err = rt.block_on(pool.check_out()).unwrap().unwrap_err();
         assert!(err.to_string().contains("connection reset"), "{err}");
         pool.check_invariants().unwrap();
+    }
+
+    /// Real threads racing check-outs, dropped check-outs (at their first poll, or by a timeout
+    /// while waiting), dirty and clean check-ins, and clears.
+    #[test]
+    fn concurrent_clients_on_os_threads_never_leak_slots() {
+        use crate::cmap::testing::ThreadRuntime;
+        let runtime: Arc<dyn Runtime> = Arc::new(ThreadRuntime);
+        let events: Events = Arc::new(Mutex::new(Vec::new()));
+        let sink = events.clone();
+        let pool = Pool::new(PoolConfig {
+            address: ServerAddress::tcp("db", 27017),
+            options: PoolOptions {
+                max_pool_size: 3,
+                wait_queue_timeout: Some(Duration::from_millis(5)),
+                ..PoolOptions::default()
+            },
+            connector: MockConnector,
+            runtime: runtime.clone(),
+            event_sink: Some(Arc::new(move |e: &CmapEvent| lock(&sink).push(e.clone()))),
+            background_error_handler: None,
+        })
+        .unwrap();
+        pool.ready();
+        let clients: Vec<_> = (0..8u64)
+            .map(|client| {
+                let (pool, runtime) = (pool.clone(), runtime.clone());
+                std::thread::spawn(move || {
+                    let mut x = client * 7919 + 17;
+                    let mut next = move || {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x
+                    };
+                    for _ in 0..200 {
+                        match next() % 4 {
+                            0 => {
+                                let mut f = pool.check_out();
+                                if let Some(Ok(mut c)) = (&mut f).now_or_never() {
+                                    c.mark_reusable();
+                                }
+                            }
+                            _ => {
+                                let patience = Duration::from_millis(next() % 4);
+                                let got = futures::executor::block_on(
+                                    runtime.timeout(patience, pool.check_out()),
+                                );
+                                if let Ok(Ok(mut c)) = got {
+                                    std::thread::yield_now();
+                                    if next() % 4 != 0 {
+                                        c.mark_reusable();
+                                    }
+                                }
+                            }
+                        }
+                        if next() % 50 == 0 {
+                            pool.clear(next() % 2 == 0, None);
+                            pool.ready();
+                        }
+                        pool.check_invariants().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().expect("client thread");
+        }
+        pool.ready();
+        pool.check_invariants().unwrap();
+        let (total, _, in_use, _, waiting) = pool.counts();
+        assert!(total <= 3);
+        assert_eq!((in_use, waiting), (0, 0));
+        let last =
+            futures::executor::block_on(runtime.timeout(Duration::from_secs(5), pool.check_out()));
+        assert!(matches!(last, Ok(Ok(_))), "a slot leaked");
+        drop(last);
+        assert_eq!(
+            count(&events, "ConnectionCheckedOut"),
+            count(&events, "ConnectionCheckedIn")
+        );
+        assert!(count(&events, "ConnectionCheckedOut") > 100);
     }
 }

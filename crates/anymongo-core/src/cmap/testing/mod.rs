@@ -1,11 +1,13 @@
 //! Test support for the pool, shared by core's own tests and the cross-runtime suites: the
 //! cmap-format spec runners (against the sans-IO machine and against the async pool on any
-//! runtime), a mock connector, and a deterministic virtual-time [`crate::rt::Runtime`].
+//! runtime), a mock connector, a deterministic virtual-time [`crate::rt::Runtime`] and a crude
+//! real-time one on OS threads.
 
 mod async_runner;
 mod format;
 mod machine_runner;
 mod runtime;
+mod threads;
 
 pub use async_runner::{run_cmap_format_async, MockConnection, MockConnector};
 pub use format::{
@@ -15,3 +17,4 @@ pub use format::{
 };
 pub use machine_runner::run_cmap_format_machine;
 pub use runtime::VirtualRuntime;
+pub use threads::ThreadRuntime;
