@@ -127,6 +127,7 @@ registry![
     rt_conformance::resolve_localhost_is_loopback,
     rt_conformance::resolve_ip_literal,
     rt_conformance::current_inside_and_outside,
+    rt_conformance::server_hello_roundtrip,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).

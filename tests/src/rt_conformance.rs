@@ -520,3 +520,108 @@ pub async fn current_inside_and_outside(env: Env) -> Outcome {
     }
     Outcome::Pass
 }
+
+/// The first `host:port` of a `mongodb://` URI as `ci/with-server` writes it.
+fn first_host(uri: &str) -> Option<(String, u16)> {
+    let rest = uri.strip_prefix("mongodb://")?;
+    let hosts = rest.split(['/', '?']).next()?;
+    let host = hosts.split(',').next()?;
+    let host = host.rsplit('@').next()?;
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) => (name, port.parse().ok()?),
+        None => (host, 27017),
+    };
+    Some((name.trim_matches(['[', ']']).to_owned(), port))
+}
+
+/// Against the real server (`ANYMONGO_URI`): resolve its host, connect, send an OP_MSG `hello`
+/// through the `Stream` trait and read back a reply document with `ok: 1`.
+pub async fn server_hello_roundtrip(env: Env) -> Outcome {
+    let Some(uri) = crate::server_uri() else {
+        return Outcome::Skip("ANYMONGO_URI not set (run under ci/with-server)");
+    };
+    let (host, port) = first_host(&uri).expect("ANYMONGO_URI is a mongodb:// URI");
+    let addrs = env.rt.timeout(PROMPTLY, env.rt.resolve(&host, port)).await;
+    let addrs = addrs
+        .expect("resolve hung")
+        .expect("resolve the server host");
+    let addr = *addrs.first().expect("the server host resolved to nothing");
+    let mut stream = env.rt.connect(addr).await.expect("connect to the server");
+
+    let hello = bson::doc! { "hello": 1, "$db": "admin" };
+    let body = hello.to_vec().expect("encode hello");
+    let mut msg = Vec::with_capacity(21 + body.len());
+    let len = i32::try_from(21 + body.len()).expect("small message");
+    for field in [len, 7, 0, 2013] {
+        msg.extend_from_slice(&field.to_le_bytes()); // length, requestID, responseTo, OP_MSG
+    }
+    msg.extend_from_slice(&0u32.to_le_bytes()); // flagBits
+    msg.push(0); // section kind 0: the body document
+    msg.extend_from_slice(&body);
+
+    let exchange = async {
+        stream.write_all(&msg).await?;
+        stream.flush().await?;
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            if reply.len() >= 4 {
+                let want = i32::from_le_bytes([reply[0], reply[1], reply[2], reply[3]]);
+                let want = usize::try_from(want).map_err(|_| io::ErrorKind::InvalidData)?;
+                if reply.len() >= want {
+                    reply.truncate(want);
+                    return Ok::<Vec<u8>, io::Error>(reply);
+                }
+            }
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            reply.extend_from_slice(&buf[..n]);
+        }
+    };
+    let reply = env.rt.timeout(PROMPTLY, exchange).await;
+    let reply = reply
+        .expect("the server did not answer")
+        .expect("read the reply");
+    assert!(reply.len() > 21, "reply too short: {} bytes", reply.len());
+    let response_to = i32::from_le_bytes([reply[8], reply[9], reply[10], reply[11]]);
+    let op_code = i32::from_le_bytes([reply[12], reply[13], reply[14], reply[15]]);
+    assert_eq!(
+        (response_to, op_code),
+        (7, 2013),
+        "not an OP_MSG reply to our request"
+    );
+    assert_eq!(
+        reply[20], 0,
+        "the reply's first section is not a body document"
+    );
+    let doc = bson::Document::from_reader(&reply[21..]).expect("reply body is a BSON document");
+    let ok = doc.get("ok").and_then(|ok| match ok {
+        bson::Bson::Double(v) => Some(*v),
+        bson::Bson::Int32(v) => Some(f64::from(*v)),
+        bson::Bson::Int64(v) => Some(*v as f64),
+        _ => None,
+    });
+    assert_eq!(ok, Some(1.0), "hello failed: {doc}");
+    Outcome::Pass
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_host;
+
+    #[test]
+    fn first_host_of_uris() {
+        let host = |uri| first_host(uri);
+        assert_eq!(
+            host("mongodb://127.0.0.1:4567"),
+            Some(("127.0.0.1".into(), 4567))
+        );
+        assert_eq!(host("mongodb://a:1,b:2/db?x=y"), Some(("a".into(), 1)));
+        assert_eq!(host("mongodb://u:p@h"), Some(("h".into(), 27017)));
+        assert_eq!(host("mongodb://[::1]:9/"), Some(("::1".into(), 9)));
+        assert_eq!(host("mongodb://h:notaport"), None);
+        assert_eq!(host("http://h"), None);
+    }
+}

@@ -103,11 +103,9 @@ impl Runtime for AsyncStdRuntime {
     }
 
     fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Stream>>> {
-        Box::pin(async move {
-            let stream = async_std::net::TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            Ok(Box::new(AsyncStdStream(stream)) as Box<dyn Stream>)
-        })
+        Box::pin(
+            async move { Ok(Box::new(AsyncStdStream::connect(addr).await?) as Box<dyn Stream>) },
+        )
     }
 
     fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
@@ -150,6 +148,15 @@ impl Sleep for TimerSleep {
 #[derive(Debug)]
 pub struct AsyncStdStream(pub async_std::net::TcpStream);
 
+impl AsyncStdStream {
+    /// Connects to `addr` and sets `TCP_NODELAY`.
+    pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
+        let stream = async_std::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(AsyncStdStream(stream))
+    }
+}
+
 impl Stream for AsyncStdStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -177,5 +184,18 @@ impl Stream for AsyncStdStream {
             Poll::Ready(Ok(())) => Poll::Ready(self.0.shutdown(std::net::Shutdown::Write)),
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connected_sockets_have_nodelay() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local_addr");
+        let stream = async_std::task::block_on(AsyncStdStream::connect(addr)).expect("connect");
+        assert!(stream.0.nodelay().expect("nodelay"));
     }
 }

@@ -125,11 +125,7 @@ impl Runtime for SmolRuntime {
     }
 
     fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Stream>>> {
-        Box::pin(async move {
-            let stream = smol::net::TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            Ok(Box::new(SmolStream(stream)) as Box<dyn Stream>)
-        })
+        Box::pin(async move { Ok(Box::new(SmolStream::connect(addr).await?) as Box<dyn Stream>) })
     }
 
     fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
@@ -172,6 +168,15 @@ impl Sleep for TimerSleep {
 #[derive(Debug)]
 pub struct SmolStream(pub smol::net::TcpStream);
 
+impl SmolStream {
+    /// Connects to `addr` and sets `TCP_NODELAY`.
+    pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
+        let stream = smol::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(SmolStream(stream))
+    }
+}
+
 impl Stream for SmolStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -196,5 +201,18 @@ impl Stream for SmolStream {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Closing a smol TcpStream shuts down its write half.
         Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connected_sockets_have_nodelay() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local_addr");
+        let stream = smol::block_on(SmolStream::connect(addr)).expect("connect");
+        assert!(stream.0.nodelay().expect("nodelay"));
     }
 }

@@ -12,6 +12,10 @@
 //!
 //! Works on both the current-thread and the multi-thread scheduler, and with tokio's paused test
 //! clock: [`Runtime::now`] reads `tokio::time::Instant::now()`.
+//!
+//! After the tokio runtime is shut down, `spawn` silently drops the task, but tokio panics if a
+//! timer of that runtime is polled (tokio's own behaviour); keep a client within the life of
+//! the runtime it was built on.
 
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, missing_docs, rust_2018_idioms)]
@@ -106,11 +110,7 @@ impl Runtime for TokioRuntime {
     }
 
     fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Stream>>> {
-        Box::pin(async move {
-            let stream = tokio::net::TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            Ok(Box::new(TokioStream(stream)) as Box<dyn Stream>)
-        })
+        Box::pin(async move { Ok(Box::new(TokioStream::connect(addr).await?) as Box<dyn Stream>) })
     }
 
     fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
@@ -143,6 +143,15 @@ impl Sleep for TokioSleep {
 /// A `tokio::net::TcpStream` behind [`Stream`].
 #[derive(Debug)]
 pub struct TokioStream(pub tokio::net::TcpStream);
+
+impl TokioStream {
+    /// Connects to `addr` and sets `TCP_NODELAY`.
+    pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(TokioStream(stream))
+    }
+}
 
 impl Stream for TokioStream {
     fn poll_read(
@@ -199,6 +208,14 @@ mod tests {
 
         tokio::time::advance(Duration::from_secs(5)).await;
         assert!(rt.now() >= t1 + Duration::from_secs(35));
+    }
+
+    #[tokio::test]
+    async fn connected_sockets_have_nodelay() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("local_addr");
+        let stream = TokioStream::connect(addr).await.expect("connect");
+        assert!(stream.0.nodelay().expect("nodelay"));
     }
 
     #[test]
