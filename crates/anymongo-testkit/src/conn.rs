@@ -1,0 +1,456 @@
+//! One connection: read messages, apply fail points, run commands, write replies.
+//! A malformed message closes the connection; nothing here panics on client input.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anymongo_core::options::Compressor;
+use anymongo_core::wire::{
+    encode, Body, Decoder, Message, MsgFlags, OpMsg, OpReply, DEFAULT_MAX_MESSAGE_SIZE, HEADER_LEN,
+};
+use bson::{doc, Bson, Document, RawDocumentBuf};
+
+use crate::commands::{self, ConnState, Produced};
+use crate::faults::{self, FaultAction};
+use crate::server::{lock, CommandRecord, Shared};
+
+trait Transport: Read + Write + Send {}
+impl<T: Read + Write + Send> Transport for T {}
+
+/// How the request arrived, hence how to answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Msg,
+    Query,
+}
+
+/// A parsed command request.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) request_id: i32,
+    pub(crate) kind: Kind,
+    pub(crate) name: String,
+    pub(crate) db: String,
+    pub(crate) cmd: Document,
+    pub(crate) more_to_come: bool,
+    pub(crate) checksum: bool,
+    pub(crate) compressor_id: Option<u8>,
+    /// An OP_QUERY on something other than `<db>.$cmd`.
+    pub(crate) legacy_query: bool,
+}
+
+enum Step {
+    Continue,
+    Close,
+}
+
+/// Serves one accepted connection until it closes or the server is killed.
+pub(crate) fn serve(shared: Arc<Shared>, stream: TcpStream, id: u32, epoch: u64) {
+    struct Guard(Arc<Shared>, u32);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            lock(&self.0.live).remove(&self.1);
+            self.0.open_conns.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let _guard = Guard(shared.clone(), id);
+    let transport: Box<dyn Transport> = match &shared.cfg.tls {
+        Some(identity) => match rustls::ServerConnection::new(identity.config.clone()) {
+            Ok(conn) => Box::new(rustls::StreamOwned::new(conn, stream)),
+            Err(_) => return,
+        },
+        None => Box::new(stream),
+    };
+    let mut conn = Conn {
+        shared,
+        transport,
+        decoder: Decoder::new(DEFAULT_MAX_MESSAGE_SIZE),
+        state: ConnState::new(id),
+        epoch,
+        next_request_id: 1,
+        out: Vec::new(),
+        hello_bytes: None,
+    };
+    conn.run();
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    transport: Box<dyn Transport>,
+    decoder: Decoder,
+    state: ConnState,
+    epoch: u64,
+    next_request_id: i32,
+    out: Vec<u8>,
+    /// Fast mode: this connection's encoded hello reply.
+    hello_bytes: Option<Vec<u8>>,
+}
+
+impl Conn {
+    fn killed(&self) -> bool {
+        self.shared.epoch.load(Ordering::SeqCst) != self.epoch
+    }
+
+    fn run(&mut self) {
+        loop {
+            if self.killed() {
+                return;
+            }
+            match self.decoder.decode() {
+                Ok(Some(msg)) => {
+                    let Some(req) = parse_request(msg) else {
+                        return;
+                    };
+                    if let Step::Close = self.handle(req) {
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    let buf = self.decoder.spare(16 * 1024);
+                    match self.transport.read(buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => self.decoder.commit(n),
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Sleeps up to `d`, waking early (returning false) if the server was killed.
+    fn nap(&self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        loop {
+            if self.killed() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= end {
+                return true;
+            }
+            std::thread::sleep((end - now).min(Duration::from_millis(10)));
+        }
+    }
+
+    fn handle(&mut self, req: Request) -> Step {
+        let fast = self.shared.cfg.fast;
+        if !fast {
+            self.shared.record(CommandRecord {
+                connection_id: self.state.id,
+                name: req.name.clone(),
+                db: req.db.clone(),
+                command: req.cmd.clone(),
+            });
+        }
+        if fast && commands::is_hello(&req.name) && self.replay_hello(&req) {
+            return Step::Continue;
+        }
+        let mut action = FaultAction::None;
+        if !fast && req.name != "configureFailPoint" {
+            let fp = {
+                let mut s = lock(&self.shared.scripted);
+                faults::trigger(
+                    &mut s.fail_points,
+                    &req.name,
+                    self.state.app_name.as_deref(),
+                )
+            };
+            if let Some(fp) = fp {
+                if let Some(b) = fp.block {
+                    if !self.nap(b) {
+                        return Step::Close;
+                    }
+                }
+                action = fp.action;
+            }
+        }
+        if let FaultAction::Delay(d) = action {
+            if !self.nap(d) {
+                return Step::Close;
+            }
+            action = FaultAction::None;
+        }
+        let needs_reply = matches!(
+            action,
+            FaultAction::None | FaultAction::CloseAfterHalf | FaultAction::WriteConcernError { .. }
+        );
+        let mut reply = doc! { "ok": 1.0 };
+        if needs_reply {
+            match commands::produce(&self.shared, &mut self.state, &req) {
+                Produced::Doc(d) => reply = d,
+                Produced::Fault(f) => {
+                    action = f;
+                    if let FaultAction::Delay(d) = action {
+                        if !self.nap(d) {
+                            return Step::Close;
+                        }
+                        action = FaultAction::None;
+                    }
+                }
+                Produced::Wait(d, counter) => {
+                    // Awaitable hello: wait for a topology change or the timeout.
+                    let end = Instant::now() + d;
+                    while Instant::now() < end
+                        && self.shared.topology_counter.load(Ordering::SeqCst) == counter
+                    {
+                        if !self.nap(Duration::from_millis(10)) {
+                            return Step::Close;
+                        }
+                    }
+                    reply = commands::hello(&self.shared, &mut self.state, &req);
+                }
+            }
+        }
+        match action {
+            FaultAction::CloseBeforeReply => Step::Close,
+            FaultAction::Garbage => {
+                let mut bytes = Vec::new();
+                bytes.extend_from_slice(&40_i32.to_le_bytes());
+                bytes.extend_from_slice(&self.take_request_id().to_le_bytes());
+                bytes.extend_from_slice(&req.request_id.to_le_bytes());
+                bytes.extend_from_slice(&0x7eadbeef_i32.to_le_bytes());
+                bytes.extend_from_slice(b"this is not a mongodb message!!!");
+                bytes.truncate(40);
+                self.write_raw(&bytes)
+            }
+            FaultAction::OversizedHeader => {
+                let len = i32::try_from(DEFAULT_MAX_MESSAGE_SIZE + 1).unwrap_or(i32::MAX);
+                let mut bytes = Vec::new();
+                bytes.extend_from_slice(&len.to_le_bytes());
+                bytes.extend_from_slice(&self.take_request_id().to_le_bytes());
+                bytes.extend_from_slice(&req.request_id.to_le_bytes());
+                bytes.extend_from_slice(&2013_i32.to_le_bytes());
+                debug_assert_eq!(bytes.len(), HEADER_LEN);
+                self.write_raw(&bytes)
+            }
+            FaultAction::Error {
+                code,
+                code_name,
+                errmsg,
+                labels,
+            } => {
+                let mut d =
+                    doc! { "ok": 0.0, "errmsg": errmsg, "code": code, "codeName": code_name };
+                let labels = labels.unwrap_or_else(|| retryable_label(&self.shared, &req, code));
+                if !labels.is_empty() {
+                    d.insert("errorLabels", labels);
+                }
+                self.send(&req, d)
+            }
+            FaultAction::WriteConcernError {
+                code,
+                code_name,
+                errmsg,
+                labels,
+            } => {
+                reply.insert(
+                    "writeConcernError",
+                    doc! { "code": code, "codeName": code_name, "errmsg": errmsg },
+                );
+                let labels = labels.unwrap_or_else(|| retryable_label(&self.shared, &req, code));
+                if !labels.is_empty() {
+                    reply.insert("errorLabels", labels);
+                }
+                self.send(&req, reply)
+            }
+            FaultAction::CloseAfterHalf => {
+                if self.encode_reply(&req, &reply).is_err() {
+                    return Step::Close;
+                }
+                let half = self.out.len() / 2;
+                let bytes = self.out.get(..half).unwrap_or_default().to_vec();
+                let _ = self.transport.write_all(&bytes);
+                let _ = self.transport.flush();
+                Step::Close
+            }
+            FaultAction::None | FaultAction::Delay(_) => self.send(&req, reply),
+        }
+    }
+
+    fn take_request_id(&mut self) -> i32 {
+        let id = self.next_request_id;
+        self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
+        id
+    }
+
+    fn compressor_for(&self, req: &Request) -> Option<Compressor> {
+        let id = req.compressor_id?;
+        self.shared
+            .cfg
+            .compressors
+            .iter()
+            .find(|c| c.id() == id)
+            .copied()
+    }
+
+    fn encode_reply(&mut self, req: &Request, reply: &Document) -> Result<(), ()> {
+        let raw = RawDocumentBuf::try_from(reply).map_err(|_| ())?;
+        let body = match req.kind {
+            Kind::Msg => {
+                let mut m = OpMsg::new(raw);
+                if req.checksum {
+                    m.flags.insert(MsgFlags::CHECKSUM_PRESENT);
+                }
+                Body::Msg(m)
+            }
+            Kind::Query => Body::Reply(OpReply {
+                // AwaitCapable, plus QueryFailure for an unsupported legacy query.
+                response_flags: if req.legacy_query { 8 | 2 } else { 8 },
+                cursor_id: 0,
+                starting_from: 0,
+                documents: vec![raw],
+            }),
+        };
+        let msg = Message {
+            request_id: self.take_request_id(),
+            response_to: req.request_id,
+            body,
+            compressor_id: None,
+        };
+        self.out.clear();
+        let comp = self.compressor_for(req);
+        encode(&msg, comp.as_ref(), &mut self.out).map_err(|_| ())
+    }
+
+    fn send(&mut self, req: &Request, reply: Document) -> Step {
+        if req.more_to_come {
+            return Step::Continue;
+        }
+        if self.encode_reply(req, &reply).is_err() {
+            // A reply that cannot be encoded (too large): say so instead.
+            let err = doc! { "ok": 0.0, "code": 10334, "codeName": "BSONObjectTooLarge", "errmsg": "reply too large" };
+            if self.encode_reply(req, &err).is_err() {
+                return Step::Close;
+            }
+        }
+        if self.shared.cfg.fast
+            && commands::is_hello(&req.name)
+            && hello_is_cacheable(req)
+            && self.hello_bytes.is_none()
+        {
+            self.hello_bytes = Some(self.out.clone());
+        }
+        let out = std::mem::take(&mut self.out);
+        let step = self.write_raw(&out);
+        self.out = out;
+        step
+    }
+
+    /// Fast mode: replays the cached hello reply with this request's ids.
+    fn replay_hello(&mut self, req: &Request) -> bool {
+        if !hello_is_cacheable(req) {
+            return false;
+        }
+        let Some(mut bytes) = self.hello_bytes.clone() else {
+            return false;
+        };
+        let rid = self.take_request_id();
+        if let Some(h) = bytes.get_mut(4..12) {
+            h[..4].copy_from_slice(&rid.to_le_bytes());
+            h[4..].copy_from_slice(&req.request_id.to_le_bytes());
+        }
+        // A failed write surfaces as a failed read on the next loop turn.
+        let _ = self.write_raw(&bytes);
+        true
+    }
+
+    fn write_raw(&mut self, bytes: &[u8]) -> Step {
+        match self
+            .transport
+            .write_all(bytes)
+            .and_then(|()| self.transport.flush())
+        {
+            Ok(()) => Step::Continue,
+            Err(_) => Step::Close,
+        }
+    }
+}
+
+fn hello_is_cacheable(req: &Request) -> bool {
+    req.kind == Kind::Msg
+        && req.compressor_id.is_none()
+        && !req.checksum
+        && !req.more_to_come
+        && ![
+            "topologyVersion",
+            "speculativeAuthenticate",
+            "saslSupportedMechs",
+            "compression",
+            "client",
+        ]
+        .iter()
+        .any(|k| req.cmd.contains_key(k))
+}
+
+/// mongod 4.4+ labels errors of retryable writes with retryable codes itself.
+fn retryable_label(shared: &Shared, req: &Request, code: i32) -> Vec<String> {
+    if shared.cfg.max_wire_version >= 9
+        && req.cmd.contains_key("txnNumber")
+        && commands::is_write(&req.name)
+        && faults::is_retryable_write_code(code)
+    {
+        vec!["RetryableWriteError".to_string()]
+    } else {
+        Vec::new()
+    }
+}
+
+fn to_doc(raw: &RawDocumentBuf) -> Option<Document> {
+    Document::try_from(raw.as_ref()).ok()
+}
+
+/// Turns a decoded message into a command request; `None` for messages a server never accepts.
+pub(crate) fn parse_request(msg: Message) -> Option<Request> {
+    match msg.body {
+        Body::Msg(m) => {
+            let mut cmd = to_doc(&m.body)?;
+            for seq in &m.sequences {
+                let docs: Option<Vec<Bson>> = seq
+                    .documents
+                    .iter()
+                    .map(|d| to_doc(d).map(Bson::Document))
+                    .collect();
+                cmd.insert(seq.identifier.clone(), docs?);
+            }
+            let name = cmd.keys().next()?.clone();
+            let db = cmd.get_str("$db").unwrap_or_default().to_string();
+            Some(Request {
+                request_id: msg.request_id,
+                kind: Kind::Msg,
+                name,
+                db,
+                more_to_come: m.flags.contains(MsgFlags::MORE_TO_COME),
+                checksum: m.flags.contains(MsgFlags::CHECKSUM_PRESENT),
+                compressor_id: msg.compressor_id,
+                cmd,
+                legacy_query: false,
+            })
+        }
+        Body::Query(q) => {
+            let mut cmd = to_doc(&q.query)?;
+            if let Ok(inner) = cmd.get_document("$query") {
+                cmd = inner.clone();
+            }
+            let (db, legacy_query) = match q.full_collection_name.strip_suffix(".$cmd") {
+                Some(db) => (db.to_string(), false),
+                None => (String::new(), true),
+            };
+            let name = cmd.keys().next().cloned().unwrap_or_default();
+            Some(Request {
+                request_id: msg.request_id,
+                kind: Kind::Query,
+                name,
+                db,
+                cmd,
+                more_to_come: false,
+                checksum: false,
+                compressor_id: msg.compressor_id,
+                legacy_query,
+            })
+        }
+        Body::Reply(_) => None,
+    }
+}
