@@ -27,7 +27,7 @@
 //! for rec in server.commands_named("insert") { println!("{} {}", rec.connection_id, rec.command); }
 //! ```
 //! * [`FakeServer::builder`] → [`FakeServerBuilder`]: `max_wire_version`, `compressors`, `users`,
-//!   `tls(`[`TlsIdentity`]`)`, `fast_mode`, `scram_iterations`, `max_connections`, `hello_field`,
+//!   `tls(`[`TlsIdentity`]`)`, `replica_set(name)` (one-member set), `fast_mode`, `scram_iterations`, `max_connections`, `hello_field`,
 //!   `wrong_server_signature`; `start()` / `try_start()`.
 //! * [`FakeServer`]: `addr`, `host`, `uri`, `on(name, handler)`, `queue_reply`, `fail_point`,
 //!   `clear_fail_points`, `set_wrong_server_signature`, `commands`, `commands_named`,
@@ -39,14 +39,15 @@
 //!   `topologyVersion` + `maxAwaitTimeMS`; `saslSupportedMechs`, `speculativeAuthenticate`,
 //!   `compression`), `ping`, `buildInfo`, `endSessions`, `saslStart` / `saslContinue`,
 //!   `configureFailPoint` (`failCommand`), and the in-memory store: `insert`, `find`, `getMore`,
-//!   `killCursors`, `update`, `delete`, `count`, `aggregate` (`$match $sort $skip $limit
+//!   `killCursors`, `update`, `delete`, `findAndModify`, `distinct`, `count`, `aggregate` (`$match $sort $skip $limit
 //!   $project $count`), `listCollections`, `listDatabases`, `create`, `drop`, `dropDatabase`,
 //!   `createIndexes` / `listIndexes` (accepted, not simulated). Unsupported operators give
 //!   `{ok: 0, code: 2}`; unknown commands `CommandNotFound` (59).
 //! * Authentication ([`User`]): SCRAM-SHA-1, SCRAM-SHA-256, PLAIN. With users configured, every
 //!   command but hello, SASL, ping and buildInfo needs an authenticated connection (code 13).
-//! * [`ReplicaSet`]: `start(n, name)`, `try_start_with(n, name, configure)`, `step_down`,
-//!   `elect`, `kill`, `revive`, `reconfig`, `uri`, `members`.
+//! * [`ReplicaSet`]: `start(n, name)`, `try_start_with(n, name, |i, builder| ..)`, `step_down`,
+//!   `elect`, `kill`, `revive`, `set_tags`, `reconfig`, `uri`, `hosts`, `members`, `primary`.
+//!   Members share one store; writes on a secondary fail with NotWritablePrimary (10107).
 //! * Faults: [`FailPoint`] with [`Times`] and [`FaultAction`], also installed by the
 //!   `configureFailPoint` command.
 //! * Fast mode (benchmarks): no command log, no fail point lookups, hello replies encoded once per

@@ -20,9 +20,22 @@ pub(crate) struct RsState {
     set_version: i32,
     /// The election term; `electionId` is `7fffffff` followed by it.
     term: u32,
+    tags: Vec<Document>,
 }
 
 impl RsState {
+    /// A set whose member 0 is primary.
+    pub(crate) fn new(name: &str, hosts: Vec<String>) -> Self {
+        RsState {
+            name: name.to_string(),
+            tags: vec![Document::new(); hosts.len()],
+            hosts,
+            primary: Some(0),
+            set_version: 1,
+            term: 1,
+        }
+    }
+
     fn election_id(&self) -> ObjectId {
         let mut b = [0u8; 12];
         b[..4].copy_from_slice(&0x7fff_ffff_u32.to_be_bytes());
@@ -48,6 +61,9 @@ impl RsState {
         if is_primary {
             d.insert("electionId", self.election_id());
         }
+        if let Some(tags) = self.tags.get(idx).filter(|t| !t.is_empty()) {
+            d.insert("tags", tags.clone());
+        }
         let now = DateTime::now();
         d.insert(
             "lastWrite",
@@ -67,18 +83,18 @@ pub struct ReplicaSet {
 impl ReplicaSet {
     /// Starts `n` members of set `set_name`, panicking if ports cannot be bound (tests only).
     pub fn start(n: usize, set_name: &str) -> ReplicaSet {
-        match Self::try_start_with(n, set_name, |b| b) {
+        match Self::try_start_with(n, set_name, |_, b| b) {
             Ok(rs) => rs,
             Err(e) => panic!("anymongo-testkit: cannot start the replica set: {e}"),
         }
     }
 
-    /// Starts `n` members, each built from `configure(FakeServer::builder())` (for users, TLS,
-    /// compressors, wire version, ...).
+    /// Starts `n` members, member `i` built from `configure(i, FakeServer::builder())` (for
+    /// users, TLS, compressors, wire version, hello fields, ...).
     pub fn try_start_with(
         n: usize,
         set_name: &str,
-        configure: impl Fn(FakeServerBuilder) -> FakeServerBuilder,
+        configure: impl Fn(usize, FakeServerBuilder) -> FakeServerBuilder,
     ) -> io::Result<ReplicaSet> {
         if n == 0 {
             return Err(io::Error::new(
@@ -93,17 +109,11 @@ impl ReplicaSet {
             .iter()
             .map(|l| l.local_addr().map(|a| format!("127.0.0.1:{}", a.port())))
             .collect::<io::Result<Vec<_>>>()?;
-        let state = Arc::new(Mutex::new(RsState {
-            name: set_name.to_string(),
-            hosts,
-            primary: Some(0),
-            set_version: 1,
-            term: 1,
-        }));
+        let state = Arc::new(Mutex::new(RsState::new(set_name, hosts)));
         let store = Arc::new(Mutex::new(Store::default()));
         let mut members = Vec::with_capacity(n);
         for (i, l) in listeners.into_iter().enumerate() {
-            let mut b = configure(FakeServer::builder());
+            let mut b = configure(i, FakeServer::builder());
             b.rs = Some((state.clone(), i));
             b.store = Some(store.clone());
             b.listener = Some(l);
@@ -173,6 +183,19 @@ impl ReplicaSet {
             }
             st.primary = Some(member);
             st.term += 1;
+        }
+        self.changed();
+    }
+
+    /// Sets member `member`'s `tags` (a reconfig: bumps `setVersion`).
+    pub fn set_tags(&self, member: usize, tags: Document) {
+        {
+            let mut st = lock(&self.state);
+            match st.tags.get_mut(member) {
+                Some(t) => *t = tags,
+                None => return,
+            }
+            st.set_version += 1;
         }
         self.changed();
     }

@@ -154,6 +154,7 @@ impl Shared {
 pub struct FakeServerBuilder {
     cfg: Config,
     wrong_signature: bool,
+    single_rs: Option<String>,
     pub(crate) rs: Option<(Arc<Mutex<RsState>>, usize)>,
     pub(crate) store: Option<Arc<Mutex<Store>>>,
     pub(crate) listener: Option<TcpListener>,
@@ -173,6 +174,7 @@ impl Default for FakeServerBuilder {
                 hello_extra: Document::new(),
             },
             wrong_signature: false,
+            single_rs: None,
             rs: None,
             store: None,
             listener: None,
@@ -236,6 +238,13 @@ impl FakeServerBuilder {
         self
     }
 
+    /// Make this server a one-member replica set `name` (its own primary). For more members and
+    /// elections use [`crate::ReplicaSet`].
+    pub fn replica_set(mut self, name: &str) -> Self {
+        self.single_rs = Some(name.to_string());
+        self
+    }
+
     /// Binds 127.0.0.1 on an ephemeral port and starts the listener thread.
     pub fn try_start(self) -> io::Result<FakeServer> {
         let listener = match self.listener {
@@ -243,11 +252,19 @@ impl FakeServerBuilder {
             None => TcpListener::bind("127.0.0.1:0")?,
         };
         let addr = listener.local_addr()?;
+        let rs = match (self.rs, self.single_rs) {
+            (Some(rs), _) => Some(rs),
+            (None, Some(name)) => {
+                let hosts = vec![format!("127.0.0.1:{}", addr.port())];
+                Some((Arc::new(Mutex::new(RsState::new(&name, hosts))), 0))
+            }
+            (None, None) => None,
+        };
         let shared = Arc::new(Shared {
             cfg: self.cfg,
             addr,
             store: self.store.unwrap_or_default(),
-            rs: self.rs,
+            rs,
             scripted: Mutex::new(Scripted::default()),
             log: Mutex::new(VecDeque::new()),
             process_id: Mutex::new(ObjectId::new()),

@@ -207,6 +207,8 @@ impl Store {
             "update" => self.update(db, cmd),
             "delete" => self.delete(db, cmd),
             "count" => self.count(db, cmd),
+            "distinct" => self.distinct(db, cmd),
+            "findAndModify" | "findandmodify" => self.find_and_modify(db, name, cmd),
             "aggregate" => self.aggregate(db, cmd),
             "listCollections" => self.list_collections(db, cmd),
             "listDatabases" => self.list_databases(cmd),
@@ -456,6 +458,110 @@ impl Store {
             }
         }
         Ok(doc! { "n": n, "ok": 1.0 })
+    }
+
+    fn distinct(&mut self, db: &str, cmd: &Document) -> CmdResult {
+        let coll = get_str(cmd, "distinct")?;
+        let key = get_str(cmd, "key")?;
+        let query = get_doc_or_empty(cmd, "query")?;
+        let mut values: Vec<Bson> = Vec::new();
+        if let Some(c) = self.coll(db, coll) {
+            for seq in c.matching(&query)? {
+                let Some(v) = c.docs.get(&seq).and_then(|d| get_path(d, key)) else {
+                    continue;
+                };
+                let items = match v {
+                    Bson::Array(a) => a.clone(),
+                    other => vec![other.clone()],
+                };
+                for item in items {
+                    if !values.iter().any(|seen| values_equal(seen, &item)) {
+                        values.push(item);
+                    }
+                }
+            }
+        }
+        values.sort_by(compare);
+        Ok(doc! { "values": values, "ok": 1.0 })
+    }
+
+    fn find_and_modify(&mut self, db: &str, name: &str, cmd: &Document) -> CmdResult {
+        let coll = get_str(cmd, name)?.to_string();
+        let query = get_doc_or_empty(cmd, "query")?;
+        let sort = get_doc_or_empty(cmd, "sort")?;
+        let fields = get_doc_or_empty(cmd, "fields")?;
+        let remove = get_bool(cmd, "remove");
+        let return_new = get_bool(cmd, "new");
+        let upsert = get_bool(cmd, "upsert");
+        let update = cmd.get("update").cloned();
+        if remove == update.is_some() {
+            return Err(CommandError::new(
+                9,
+                "FailedToParse",
+                "Either an update or remove=true must be specified",
+            ));
+        }
+        let c = self.coll_mut(db, &coll);
+        let mut hits: Vec<Document> = c
+            .matching(&query)?
+            .into_iter()
+            .filter_map(|s| c.docs.get(&s).cloned())
+            .collect();
+        sort_docs(&mut hits, &sort)?;
+        let target = hits.into_iter().next();
+        let target_seq = target
+            .as_ref()
+            .and_then(|d| c.ids.get(&id_key(d.get("_id").unwrap_or(&Bson::Null))))
+            .copied();
+        let project_opt = |d: Option<Document>| -> Result<Bson, CommandError> {
+            Ok(match d {
+                Some(d) => Bson::Document(project(&d, &fields)?),
+                None => Bson::Null,
+            })
+        };
+        if remove {
+            let n = match target_seq {
+                Some(seq) => {
+                    c.remove(seq);
+                    1
+                }
+                None => 0,
+            };
+            return Ok(doc! {
+                "lastErrorObject": { "n": n },
+                "value": project_opt(target)?,
+                "ok": 1.0,
+            });
+        }
+        let q = match &target {
+            Some(d) => doc! { "_id": d.get("_id").cloned().unwrap_or(Bson::Null) },
+            None => query.clone(),
+        };
+        let statement = doc! { "q": q, "u": update.unwrap_or(Bson::Null), "upsert": upsert };
+        let outcome = update_one_statement(c, &statement)?;
+        let mut leo = doc! {
+            "n": outcome.matched + i32::from(outcome.upserted.is_some()),
+            "updatedExisting": outcome.matched > 0,
+        };
+        let after_id = match (&outcome.upserted, &target) {
+            (Some(id), _) => {
+                leo.insert("upserted", id.clone());
+                Some(id.clone())
+            }
+            (None, Some(d)) => d.get("_id").cloned(),
+            (None, None) => None,
+        };
+        let value = if return_new {
+            after_id.and_then(|id| {
+                c.ids
+                    .get(&id_key(&id))
+                    .and_then(|seq| c.docs.get(seq))
+                    .cloned()
+            })
+        } else {
+            target
+        };
+        Ok(doc! { "lastErrorObject": leo, "value": project_opt(value)?, "ok": 1.0 })
     }
 
     fn count(&mut self, db: &str, cmd: &Document) -> CmdResult {
@@ -1341,6 +1447,66 @@ mod tests {
                 .get_i32("code")
                 .unwrap(),
             2
+        );
+    }
+
+    #[test]
+    fn find_and_modify_and_distinct() {
+        let mut s = seeded();
+        let r = run(&mut s, doc! { "findAndModify": "c", "query": { "x": 2 }, "sort": { "_id": -1 }, "update": { "$inc": { "x": 10 } }, "new": true }).unwrap();
+        assert_eq!(
+            r.get_document("value").unwrap(),
+            &doc! { "_id": 8, "x": 12, "s": "v8" }
+        );
+        assert!(r
+            .get_document("lastErrorObject")
+            .unwrap()
+            .get_bool("updatedExisting")
+            .unwrap());
+        let r = run(&mut s, doc! { "findAndModify": "c", "query": { "_id": 0 }, "update": { "y": 1 }, "fields": { "_id": 0 } }).unwrap();
+        assert_eq!(
+            r.get_document("value").unwrap(),
+            &doc! { "x": 0, "s": "v0" },
+            "the old document"
+        );
+        let r = run(&mut s, doc! { "findAndModify": "c", "query": { "_id": 77 }, "update": { "$set": { "u": 1 } }, "upsert": true, "new": true }).unwrap();
+        assert_eq!(
+            r.get_document("value").unwrap(),
+            &doc! { "_id": 77, "u": 1 }
+        );
+        assert_eq!(
+            r.get_document("lastErrorObject")
+                .unwrap()
+                .get_i32("upserted")
+                .unwrap(),
+            77
+        );
+        let r = run(
+            &mut s,
+            doc! { "findAndModify": "c", "query": { "_id": 77 }, "remove": true },
+        )
+        .unwrap();
+        assert_eq!(r.get_document("value").unwrap().get_i32("_id").unwrap(), 77);
+        let r = run(
+            &mut s,
+            doc! { "findAndModify": "c", "query": { "_id": 77 }, "remove": true },
+        )
+        .unwrap();
+        assert_eq!(r.get("value"), Some(&Bson::Null));
+        assert_eq!(
+            run(&mut s, doc! { "findAndModify": "c", "query": {} })
+                .unwrap_err()
+                .code,
+            9
+        );
+        let r = run(
+            &mut s,
+            doc! { "distinct": "c", "key": "x", "query": { "_id": { "$lt": 8 } } },
+        )
+        .unwrap();
+        assert_eq!(
+            r.get_array("values").unwrap(),
+            &vec![Bson::Int32(0), Bson::Int32(1), Bson::Int32(2)]
         );
     }
 

@@ -864,3 +864,35 @@ fn fast_mode_replays_hello_and_serves_crud() {
     );
     assert!(server.commands().is_empty(), "fast mode keeps no log");
 }
+
+#[test]
+fn single_member_set_tags_and_per_member_config() {
+    let server = FakeServer::builder().replica_set("solo").start();
+    let h = Client::connect(server.addr()).command(hello());
+    assert_eq!(h.get_str("setName").unwrap(), "solo");
+    assert_eq!(h.get_str("primary").unwrap(), server.host());
+    assert!(h.get_bool("isWritablePrimary").unwrap());
+    assert!(server.uri().contains("replicaSet=solo"));
+
+    let rs =
+        ReplicaSet::try_start_with(2, "rs2", |i, b| b.max_wire_version(17 + i as i32)).unwrap();
+    assert_eq!(member_hello(&rs, 0).get_i32("maxWireVersion").unwrap(), 17);
+    assert_eq!(member_hello(&rs, 1).get_i32("maxWireVersion").unwrap(), 18);
+    rs.set_tags(1, doc! { "dc": "east" });
+    let h1 = member_hello(&rs, 1);
+    assert_eq!(h1.get_document("tags").unwrap(), &doc! { "dc": "east" });
+    assert_eq!(h1.get_i32("setVersion").unwrap(), 2);
+    assert!(member_hello(&rs, 0).get("tags").is_none());
+    // Members share one store.
+    let mut p = Client::connect(rs.member(0).unwrap().addr());
+    assert_eq!(p.command(insert_cmd(1)).get_i32("n").unwrap(), 1);
+    let mut s = Client::connect(rs.member(1).unwrap().addr());
+    let r = s.command(doc! { "findAndModify": "c", "query": { "_id": 1 }, "update": { "$set": { "a": 1 } }, "$db": "db" });
+    assert_eq!(
+        r.get_i32("code").unwrap(),
+        10107,
+        "findAndModify is a write"
+    );
+    let r = s.command(doc! { "count": "c", "$db": "db" });
+    assert_eq!(r.get_i64("n").unwrap(), 1);
+}
