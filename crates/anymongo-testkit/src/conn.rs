@@ -40,11 +40,17 @@ pub(crate) struct Request {
     pub(crate) compressor_id: Option<u8>,
     /// An OP_QUERY on something other than `<db>.$cmd`.
     pub(crate) legacy_query: bool,
+    /// The client set `exhaustAllowed`.
+    pub(crate) exhaust: bool,
+    /// Made up by the server to continue an exhaust stream (not logged).
+    pub(crate) synthetic: bool,
 }
 
 enum Step {
     Continue,
     Close,
+    /// The reply went out with `moreToCome`: handle this follow-up request without reading.
+    Stream(Box<Request>),
 }
 
 /// Serves one accepted connection until it closes or the server is killed.
@@ -101,11 +107,15 @@ impl Conn {
             }
             match self.decoder.decode() {
                 Ok(Some(msg)) => {
-                    let Some(req) = parse_request(msg) else {
+                    let Some(mut req) = parse_request(msg) else {
                         return;
                     };
-                    if let Step::Close = self.handle(req) {
-                        return;
+                    loop {
+                        match self.handle(req) {
+                            Step::Continue => break,
+                            Step::Close => return,
+                            Step::Stream(next) => req = *next,
+                        }
                     }
                 }
                 Ok(None) => {
@@ -137,7 +147,7 @@ impl Conn {
 
     fn handle(&mut self, req: Request) -> Step {
         let fast = self.shared.cfg.fast;
-        if !fast {
+        if !fast && !req.synthetic {
             self.shared.record(CommandRecord {
                 connection_id: self.state.id,
                 name: req.name.clone(),
@@ -257,7 +267,7 @@ impl Conn {
                 self.send(&req, reply)
             }
             FaultAction::CloseAfterHalf => {
-                if self.encode_reply(&req, &reply).is_err() {
+                if self.encode_reply(&req, &reply, false).is_err() {
                     return Step::Close;
                 }
                 let half = self.out.len() / 2;
@@ -286,13 +296,22 @@ impl Conn {
             .copied()
     }
 
-    fn encode_reply(&mut self, req: &Request, reply: &Document) -> Result<(), ()> {
+    /// Encodes the reply into `self.out`; returns its request id.
+    fn encode_reply(
+        &mut self,
+        req: &Request,
+        reply: &Document,
+        more_to_come: bool,
+    ) -> Result<i32, ()> {
         let raw = RawDocumentBuf::try_from(reply).map_err(|_| ())?;
         let body = match req.kind {
             Kind::Msg => {
                 let mut m = OpMsg::new(raw);
                 if req.checksum {
                     m.flags.insert(MsgFlags::CHECKSUM_PRESENT);
+                }
+                if more_to_come {
+                    m.flags.insert(MsgFlags::MORE_TO_COME);
                 }
                 Body::Msg(m)
             }
@@ -304,28 +323,35 @@ impl Conn {
                 documents: vec![raw],
             }),
         };
+        let request_id = self.take_request_id();
         let msg = Message {
-            request_id: self.take_request_id(),
+            request_id,
             response_to: req.request_id,
             body,
             compressor_id: None,
         };
         self.out.clear();
         let comp = self.compressor_for(req);
-        encode(&msg, comp.as_ref(), &mut self.out).map_err(|_| ())
+        encode(&msg, comp.as_ref(), &mut self.out).map_err(|_| ())?;
+        Ok(request_id)
     }
 
     fn send(&mut self, req: &Request, reply: Document) -> Step {
         if req.more_to_come {
             return Step::Continue;
         }
-        if self.encode_reply(req, &reply).is_err() {
-            // A reply that cannot be encoded (too large): say so instead.
-            let err = doc! { "ok": 0.0, "code": 10334, "codeName": "BSONObjectTooLarge", "errmsg": "reply too large" };
-            if self.encode_reply(req, &err).is_err() {
-                return Step::Close;
+        let next_cmd = exhaust_follow_up(req, &reply);
+        let reply_id = match self.encode_reply(req, &reply, next_cmd.is_some()) {
+            Ok(id) => id,
+            Err(()) => {
+                // A reply that cannot be encoded (too large): say so instead.
+                let err = doc! { "ok": 0.0, "code": 10334, "codeName": "BSONObjectTooLarge", "errmsg": "reply too large" };
+                if self.encode_reply(req, &err, false).is_err() {
+                    return Step::Close;
+                }
+                return self.write_out();
             }
-        }
+        };
         if self.shared.cfg.fast
             && commands::is_hello(&req.name)
             && hello_is_cacheable(req)
@@ -333,6 +359,25 @@ impl Conn {
         {
             self.hello_bytes = Some(self.out.clone());
         }
+        match (self.write_out(), next_cmd) {
+            (Step::Continue, Some(cmd)) => Step::Stream(Box::new(Request {
+                request_id: reply_id,
+                kind: req.kind,
+                name: req.name.clone(),
+                db: req.db.clone(),
+                cmd,
+                more_to_come: false,
+                checksum: req.checksum,
+                compressor_id: req.compressor_id,
+                legacy_query: false,
+                exhaust: true,
+                synthetic: true,
+            })),
+            (step, _) => step,
+        }
+    }
+
+    fn write_out(&mut self) -> Step {
         let out = std::mem::take(&mut self.out);
         let step = self.write_raw(&out);
         self.out = out;
@@ -367,6 +412,41 @@ impl Conn {
             Err(_) => Step::Close,
         }
     }
+}
+
+/// With `exhaustAllowed`, an awaitable hello or a getMore whose cursor stays open is answered
+/// with `moreToCome`, and the server carries on as if the client had sent this command again
+/// (an exhaust follow-up's `responseTo` is the previous reply's request id).
+fn exhaust_follow_up(req: &Request, reply: &Document) -> Option<Document> {
+    if !req.exhaust || req.kind != Kind::Msg {
+        return None;
+    }
+    let ok = reply
+        .get("ok")
+        .and_then(crate::store::as_f64)
+        .is_some_and(|v| v == 1.0);
+    if !ok {
+        return None;
+    }
+    if commands::is_hello(&req.name)
+        && req.cmd.contains_key("topologyVersion")
+        && req.cmd.contains_key("maxAwaitTimeMS")
+    {
+        let mut cmd = req.cmd.clone();
+        cmd.insert(
+            "topologyVersion",
+            reply.get_document("topologyVersion").ok()?.clone(),
+        );
+        return Some(cmd);
+    }
+    if req.name == "getMore" {
+        let open = reply
+            .get_document("cursor")
+            .and_then(|c| c.get_i64("id"))
+            .is_ok_and(|id| id != 0);
+        return open.then(|| req.cmd.clone());
+    }
+    None
 }
 
 fn hello_is_cacheable(req: &Request) -> bool {
@@ -424,9 +504,11 @@ pub(crate) fn parse_request(msg: Message) -> Option<Request> {
                 db,
                 more_to_come: m.flags.contains(MsgFlags::MORE_TO_COME),
                 checksum: m.flags.contains(MsgFlags::CHECKSUM_PRESENT),
+                exhaust: m.flags.contains(MsgFlags::EXHAUST_ALLOWED),
                 compressor_id: msg.compressor_id,
                 cmd,
                 legacy_query: false,
+                synthetic: false,
             })
         }
         Body::Query(q) => {
@@ -449,6 +531,8 @@ pub(crate) fn parse_request(msg: Message) -> Option<Request> {
                 checksum: false,
                 compressor_id: msg.compressor_id,
                 legacy_query,
+                exhaust: false,
+                synthetic: false,
             })
         }
         Body::Reply(_) => None,

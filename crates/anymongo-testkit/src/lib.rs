@@ -10,7 +10,9 @@
 //! `<db>.$cmd`, and OP_COMPRESSED (snappy, zlib, zstd): a hello listing `compression` is answered
 //! with the intersection of that list and [`FakeServerBuilder::compressors`], and a compressed
 //! request is answered compressed with the same compressor. Requests with `moreToCome` get no
-//! reply. A malformed message closes its connection. One thread per connection.
+//! reply. With `exhaustAllowed`, an awaitable hello streams a reply per topology change (or
+//! `maxAwaitTimeMS`) and a getMore streams its batches, each with `moreToCome` and `responseTo`
+//! set to the previous reply's request id. A malformed message closes its connection. One thread per connection.
 //!
 //! ## API
 //! ```no_run

@@ -896,3 +896,82 @@ fn single_member_set_tags_and_per_member_config() {
     let r = s.command(doc! { "count": "c", "$db": "db" });
     assert_eq!(r.get_i64("n").unwrap(), 1);
 }
+
+fn more_to_come(m: &anymongo_core::wire::Message) -> bool {
+    match &m.body {
+        Body::Msg(msg) => msg.flags.contains(MsgFlags::MORE_TO_COME),
+        _ => false,
+    }
+}
+
+#[test]
+fn exhaust_streaming_hello_and_get_more() {
+    let rs = ReplicaSet::start(2, "rs3");
+    let mut c = Client::connect(rs.member(0).unwrap().addr());
+    // A topologyVersion from another process is answered at once; later replies stream.
+    let stale =
+        doc! { "processId": anymongo_testkit::bson::oid::ObjectId::new(), "counter": 0_i64 };
+    let id = c.send_flags(
+        doc! { "hello": 1, "topologyVersion": stale, "maxAwaitTimeMS": 20_000, "$db": "admin" },
+        MsgFlags::EXHAUST_ALLOWED,
+    );
+    let (first, reply) = c.recv_reply(id);
+    assert!(more_to_come(&first));
+    assert!(reply.get_bool("isWritablePrimary").unwrap());
+    rs.step_down();
+    let (second, reply) = c.recv_reply(first.request_id);
+    assert!(more_to_come(&second));
+    assert!(!reply.get_bool("isWritablePrimary").unwrap());
+    assert_eq!(
+        reply
+            .get_document("topologyVersion")
+            .unwrap()
+            .get_i64("counter")
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        rs.member(0).unwrap().commands_named("hello").len(),
+        1,
+        "streamed replies are not requests"
+    );
+
+    let server = FakeServer::builder().start();
+    server
+        .seed("db", "c", (0..5).map(|i| doc! { "_id": i }).collect())
+        .unwrap();
+    let mut c = Client::connect(server.addr());
+    let r = c.command(doc! { "find": "c", "batchSize": 2, "$db": "db" });
+    let cursor = r.get_document("cursor").unwrap().get_i64("id").unwrap();
+    let id = c.send_flags(
+        doc! { "getMore": cursor, "collection": "c", "batchSize": 2, "$db": "db" },
+        MsgFlags::EXHAUST_ALLOWED,
+    );
+    let (m1, r1) = c.recv_reply(id);
+    assert!(more_to_come(&m1));
+    assert_eq!(
+        r1.get_document("cursor")
+            .unwrap()
+            .get_array("nextBatch")
+            .unwrap()
+            .len(),
+        2
+    );
+    let (m2, r2) = c.recv_reply(m1.request_id);
+    assert!(!more_to_come(&m2), "the stream ends with the cursor");
+    assert_eq!(r2.get_document("cursor").unwrap().get_i64("id").unwrap(), 0);
+    assert_eq!(
+        r2.get_document("cursor")
+            .unwrap()
+            .get_array("nextBatch")
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        c.command(doc! { "ping": 1, "$db": "db" })
+            .get_f64("ok")
+            .unwrap(),
+        1.0
+    );
+}
