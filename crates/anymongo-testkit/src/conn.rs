@@ -538,3 +538,111 @@ pub(crate) fn parse_request(msg: Message) -> Option<Request> {
         Body::Reply(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anymongo_core::wire::{DocumentSequence, OpQuery};
+
+    fn raw(d: &Document) -> RawDocumentBuf {
+        RawDocumentBuf::try_from(d).unwrap()
+    }
+
+    #[test]
+    fn op_msg_sequences_fold_into_the_body() {
+        let mut m = OpMsg::new(raw(&doc! { "insert": "c", "$db": "db" }));
+        m.flags = MsgFlags(MsgFlags::MORE_TO_COME.0 | MsgFlags::EXHAUST_ALLOWED.0);
+        m.sequences.push(DocumentSequence {
+            identifier: "documents".into(),
+            documents: vec![raw(&doc! { "_id": 1 }), raw(&doc! { "_id": 2 })],
+        });
+        let req = parse_request(Message::new(7, Body::Msg(m))).unwrap();
+        assert_eq!(
+            (req.name.as_str(), req.db.as_str(), req.request_id),
+            ("insert", "db", 7)
+        );
+        assert!(req.more_to_come && req.exhaust && !req.checksum);
+        assert_eq!(
+            req.cmd.get_array("documents").unwrap(),
+            &vec![
+                Bson::Document(doc! { "_id": 1 }),
+                Bson::Document(doc! { "_id": 2 })
+            ]
+        );
+    }
+
+    #[test]
+    fn op_query_commands_and_legacy_reads() {
+        let q = |ns: &str, d: Document| {
+            parse_request(Message::new(
+                1,
+                Body::Query(OpQuery {
+                    flags: 0,
+                    full_collection_name: ns.into(),
+                    number_to_skip: 0,
+                    number_to_return: -1,
+                    query: raw(&d),
+                    return_fields_selector: None,
+                }),
+            ))
+            .unwrap()
+        };
+        let r = q(
+            "admin.$cmd",
+            doc! { "$query": { "isMaster": 1 }, "$readPreference": {} },
+        );
+        assert_eq!(
+            (r.name.as_str(), r.db.as_str(), r.legacy_query),
+            ("isMaster", "admin", false)
+        );
+        let r = q("db.coll", doc! { "x": 1 });
+        assert!(r.legacy_query);
+        let reply = Message::new(
+            1,
+            Body::Reply(OpReply {
+                response_flags: 0,
+                cursor_id: 0,
+                starting_from: 0,
+                documents: vec![],
+            }),
+        );
+        assert!(
+            parse_request(reply).is_none(),
+            "clients do not send OP_REPLY"
+        );
+    }
+
+    #[test]
+    fn exhaust_follow_ups() {
+        let req = |name: &str, cmd: Document, exhaust: bool| Request {
+            request_id: 1,
+            kind: Kind::Msg,
+            name: name.into(),
+            db: "admin".into(),
+            cmd,
+            more_to_come: false,
+            checksum: false,
+            compressor_id: None,
+            legacy_query: false,
+            exhaust,
+            synthetic: false,
+        };
+        let tv = doc! { "processId": bson::oid::ObjectId::new(), "counter": 3_i64 };
+        let hello =
+            doc! { "hello": 1, "topologyVersion": { "counter": 0_i64 }, "maxAwaitTimeMS": 10 };
+        let reply = doc! { "ok": 1.0, "topologyVersion": tv.clone() };
+        let next = exhaust_follow_up(&req("hello", hello.clone(), true), &reply).unwrap();
+        assert_eq!(next.get_document("topologyVersion").unwrap(), &tv);
+        assert!(exhaust_follow_up(&req("hello", hello.clone(), false), &reply).is_none());
+        assert!(exhaust_follow_up(&req("hello", doc! { "hello": 1 }, true), &reply).is_none());
+        assert!(exhaust_follow_up(&req("hello", hello, true), &doc! { "ok": 0.0 }).is_none());
+        let gm = doc! { "getMore": 5_i64, "collection": "c" };
+        let open = doc! { "ok": 1.0, "cursor": { "id": 5_i64, "nextBatch": [] } };
+        let done = doc! { "ok": 1.0, "cursor": { "id": 0_i64, "nextBatch": [] } };
+        assert_eq!(
+            exhaust_follow_up(&req("getMore", gm.clone(), true), &open),
+            Some(gm.clone())
+        );
+        assert!(exhaust_follow_up(&req("getMore", gm, true), &done).is_none());
+    }
+}

@@ -224,3 +224,33 @@ impl ReplicaSet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_fields_follow_the_state() {
+        let mut st = RsState::new("rs", vec!["a:1".into(), "b:2".into()]);
+        let p = st.hello_fields(0);
+        assert_eq!(p.get_str("primary").unwrap(), "a:1");
+        assert_eq!(p.get_str("me").unwrap(), "a:1");
+        assert!(!p.get_bool("secondary").unwrap());
+        let e1 = p.get_object_id("electionId").unwrap();
+        let s = st.hello_fields(1);
+        assert!(s.get_bool("secondary").unwrap());
+        assert!(s.get("electionId").is_none());
+        st.primary = None;
+        assert!(st.hello_fields(0).get("primary").is_none());
+        st.primary = Some(1);
+        st.term += 1;
+        let e2 = st.hello_fields(1).get_object_id("electionId").unwrap();
+        assert!(e2.bytes() > e1.bytes());
+        st.tags[1] = doc! { "dc": "x" };
+        assert_eq!(
+            st.hello_fields(1).get_document("tags").unwrap(),
+            &doc! { "dc": "x" }
+        );
+        assert!(st.hello_fields(0).get("tags").is_none());
+    }
+}

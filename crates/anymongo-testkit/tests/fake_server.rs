@@ -526,14 +526,26 @@ fn payload(d: &Document) -> Vec<u8> {
     d.get_binary_generic("payload").cloned().unwrap_or_default()
 }
 
-fn hmac256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
-    m.update(data);
-    m.finalize().into_bytes().to_vec()
+fn hmac_with(sha1: bool, key: &[u8], data: &[u8]) -> Vec<u8> {
+    if sha1 {
+        let mut m = Hmac::<sha1::Sha1>::new_from_slice(key).unwrap();
+        m.update(data);
+        m.finalize().into_bytes().to_vec()
+    } else {
+        let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
+        m.update(data);
+        m.finalize().into_bytes().to_vec()
+    }
 }
 
-/// Test-side SCRAM-SHA-256 client math: the client-final message and the expected server signature.
-fn scram256_final(password: &str, client_first_bare: &str, server_first: &str) -> (String, String) {
+/// Test-side SCRAM client math: the client-final message and the expected server signature.
+/// For SCRAM-SHA-1 `password` must already be the MongoDB digest.
+fn scram_final(
+    sha1: bool,
+    password: &str,
+    client_first_bare: &str,
+    server_first: &str,
+) -> (String, String) {
     let mut nonce = "";
     let mut salt = Vec::new();
     let mut iters = 0;
@@ -546,20 +558,35 @@ fn scram256_final(password: &str, client_first_bare: &str, server_first: &str) -
             iters = v.parse().unwrap();
         }
     }
-    let mut salted = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, iters, &mut salted);
-    let client_key = hmac256(&salted, b"Client Key");
-    let stored = Sha256::digest(&client_key);
+    let salted = if sha1 {
+        let mut out = [0u8; 20];
+        pbkdf2::pbkdf2_hmac::<sha1::Sha1>(password.as_bytes(), &salt, iters, &mut out);
+        out.to_vec()
+    } else {
+        let mut out = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, iters, &mut out);
+        out.to_vec()
+    };
+    let client_key = hmac_with(sha1, &salted, b"Client Key");
+    let stored = if sha1 {
+        sha1::Sha1::digest(&client_key).to_vec()
+    } else {
+        Sha256::digest(&client_key).to_vec()
+    };
     let without_proof = format!("c=biws,r={nonce}");
     let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
-    let sig = hmac256(&stored, auth_message.as_bytes());
+    let sig = hmac_with(sha1, &stored, auth_message.as_bytes());
     let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
-    let server_key = hmac256(&salted, b"Server Key");
-    let server_sig = hmac256(&server_key, auth_message.as_bytes());
+    let server_key = hmac_with(sha1, &salted, b"Server Key");
+    let server_sig = hmac_with(sha1, &server_key, auth_message.as_bytes());
     (
         format!("{without_proof},p={}", B64.encode(proof)),
         format!("v={}", B64.encode(server_sig)),
     )
+}
+
+fn scram256_final(password: &str, client_first_bare: &str, server_first: &str) -> (String, String) {
+    scram_final(false, password, client_first_bare, server_first)
 }
 
 /// Runs SCRAM-SHA-256 and returns (final saslContinue reply, expected server-final).
@@ -974,4 +1001,81 @@ fn exhaust_streaming_hello_and_get_more() {
             .unwrap(),
         1.0
     );
+}
+
+#[test]
+fn scram_sha_1_uses_the_mongodb_password_digest() {
+    let server = FakeServer::builder()
+        .users([User::new("user", "admin", "pencil")])
+        .start();
+    let mut c = Client::connect(server.addr());
+    let bare = "n=user,r=sha1nonce";
+    let start = c.command(doc! { "saslStart": 1, "mechanism": "SCRAM-SHA-1", "payload": bin(format!("n,,{bare}").as_bytes()), "$db": "admin" });
+    let server_first = String::from_utf8(payload(&start)).unwrap();
+    let digest: String = md5::Md5::digest(b"user:mongo:pencil")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (client_final, expected) = scram_final(true, &digest, bare, &server_first);
+    let conv = start.get_i32("conversationId").unwrap();
+    let r = c.command(doc! { "saslContinue": 1, "conversationId": conv, "payload": bin(client_final.as_bytes()), "$db": "admin" });
+    assert!(!r.get_bool("done").unwrap());
+    assert_eq!(String::from_utf8(payload(&r)).unwrap(), expected);
+    let r = c.command(
+        doc! { "saslContinue": 1, "conversationId": conv, "payload": bin(b""), "$db": "admin" },
+    );
+    assert!(r.get_bool("done").unwrap());
+    assert_eq!(
+        c.command(doc! { "count": "c", "$db": "db" })
+            .get_f64("ok")
+            .unwrap(),
+        1.0
+    );
+
+    // The raw password (not the digest) is wrong for SCRAM-SHA-1.
+    let mut c = Client::connect(server.addr());
+    let start = c.command(doc! { "saslStart": 1, "mechanism": "SCRAM-SHA-1", "payload": bin(format!("n,,{bare}").as_bytes()), "$db": "admin" });
+    let server_first = String::from_utf8(payload(&start)).unwrap();
+    let (client_final, _) = scram_final(true, "pencil", bare, &server_first);
+    let r = c.command(doc! { "saslContinue": 1, "conversationId": start.get_i32("conversationId").unwrap(), "payload": bin(client_final.as_bytes()), "$db": "admin" });
+    assert_eq!(r.get_i32("code").unwrap(), 18);
+}
+
+#[test]
+fn connection_limit_kill_and_drop() {
+    let server = FakeServer::builder().max_connections(1).start();
+    let mut a = Client::connect(server.addr());
+    assert_eq!(
+        a.command(doc! { "ping": 1, "$db": "a" })
+            .get_f64("ok")
+            .unwrap(),
+        1.0
+    );
+    let mut b = Client::connect(server.addr());
+    b.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+        &doc! { "ping": 1, "$db": "a" },
+    ))));
+    assert!(matches!(b.recv(), Recv::Closed { .. }), "over the limit");
+    assert_eq!(server.connection_count(), 1);
+
+    server.kill();
+    assert!(!server.is_listening());
+    assert_eq!(
+        server.open_connections(),
+        0,
+        "kill joins the connection threads"
+    );
+    assert!(matches!(a.recv(), Recv::Closed { .. }));
+    server.revive().unwrap();
+    let mut c = Client::connect(server.addr());
+    assert_eq!(
+        c.command(doc! { "ping": 1, "$db": "a" })
+            .get_f64("ok")
+            .unwrap(),
+        1.0
+    );
+    let addr = server.addr();
+    drop(server);
+    assert!(matches!(c.recv(), Recv::Closed { .. }));
+    assert!(std::net::TcpStream::connect(addr).is_err());
 }
