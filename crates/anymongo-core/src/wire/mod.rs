@@ -264,6 +264,44 @@ impl Body {
             Body::Reply(_) => OpCode::Reply,
         }
     }
+
+    /// The OP_MSG, if this is one.
+    pub fn as_msg(&self) -> Option<&OpMsg> {
+        match self {
+            Body::Msg(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The OP_MSG, if this is one.
+    pub fn into_msg(self) -> Option<OpMsg> {
+        match self {
+            Body::Msg(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The command reply document: an OP_MSG's body, or the single document of an OP_REPLY.
+    /// An OP_REPLY with another number of documents, or an OP_QUERY, is
+    /// [`WireError::Malformed`].
+    pub fn into_reply_document(self) -> Result<RawDocumentBuf, WireError> {
+        match self {
+            Body::Msg(m) => Ok(m.body),
+            Body::Reply(r) => {
+                let n = r.documents.len();
+                let mut docs = r.documents.into_iter();
+                match (docs.next(), n) {
+                    (Some(doc), 1) => Ok(doc),
+                    _ => Err(WireError::Malformed(format!(
+                        "a command reply OP_REPLY must hold one document, not {n}"
+                    ))),
+                }
+            }
+            Body::Query(_) => Err(WireError::Malformed(
+                "an OP_QUERY is not a command reply".to_string(),
+            )),
+        }
+    }
 }
 
 /// One wire message.

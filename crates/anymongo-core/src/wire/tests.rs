@@ -262,6 +262,33 @@ fn from_document_and_accessors() {
 }
 
 #[test]
+fn reply_document_accessors() {
+    let msg = sample_msg();
+    assert!(msg.body.as_msg().is_some());
+    let Body::Msg(m) = &msg.body else { panic!() };
+    assert_eq!(msg.body.clone().into_msg().as_ref(), Some(m));
+    assert_eq!(msg.body.clone().into_reply_document().unwrap(), m.body);
+    let Body::Reply(r) = sample_reply(1).body else {
+        panic!()
+    };
+    assert_eq!(
+        sample_reply(1).body.into_reply_document().unwrap(),
+        r.documents[0]
+    );
+    for bad in [
+        sample_reply(0).body,
+        sample_reply(2).body,
+        sample_query().body,
+    ] {
+        assert!(bad.as_msg().is_none());
+        assert!(matches!(
+            bad.into_reply_document(),
+            Err(WireError::Malformed(_))
+        ));
+    }
+}
+
+#[test]
 fn msg_flags_operations() {
     let mut f = MsgFlags::default();
     assert!(!f.contains(MsgFlags::MORE_TO_COME));
@@ -954,7 +981,11 @@ fn assert_reencodes(m: &Message) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        // PROPTEST_CASES=n overrides, for longer local runs.
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(128),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn prop_op_msg_round_trip(
@@ -988,6 +1019,33 @@ proptest! {
     ) {
         let mut d = Decoder::new(4096);
         let _ = feed_in_chunks(&mut d, &bytes, &sizes);
+    }
+
+    #[test]
+    fn prop_garbage_behind_a_plausible_header_never_panics(
+        op_code in prop_oneof![Just(1i32), Just(2004), Just(2012), Just(2013)],
+        prefix in proptest::collection::vec(any::<u8>(), 0..16),
+        compressor_id in 0u8..5,
+        body in proptest::collection::vec(any::<u8>(), 0..512),
+        sizes in proptest::collection::vec(1usize..64, 1..8),
+    ) {
+        // A right length and opcode, then plausible fixed fields, then noise, so the parsers
+        // (not just the header check) see the garbage.
+        let mut rest = prefix;
+        if op_code == 2012 {
+            rest = 2013i32.to_le_bytes().to_vec();
+            rest.extend_from_slice(&(body.len() as i32).to_le_bytes());
+            rest.push(compressor_id);
+        }
+        rest.extend_from_slice(&body);
+        let bytes = raw_message(op_code, &rest);
+        let mut d = Decoder::new(1 << 16);
+        let result = feed_in_chunks(&mut d, &bytes, &sizes);
+        if let Err(e) = result {
+            prop_assert_eq!(d.decode(), Err(e));
+        } else {
+            prop_assert_eq!(d.buffered(), 0);
+        }
     }
 
     #[test]
