@@ -43,7 +43,8 @@
 //!   `configureFailPoint` (`failCommand`), and the in-memory store: `insert`, `find`, `getMore`,
 //!   `killCursors`, `update`, `delete`, `findAndModify`, `distinct`, `count`, `aggregate` (`$match $sort $skip $limit
 //!   $project $count`), `listCollections`, `listDatabases`, `create`, `drop`, `dropDatabase`,
-//!   `createIndexes` / `listIndexes` (accepted, not simulated). Unsupported operators give
+//!   `createIndexes` / `listIndexes` (accepted, not simulated). A retryable write (`lsid` +
+//!   `txnNumber`) that succeeded is answered from its first reply when retried, like mongod. Unsupported operators give
 //!   `{ok: 0, code: 2}`; unknown commands `CommandNotFound` (59).
 //! * Authentication ([`User`]): SCRAM-SHA-1, SCRAM-SHA-256, PLAIN. With users configured, every
 //!   command but hello, SASL, ping and buildInfo needs an authenticated connection (code 13).

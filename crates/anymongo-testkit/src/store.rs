@@ -108,6 +108,22 @@ pub(crate) struct Store {
     dbs: BTreeMap<String, BTreeMap<String, Collection>>,
     cursors: BTreeMap<i64, Cursor>,
     next_cursor: i64,
+    /// Replies of executed retryable writes by (lsid bytes, txnNumber), oldest first.
+    retried: HashMap<(Vec<u8>, i64), Document>,
+    retried_order: VecDeque<(Vec<u8>, i64)>,
+}
+
+/// At most this many retryable-write results are remembered.
+const MAX_RETRY_RECORDS: usize = 10_000;
+
+/// The retryable-write identity of a command: `(lsid, txnNumber)` outside a transaction.
+pub(crate) fn retry_key(cmd: &Document) -> Option<(Vec<u8>, i64)> {
+    if cmd.contains_key("autocommit") {
+        return None;
+    }
+    let txn = cmd.get_i64("txnNumber").ok()?;
+    let lsid = cmd.get_document("lsid").ok()?.to_vec().ok()?;
+    Some((lsid, txn))
 }
 
 impl Default for Store {
@@ -116,6 +132,8 @@ impl Default for Store {
             dbs: BTreeMap::new(),
             cursors: BTreeMap::new(),
             next_cursor: 1_000_000 + i64::from(rand::random::<u16>()),
+            retried: HashMap::new(),
+            retried_order: VecDeque::new(),
         }
     }
 }
@@ -198,7 +216,33 @@ impl Store {
     }
 
     /// Runs a CRUD / catalog command, or returns `None` when `name` is not one.
+    ///
+    /// A retryable write (`lsid` + `txnNumber`, no transaction) that already succeeded is not
+    /// executed again: its first reply is returned, as mongod does.
     pub(crate) fn run(&mut self, name: &str, db: &str, cmd: &Document) -> Option<CmdResult> {
+        let key = match name {
+            "insert" | "update" | "delete" | "findAndModify" => retry_key(cmd),
+            _ => None,
+        };
+        if let Some(k) = &key {
+            if let Some(reply) = self.retried.get(k) {
+                return Some(Ok(reply.clone()));
+            }
+        }
+        let result = self.execute(name, db, cmd)?;
+        if let (Some(k), Ok(reply)) = (key, &result) {
+            if self.retried_order.len() >= MAX_RETRY_RECORDS {
+                if let Some(old) = self.retried_order.pop_front() {
+                    self.retried.remove(&old);
+                }
+            }
+            self.retried.insert(k.clone(), reply.clone());
+            self.retried_order.push_back(k);
+        }
+        Some(result)
+    }
+
+    fn execute(&mut self, name: &str, db: &str, cmd: &Document) -> Option<CmdResult> {
         Some(match name {
             "insert" => self.insert(db, cmd),
             "find" => self.find(db, cmd),
@@ -1508,6 +1552,25 @@ mod tests {
             r.get_array("values").unwrap(),
             &vec![Bson::Int32(0), Bson::Int32(1), Bson::Int32(2)]
         );
+    }
+
+    #[test]
+    fn retryable_writes_execute_once() {
+        let mut s = Store::default();
+        let lsid = doc! { "id": 1 };
+        let cmd = doc! { "insert": "c", "documents": [ { "_id": 1 } ], "lsid": lsid.clone(), "txnNumber": 1_i64 };
+        assert_eq!(run(&mut s, cmd.clone()).unwrap().get_i32("n").unwrap(), 1);
+        let again = run(&mut s, cmd).unwrap();
+        assert_eq!(again.get_i32("n").unwrap(), 1);
+        assert!(
+            again.get("writeErrors").is_none(),
+            "the retry returns the first result"
+        );
+        let next =
+            doc! { "insert": "c", "documents": [ { "_id": 1 } ], "lsid": lsid, "txnNumber": 2_i64 };
+        assert!(run(&mut s, next).unwrap().get("writeErrors").is_some());
+        let plain = doc! { "insert": "c", "documents": [ { "_id": 1 } ] };
+        assert!(run(&mut s, plain).unwrap().get("writeErrors").is_some());
     }
 
     #[test]

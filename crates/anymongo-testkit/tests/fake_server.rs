@@ -206,14 +206,25 @@ fn fault_close_after_half_reply() {
         FaultAction::CloseAfterHalf,
     ));
     let mut c = Client::connect(server.addr());
+    let mut cmd = insert_cmd(1);
+    cmd.insert(
+        "lsid",
+        doc! { "id": Bson::Binary(Binary { subtype: BinarySubtype::Uuid, bytes: vec![7; 16] }) },
+    );
+    cmd.insert("txnNumber", 1_i64);
     c.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
-        &insert_cmd(1),
+        &cmd,
     ))));
     match c.recv() {
         Recv::Closed { buffered } => assert!(buffered > 0, "half a message arrived"),
         other => panic!("{other:?}"),
     }
     assert_eq!(server.document_count("db", "c"), 1, "the command ran");
+    // The retry of that retryable write returns the first result instead of a duplicate key.
+    server.clear_fail_points();
+    let reply = Client::connect(server.addr()).command(cmd);
+    assert_eq!(reply.get_i32("n").unwrap(), 1);
+    assert!(reply.get("writeErrors").is_none());
 }
 
 #[test]
