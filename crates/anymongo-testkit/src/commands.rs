@@ -82,8 +82,9 @@ pub(crate) enum Produced {
     Doc(Document),
     /// Misbehave.
     Fault(FaultAction),
-    /// Awaitable hello: wait up to this long while the topology counter equals this value.
-    Wait(Duration, i64),
+    /// Awaitable hello: wait up to this long while the topology counter equals this value, then
+    /// reply with the hello merged with the fields given.
+    Wait(Duration, i64, Document),
 }
 
 /// Runs a command: queued reply, handler, auth gate, built-in.
@@ -121,12 +122,22 @@ pub(crate) fn produce(shared: &Shared, st: &mut ConnState, req: &Request) -> Pro
         (None, None) => None,
     };
     match scripted {
-        Some(Reply::Document(d)) => return Produced::Doc(d),
-        Some(Reply::Error(e)) => return Produced::Doc(e.to_document()),
-        Some(Reply::Fault(f)) => return Produced::Fault(f),
-        Some(Reply::Default) | None => {}
+        Some(Reply::Document(d)) => Produced::Doc(d),
+        Some(Reply::Error(e)) => Produced::Doc(e.to_document()),
+        Some(Reply::Fault(f)) => Produced::Fault(f),
+        Some(Reply::Merge(fields)) => match builtin(shared, st, req) {
+            Produced::Doc(mut d) => {
+                merge(&mut d, &fields);
+                Produced::Doc(d)
+            }
+            Produced::Wait(dur, counter, mut m) => {
+                merge(&mut m, &fields);
+                Produced::Wait(dur, counter, m)
+            }
+            other => other,
+        },
+        Some(Reply::Default) | None => builtin(shared, st, req),
     }
-    builtin(shared, st, req)
 }
 
 fn builtin(shared: &Shared, st: &mut ConnState, req: &Request) -> Produced {
@@ -170,6 +181,19 @@ fn builtin(shared: &Shared, st: &mut ConnState, req: &Request) -> Produced {
     match result {
         Ok(d) => Produced::Doc(d),
         Err(e) => err(e),
+    }
+}
+
+/// Sets `fields` in `d`, keeping `ok` last.
+pub(crate) fn merge(d: &mut Document, fields: &Document) {
+    let ok = d.remove("ok");
+    for (k, v) in fields {
+        d.insert(k.clone(), v.clone());
+    }
+    if let Some(ok) = ok {
+        if !fields.contains_key("ok") {
+            d.insert("ok", ok);
+        }
     }
 }
 
@@ -229,7 +253,11 @@ fn awaitable(shared: &Shared, cmd: &Document) -> Option<Produced> {
     let their = tv.get("counter").and_then(crate::store::as_f64)?;
     if same_process && their as i64 == counter {
         let ms = max_await.clamp(0.0, 60_000.0) as u64;
-        Some(Produced::Wait(Duration::from_millis(ms), counter))
+        Some(Produced::Wait(
+            Duration::from_millis(ms),
+            counter,
+            Document::new(),
+        ))
     } else {
         None
     }
@@ -302,7 +330,7 @@ pub(crate) fn hello(shared: &Shared, st: &mut ConnState, req: &Request) -> Docum
             d.insert("speculativeAuthenticate", r);
         }
     }
-    for (k, v) in &shared.cfg.hello_extra {
+    for (k, v) in lock(&shared.hello_extra).iter() {
         d.insert(k.clone(), v.clone());
     }
     d.insert("ok", 1.0);

@@ -200,7 +200,7 @@ impl Conn {
                         action = FaultAction::None;
                     }
                 }
-                Produced::Wait(d, counter) => {
+                Produced::Wait(d, counter, fields) => {
                     // Awaitable hello: wait for a topology change or the timeout.
                     let end = Instant::now() + d;
                     while Instant::now() < end
@@ -211,6 +211,7 @@ impl Conn {
                         }
                     }
                     reply = commands::hello(&self.shared, &mut self.state, &req);
+                    commands::merge(&mut reply, &fields);
                 }
             }
         }

@@ -32,11 +32,12 @@
 //!   `tls(`[`TlsIdentity`]`)`, `replica_set(name)` (one-member set), `fast_mode`, `scram_iterations`, `max_connections`, `hello_field`,
 //!   `wrong_server_signature`; `start()` / `try_start()`.
 //! * [`FakeServer`]: `addr`, `host`, `uri`, `on(name, handler)`, `queue_reply`, `fail_point`,
+//!   `set_hello_field`, `remove_hello_field`, `bump_topology_version`,
 //!   `clear_fail_points`, `set_wrong_server_signature`, `commands`, `commands_named`,
 //!   `clear_commands`, `connection_count`, `open_connections`, `seed`, `document_count`,
 //!   `open_cursors`, `kill`, `revive`, `shutdown` (also on drop: joins threads, closes sockets).
 //! * Dispatch order for a command: fail points, queued replies, handlers ([`Reply::Default`] falls
-//!   through), the authentication gate, built-ins.
+//!   through, [`Reply::Merge`] patches the built-in reply), the authentication gate, built-ins.
 //! * Built-ins: `hello` / `isMaster` (standalone or replica-set member; awaitable with
 //!   `topologyVersion` + `maxAwaitTimeMS`; `saslSupportedMechs`, `speculativeAuthenticate`,
 //!   `compression`), `ping`, `buildInfo`, `endSessions`, `saslStart` / `saslContinue`,

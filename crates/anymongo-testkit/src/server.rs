@@ -39,6 +39,8 @@ pub enum Reply {
     Fault(FaultAction),
     /// Fall through to the built-in behaviour (a handler that only observes).
     Default,
+    /// Run the built-in behaviour, then set these fields in its reply.
+    Merge(Document),
 }
 
 impl From<Document> for Reply {
@@ -114,6 +116,8 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<Mutex<Store>>,
     pub(crate) rs: Option<(Arc<Mutex<RsState>>, usize)>,
     pub(crate) scripted: Mutex<Scripted>,
+    /// Extra / overriding hello fields (starts from the builder's `hello_field`s).
+    pub(crate) hello_extra: Mutex<Document>,
     pub(crate) log: Mutex<VecDeque<CommandRecord>>,
     pub(crate) process_id: Mutex<ObjectId>,
     pub(crate) topology_counter: AtomicI64,
@@ -260,12 +264,16 @@ impl FakeServerBuilder {
             }
             (None, None) => None,
         };
+        let mut cfg = self.cfg;
+        // Hello fields live in `Shared::hello_extra` from here on (they can change at runtime).
+        let hello_extra = std::mem::take(&mut cfg.hello_extra);
         let shared = Arc::new(Shared {
-            cfg: self.cfg,
+            cfg,
             addr,
             store: self.store.unwrap_or_default(),
             rs,
             scripted: Mutex::new(Scripted::default()),
+            hello_extra: Mutex::new(hello_extra),
             log: Mutex::new(VecDeque::new()),
             process_id: Mutex::new(ObjectId::new()),
             topology_counter: AtomicI64::new(0),
@@ -388,6 +396,24 @@ impl FakeServer {
     /// Removes every fail point.
     pub fn clear_fail_points(&self) {
         lock(&self.shared.scripted).fail_points.clear();
+    }
+
+    /// Sets (or overrides) a field of every later hello / isMaster reply, and bumps
+    /// `topologyVersion.counter` so awaiting clients hear about it.
+    pub fn set_hello_field(&self, key: &str, value: impl Into<bson::Bson>) {
+        lock(&self.shared.hello_extra).insert(key, value.into());
+        self.shared.bump_topology();
+    }
+
+    /// Removes a field set with [`FakeServer::set_hello_field`] (or the builder's `hello_field`).
+    pub fn remove_hello_field(&self, key: &str) {
+        lock(&self.shared.hello_extra).remove(key);
+        self.shared.bump_topology();
+    }
+
+    /// Bumps `topologyVersion.counter` (wakes awaitable hellos).
+    pub fn bump_topology_version(&self) {
+        self.shared.bump_topology();
     }
 
     /// Turns the "send a wrong SCRAM server signature" switch on or off.

@@ -1090,3 +1090,49 @@ fn connection_limit_kill_and_drop() {
     assert!(matches!(c.recv(), Recv::Closed { .. }));
     assert!(std::net::TcpStream::connect(addr).is_err());
 }
+
+#[test]
+fn merged_and_runtime_hello_fields() {
+    let server = FakeServer::builder().hello_field("msg", "isdbgrid").start();
+    let mut c = Client::connect(server.addr());
+    let h = c.command(hello());
+    assert_eq!(h.get_str("msg").unwrap(), "isdbgrid");
+    let counter = |h: &Document| {
+        h.get_document("topologyVersion")
+            .unwrap()
+            .get_i64("counter")
+            .unwrap()
+    };
+    assert_eq!(counter(&h), 0);
+    server.set_hello_field("maxWireVersion", 8);
+    let h = c.command(hello());
+    assert_eq!(h.get_i32("maxWireVersion").unwrap(), 8);
+    assert_eq!(counter(&h), 1, "a changed hello bumps the topology version");
+    server.remove_hello_field("maxWireVersion");
+    assert_eq!(c.command(hello()).get_i32("maxWireVersion").unwrap(), 21);
+
+    server.on("hello", |ctx| {
+        Reply::Merge(doc! { "isWritablePrimary": false, "seenConn": ctx.connection_id as i64 })
+    });
+    let h = c.command(hello());
+    assert!(!h.get_bool("isWritablePrimary").unwrap());
+    assert!(h.get_i64("seenConn").is_ok());
+    assert_eq!(
+        h.get_i32("maxBsonObjectSize").unwrap(),
+        16_777_216,
+        "the rest is built in"
+    );
+    assert_eq!(h.keys().last().map(String::as_str), Some("ok"));
+    server.on("insert", |_ctx| {
+        Reply::Merge(doc! { "ok": 0.0, "code": 8000 })
+    });
+    let r = c.command(insert_cmd(1));
+    assert_eq!(
+        (
+            r.get_f64("ok").unwrap(),
+            r.get_i32("code").unwrap(),
+            r.get_i32("n").unwrap()
+        ),
+        (0.0, 8000, 1)
+    );
+}
