@@ -158,6 +158,9 @@ fn builtin(shared: &Shared, st: &mut ConnState, req: &Request) -> Produced {
     let result = match name {
         "saslStart" => sasl_start(shared, st, &req.db, &req.cmd),
         "saslContinue" => sasl_continue(shared, st, &req.cmd),
+        "authenticate" => Err(mechanism_unavailable(
+            cmd_str(&req.cmd, "mechanism").unwrap_or("MONGODB-X509"),
+        )),
         "ping" => Ok(doc! { "ok": 1.0 }),
         "buildInfo" | "buildinfo" => Ok(build_info(shared)),
         // Everything below needs an authenticated connection when users are configured.
@@ -358,6 +361,10 @@ fn payload(cmd: &Document) -> Result<Vec<u8>, CommandError> {
         Some(Bson::String(s)) => Ok(s.as_bytes().to_vec()),
         _ => Err(CommandError::bad_value("SASL payload must be binary")),
     }
+}
+
+fn cmd_str<'a>(cmd: &'a Document, key: &str) -> Option<&'a str> {
+    cmd.get_str(key).ok()
 }
 
 fn mechanism_unavailable(m: &str) -> CommandError {

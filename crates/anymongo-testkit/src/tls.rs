@@ -15,7 +15,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 pub struct TlsIdentity {
     /// The CA certificate, PEM.
     pub ca_pem: String,
-    /// Where the CA PEM was written (under `std::env::temp_dir()`), for `tlsCAFile`.
+    /// Where the CA PEM was written (under `std::env::temp_dir()`), for `tlsCAFile`. The file is
+    /// removed when the last clone of the identity (including the server's) is dropped.
     pub ca_path: PathBuf,
     /// The CA certificate, DER (for a rustls client's root store).
     pub ca_der: CertificateDer<'static>,
@@ -24,6 +25,16 @@ pub struct TlsIdentity {
     /// The server's private key, PEM (PKCS#8).
     pub key_pem: String,
     pub(crate) config: Arc<ServerConfig>,
+    /// Removes the CA file when the last clone of this identity is dropped.
+    _file: Arc<CaFile>,
+}
+
+struct CaFile(PathBuf);
+
+impl Drop for CaFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 impl std::fmt::Debug for TlsIdentity {
@@ -66,6 +77,7 @@ impl TlsIdentity {
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::write(&ca_path, ca.pem())?;
+        let file = Arc::new(CaFile(ca_path.clone()));
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
@@ -82,6 +94,7 @@ impl TlsIdentity {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
             config: Arc::new(config),
+            _file: file,
         })
     }
 

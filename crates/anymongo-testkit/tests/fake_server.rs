@@ -716,6 +716,10 @@ fn speculative_authenticate_and_plain() {
         1.0
     );
 
+    // X.509 is not offered.
+    let r = c.command(doc! { "authenticate": 1, "mechanism": "MONGODB-X509", "$db": "$external" });
+    assert_eq!(r.get_i32("code").unwrap(), 334);
+
     // SCRAM-SHA-1 is not allowed for this user.
     let mut c = Client::connect(server.addr());
     let r = c.command(doc! { "saslStart": 1, "mechanism": "SCRAM-SHA-1", "payload": bin(b"n,,n=user,r=abc"), "$db": "admin" });
