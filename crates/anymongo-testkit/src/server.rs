@@ -9,6 +9,7 @@ use std::sync::atomic::{
 };
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anymongo_core::options::Compressor;
 use bson::{oid::ObjectId, Document};
@@ -496,9 +497,20 @@ impl FakeServer {
         let l = lock(&self.listening).take();
         if let Some(l) = l {
             l.stop.store(true, Ordering::SeqCst);
-            // Wake the blocking accept.
-            let _ = TcpStream::connect(self.shared.addr);
-            let _ = l.thread.join();
+            // Wake the blocking accept with a connection of our own. Should that never succeed
+            // (descriptor exhaustion), the listener thread is left to end with the process
+            // rather than hang the caller.
+            let woke = (0..50).any(|_| {
+                let ok = TcpStream::connect_timeout(&self.shared.addr, Duration::from_millis(100))
+                    .is_ok();
+                if !ok {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                ok
+            });
+            if woke {
+                let _ = l.thread.join();
+            }
         }
         self.shared.epoch.fetch_add(1, Ordering::SeqCst);
         for (_, s) in lock(&self.shared.live).drain() {
@@ -541,7 +553,7 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener, stop: Arc<AtomicBool>
         }
         let Ok(stream) = stream else {
             // Out of descriptors or a reset before accept: back off briefly.
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(5));
             continue;
         };
         if shared.open_conns.load(Ordering::SeqCst) >= shared.cfg.max_connections {
