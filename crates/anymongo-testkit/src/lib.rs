@@ -34,7 +34,7 @@
 //! * [`FakeServer`]: `addr`, `host`, `uri`, `on(name, handler)`, `queue_reply`, `fail_point`,
 //!   `set_hello_field`, `remove_hello_field`, `bump_topology_version`,
 //!   `clear_fail_points`, `set_wrong_server_signature`, `commands`, `commands_named`,
-//!   `clear_commands`, `connection_count`, `open_connections`, `seed`, `document_count`,
+//!   `clear_commands`, `connection_count`, `open_connections`, `seed`, `documents`, `document_count`,
 //!   `open_cursors`, `kill`, `revive`, `shutdown` (also on drop: joins threads, closes sockets).
 //! * Dispatch order for a command: fail points, queued replies, handlers ([`Reply::Default`] falls
 //!   through, [`Reply::Merge`] patches the built-in reply), the authentication gate, built-ins.

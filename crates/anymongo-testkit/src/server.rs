@@ -470,6 +470,11 @@ impl FakeServer {
         lock(&self.shared.store).len(db, coll)
     }
 
+    /// The documents of `db.coll`, in insertion order.
+    pub fn documents(&self, db: &str, coll: &str) -> Vec<Document> {
+        lock(&self.shared.store).documents(db, coll)
+    }
+
     /// Number of open server-side cursors.
     pub fn open_cursors(&self) -> usize {
         lock(&self.shared.store).open_cursors()

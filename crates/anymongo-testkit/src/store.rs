@@ -210,6 +210,13 @@ impl Store {
         self.coll(db, coll).map_or(0, |c| c.docs.len())
     }
 
+    /// The documents of `db.coll` in insertion order (for tests).
+    pub(crate) fn documents(&self, db: &str, coll: &str) -> Vec<Document> {
+        self.coll(db, coll)
+            .map(|c| c.docs.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Number of open cursors.
     pub(crate) fn open_cursors(&self) -> usize {
         self.cursors.len()

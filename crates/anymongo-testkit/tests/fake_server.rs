@@ -520,6 +520,15 @@ fn crud_over_the_wire() {
     );
     assert_eq!(r.get_i32("n").unwrap(), 3);
     assert_eq!(server.document_count("db", "c"), 4);
+    assert_eq!(
+        server.documents("db", "c"),
+        vec![
+            doc! { "_id": 0, "k": 0 },
+            doc! { "_id": 2, "k": 0 },
+            doc! { "_id": 4, "k": 0 },
+            doc! { "_id": 6, "k": 0 }
+        ]
+    );
     let r = c.command(doc! { "find": "c", "filter": { "$where": "1" }, "$db": "db" });
     assert_eq!(r.get_i32("code").unwrap(), 2);
 }
