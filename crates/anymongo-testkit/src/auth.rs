@@ -130,19 +130,19 @@ pub struct ClientFirst {
 }
 
 fn sasl_name_decode(s: &str) -> Result<String, CommandError> {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('=') {
-        out.push_str(&rest[..i]);
-        let esc = rest.get(i..i + 3);
-        match esc {
-            Some("=2C") => out.push(','),
-            Some("=3D") => out.push('='),
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '=' {
+            out.push(c);
+            continue;
+        }
+        match (chars.next(), chars.next()) {
+            (Some('2'), Some('C')) => out.push(','),
+            (Some('3'), Some('D')) => out.push('='),
             _ => return Err(CommandError::bad_value("invalid escape in SCRAM user name")),
         }
-        rest = &rest[i + 3..];
     }
-    out.push_str(rest);
     Ok(out)
 }
 
