@@ -336,6 +336,8 @@ impl Store {
             return Err(CommandError::bad_value("skip and batchSize must be >= 0"));
         }
         let single = get_bool(cmd, "singleBatch") || limit < 0;
+        // Reject a bad projection even when nothing matches, like the server.
+        project(&Document::new(), &projection)?;
         let mut docs = match self.coll(db, &coll) {
             Some(c) => c
                 .matching(&filter)?
@@ -679,10 +681,12 @@ impl Store {
                     Some(k) if k > 0.0 => docs.into_iter().take(k as usize).collect(),
                     _ => return Err(CommandError::bad_value("$limit needs a positive number")),
                 },
-                ("$project", Bson::Document(p)) => docs
-                    .iter()
-                    .map(|d| project(d, p))
-                    .collect::<Result<_, _>>()?,
+                ("$project", Bson::Document(p)) => {
+                    project(&Document::new(), p)?;
+                    docs.iter()
+                        .map(|d| project(d, p))
+                        .collect::<Result<_, _>>()?
+                }
                 ("$count", Bson::String(field)) => {
                     if docs.is_empty() {
                         Vec::new()

@@ -1149,3 +1149,77 @@ fn merged_and_runtime_hello_fields() {
         (0.0, 8000, 1)
     );
 }
+
+#[test]
+fn ill_typed_commands_get_errors_not_crashes() {
+    let server = FakeServer::builder().start();
+    let mut c = Client::connect(server.addr());
+    let bad = [
+        doc! { "find": 5, "$db": "db" },
+        doc! { "find": "c", "filter": 3, "$db": "db" },
+        doc! { "find": "c", "skip": -1, "$db": "db" },
+        doc! { "find": "c", "sort": { "a": 3 }, "$db": "db" },
+        doc! { "find": "c", "projection": { "a": 1, "b": 0 }, "$db": "db" },
+        doc! { "insert": "c", "documents": [1, 2], "$db": "db" },
+        doc! { "insert": "c", "$db": "db" },
+        doc! { "delete": "c", "deletes": [ { "q": {}, "limit": 5 } ], "$db": "db" },
+        doc! { "getMore": "x", "collection": "c", "$db": "db" },
+        doc! { "killCursors": "c", "cursors": ["x"], "$db": "db" },
+        doc! { "aggregate": 1, "pipeline": [], "$db": "db" },
+        doc! { "aggregate": "c", "pipeline": [ { "$group": { "_id": 1 } } ], "cursor": {}, "$db": "db" },
+        doc! { "saslStart": 1, "mechanism": "SCRAM-SHA-256", "payload": "x", "$db": "admin" },
+        doc! { "saslContinue": 1, "conversationId": 99, "payload": bin(b""), "$db": "admin" },
+        doc! { "configureFailPoint": "failCommand", "mode": { "times": 1 }, "data": {}, "$db": "admin" },
+    ];
+    for cmd in bad {
+        let r = c.command(cmd.clone());
+        assert_eq!(r.get_f64("ok").unwrap(), 0.0, "{cmd} -> {r}");
+        assert!(r.get_i32("code").is_ok(), "{r}");
+    }
+    let r = c.command(doc! { "update": "c", "updates": [ { "q": {}, "u": { "$inc": { "a": "x" } }, "upsert": true } ], "$db": "db" });
+    assert_eq!(
+        r.get_array("writeErrors").unwrap()[0]
+            .as_document()
+            .unwrap()
+            .get_i32("code")
+            .unwrap(),
+        14
+    );
+}
+
+#[test]
+fn random_bytes_never_take_the_server_down() {
+    use rand::{Rng, SeedableRng};
+    let server = FakeServer::builder()
+        .compressors(&[
+            Compressor::Snappy,
+            Compressor::Zlib { level: None },
+            Compressor::Zstd,
+        ])
+        .start();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for i in 0..60 {
+        let mut c = Client::connect(server.addr());
+        let len: usize = rng.random_range(0..200);
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        if i % 2 == 0 && bytes.len() >= 16 {
+            // A plausible header: the real length and OP_MSG or OP_COMPRESSED.
+            let n = bytes.len() as i32;
+            bytes[..4].copy_from_slice(&n.to_le_bytes());
+            let op: i32 = if i % 4 == 0 { 2013 } else { 2012 };
+            bytes[12..16].copy_from_slice(&op.to_le_bytes());
+        }
+        c.write_bytes(&bytes);
+        drop(c);
+    }
+    let mut c = Client::connect(server.addr());
+    assert_eq!(
+        c.command(doc! { "ping": 1, "$db": "a" })
+            .get_f64("ok")
+            .unwrap(),
+        1.0
+    );
+    eventually("every garbage connection closes", || {
+        server.open_connections() == 1
+    });
+}
