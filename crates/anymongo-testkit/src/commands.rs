@@ -140,7 +140,8 @@ pub(crate) fn produce(shared: &Shared, st: &mut ConnState, req: &Request) -> Pro
     }
 }
 
-fn builtin(shared: &Shared, st: &mut ConnState, req: &Request) -> Produced {
+/// The built-in behaviour (no queued replies, no handlers).
+pub(crate) fn builtin(shared: &Shared, st: &mut ConnState, req: &Request) -> Produced {
     let name = req.name.as_str();
     if is_hello(name) {
         if let Some(wait) = awaitable(shared, &req.cmd) {

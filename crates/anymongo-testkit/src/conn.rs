@@ -199,6 +199,21 @@ impl Conn {
                         }
                         action = FaultAction::None;
                     }
+                    // Actions that still reply use the built-in reply.
+                    if matches!(
+                        action,
+                        FaultAction::None
+                            | FaultAction::CloseAfterHalf
+                            | FaultAction::WriteConcernError { .. }
+                    ) {
+                        reply = match commands::builtin(&self.shared, &mut self.state, &req) {
+                            Produced::Doc(d) => d,
+                            Produced::Wait(..) => {
+                                commands::hello(&self.shared, &mut self.state, &req)
+                            }
+                            Produced::Fault(_) => reply,
+                        };
+                    }
                 }
                 Produced::Wait(d, counter, fields) => {
                     // Awaitable hello: wait for a topology change or the timeout.

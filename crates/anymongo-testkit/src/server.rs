@@ -36,7 +36,8 @@ pub enum Reply {
     Document(Document),
     /// Reply `{ok: 0, code, codeName, errmsg}`.
     Error(CommandError),
-    /// Misbehave instead of replying (see [`FaultAction`]; actions that need a reply use `{ok: 1}`).
+    /// Misbehave (see [`FaultAction`]); actions that still reply (`Delay`, `CloseAfterHalf`,
+    /// `WriteConcernError`) use the built-in reply.
     Fault(FaultAction),
     /// Fall through to the built-in behaviour (a handler that only observes).
     Default,

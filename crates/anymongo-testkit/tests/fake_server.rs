@@ -431,6 +431,16 @@ fn handlers_queued_replies_and_panics() {
             .unwrap(),
         1.0
     );
+    server.on("insert", |_ctx| FaultAction::write_concern_error(100));
+    let r = c.command(insert_cmd(5));
+    assert_eq!(r.get_i32("n").unwrap(), 1, "the built-in insert ran");
+    assert_eq!(
+        r.get_document("writeConcernError")
+            .unwrap()
+            .get_i32("code")
+            .unwrap(),
+        100
+    );
     server.on("whoami", |_ctx| FaultAction::CloseBeforeReply);
     c.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
         &doc! { "whoami": 1, "$db": "t" },
