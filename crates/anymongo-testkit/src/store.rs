@@ -353,7 +353,13 @@ impl Store {
         }
         let docs = docs
             .into_iter()
-            .map(|d| project(&d, &projection))
+            .map(|d| {
+                if projection.is_empty() {
+                    Ok(d)
+                } else {
+                    project(&d, &projection)
+                }
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let ns = format!("{db}.{coll}");
         let first = batch_size.map_or(DEFAULT_BATCH, |b| b as usize);
@@ -777,11 +783,17 @@ impl Store {
 
 fn take_batch(rest: &mut VecDeque<Document>, batch: Option<usize>) -> Vec<Document> {
     let max = batch.unwrap_or(usize::MAX);
+    // A lone document always goes out, so sizes matter only for batches of several.
+    let measure = max > 1 && rest.len() > 1;
     let mut out = Vec::new();
     let mut bytes = 0;
     while out.len() < max {
         let Some(d) = rest.front() else { break };
-        let size = d.to_vec().map_or(0, |v| v.len());
+        let size = if measure {
+            d.to_vec().map_or(0, |v| v.len())
+        } else {
+            0
+        };
         if !out.is_empty() && bytes + size > MAX_BATCH_BYTES {
             break;
         }
