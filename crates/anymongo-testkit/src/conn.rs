@@ -352,9 +352,25 @@ impl Conn {
         Ok(request_id)
     }
 
-    fn send(&mut self, req: &Request, reply: Document) -> Step {
+    fn send(&mut self, req: &Request, mut reply: Document) -> Step {
         if req.more_to_come {
             return Step::Continue;
+        }
+        if self.shared.rs.is_some() && !reply.contains_key("$clusterTime") {
+            // Replica-set members gossip the cluster time, like mongod.
+            let ts = crate::replset::cluster_time();
+            let ok = reply.remove("ok");
+            reply.insert("operationTime", ts);
+            reply.insert(
+                "$clusterTime",
+                doc! {
+                    "clusterTime": ts,
+                    "signature": { "hash": Bson::Binary(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![0; 20] }), "keyId": 0_i64 },
+                },
+            );
+            if let Some(ok) = ok {
+                reply.insert("ok", ok);
+            }
         }
         let next_cmd = exhaust_follow_up(req, &reply);
         let reply_id = match self.encode_reply(req, &reply, next_cmd.is_some()) {

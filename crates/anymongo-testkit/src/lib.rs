@@ -51,7 +51,8 @@
 //!   command but hello, SASL, ping and buildInfo needs an authenticated connection (code 13).
 //! * [`ReplicaSet`]: `start(n, name)`, `try_start_with(n, name, |i, builder| ..)`, `step_down`,
 //!   `elect`, `kill`, `revive`, `set_tags`, `reconfig`, `uri`, `hosts`, `members`, `primary`.
-//!   Members share one store; writes on a secondary fail with NotWritablePrimary (10107).
+//!   Members share one store; writes on a secondary fail with NotWritablePrimary (10107); every
+//!   member reply carries `$clusterTime` (zero signature) and `operationTime`.
 //! * Faults: [`FailPoint`] with [`Times`] and [`FaultAction`], also installed by the
 //!   `configureFailPoint` command.
 //! * Fast mode (benchmarks): no command log, no fail point lookups, hello replies encoded once per

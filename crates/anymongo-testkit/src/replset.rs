@@ -6,10 +6,24 @@ use std::io;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use bson::{doc, oid::ObjectId, DateTime, Document};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use bson::{doc, oid::ObjectId, DateTime, Document, Timestamp};
 
 use crate::server::{lock, FakeServer, FakeServerBuilder};
 use crate::store::Store;
+
+/// A cluster time: now in seconds, with an increment that grows on every call.
+pub(crate) fn cluster_time() -> Timestamp {
+    static INCREMENT: AtomicU32 = AtomicU32::new(1);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Timestamp {
+        time: u32::try_from(secs).unwrap_or(u32::MAX),
+        increment: INCREMENT.fetch_add(1, Ordering::Relaxed),
+    }
+}
 
 /// The set's shared view.
 #[derive(Debug)]

@@ -66,6 +66,7 @@ fn op_msg_handshake_command_and_record() {
     assert!(reply.get_bool("isWritablePrimary").unwrap());
     assert_eq!(reply.get_i32("maxWireVersion").unwrap(), 21);
     assert!(reply.get("setName").is_none(), "a standalone");
+    assert!(reply.get("$clusterTime").is_none());
     let id = reply.get_i32("connectionId").unwrap() as u32;
     let reply = c.command(doc! { "ping": 1, "$db": "admin" });
     assert_eq!(reply.get_f64("ok").unwrap(), 1.0);
@@ -787,6 +788,19 @@ fn replica_set_views_elections_and_restarts() {
         assert_eq!(listed, hosts.iter().map(String::as_str).collect::<Vec<_>>());
     }
     let e1 = h0.get_object_id("electionId").unwrap();
+    // Members gossip $clusterTime / operationTime; standalones do not.
+    let t0 = h0
+        .get_document("$clusterTime")
+        .unwrap()
+        .get_timestamp("clusterTime")
+        .unwrap();
+    let t1 = h1
+        .get_document("$clusterTime")
+        .unwrap()
+        .get_timestamp("clusterTime")
+        .unwrap();
+    assert!((t1.time, t1.increment) > (t0.time, t0.increment));
+    assert!(h1.get_timestamp("operationTime").is_ok());
     assert!(h1.get("electionId").is_none());
 
     // Writes on a secondary fail; reads work.
