@@ -1,1 +1,80 @@
-//! (in progress)
+//! # anymongo-testkit
+//!
+//! A scriptable MongoDB wire-protocol fake server for anymongo's tests, on plain std threads (no
+//! async runtime), listening on 127.0.0.1 ephemeral ports. It shows what a real server cannot be
+//! made to show on demand: faults, elections, wrong signatures, odd replies.
+//!
+//! ## Protocol
+//! OP_MSG (kind-1 document sequences are folded into the command body as arrays; checksummed
+//! requests get checksummed replies), OP_QUERY / OP_REPLY for the legacy handshake on
+//! `<db>.$cmd`, and OP_COMPRESSED (snappy, zlib, zstd): a hello listing `compression` is answered
+//! with the intersection of that list and [`FakeServerBuilder::compressors`], and a compressed
+//! request is answered compressed with the same compressor. Requests with `moreToCome` get no
+//! reply. With `exhaustAllowed`, an awaitable hello streams a reply per topology change (or
+//! `maxAwaitTimeMS`) and a getMore streams its batches, each with `moreToCome` and `responseTo`
+//! set to the previous reply's request id. A malformed message closes its connection. One thread per connection.
+//!
+//! ## API
+//! ```no_run
+//! use anymongo_testkit::{FakeServer, FailPoint, FaultAction, Times, User, bson::doc};
+//! let server = FakeServer::builder()
+//!     .max_wire_version(21)
+//!     .users([User::new("u", "admin", "pw")])
+//!     .start();
+//! server.on("ping", |ctx| doc! { "ok": 1, "conn": ctx.connection_id as i64 });
+//! server.queue_reply("find", doc! { "ok": 0, "code": 11600, "errmsg": "recovering" });
+//! server.fail_point(FailPoint::new(Times::N(1), ["insert"], FaultAction::CloseBeforeReply));
+//! let uri = server.uri(); // mongodb://127.0.0.1:<port>/?directConnection=true
+//! # let _ = uri;
+//! for rec in server.commands_named("insert") { println!("{} {}", rec.connection_id, rec.command); }
+//! ```
+//! * [`FakeServer::builder`] → [`FakeServerBuilder`]: `max_wire_version`, `compressors`, `users`,
+//!   `tls(`[`TlsIdentity`]`)`, `replica_set(name)` (one-member set), `fast_mode`, `scram_iterations`, `max_connections`, `hello_field`,
+//!   `wrong_server_signature`; `start()` / `try_start()`.
+//! * [`FakeServer`]: `addr`, `host`, `uri`, `on(name, handler)`, `queue_reply`, `fail_point`,
+//!   `set_hello_field`, `remove_hello_field`, `bump_topology_version`,
+//!   `clear_fail_points`, `set_wrong_server_signature`, `commands`, `commands_named`,
+//!   `clear_commands`, `connection_count`, `open_connections`, `seed`, `documents`, `document_count`,
+//!   `open_cursors`, `kill`, `revive`, `shutdown` (also on drop: joins threads, closes sockets).
+//! * Dispatch order for a command: fail points, queued replies, handlers ([`Reply::Default`] falls
+//!   through, [`Reply::Merge`] patches the built-in reply), the authentication gate, built-ins.
+//! * Built-ins: `hello` / `isMaster` (standalone or replica-set member; awaitable with
+//!   `topologyVersion` + `maxAwaitTimeMS`; `saslSupportedMechs`, `speculativeAuthenticate`,
+//!   `compression`), `ping`, `buildInfo`, `endSessions`, `saslStart` / `saslContinue`,
+//!   `configureFailPoint` (`failCommand`), and the in-memory store: `insert`, `find`, `getMore`,
+//!   `killCursors`, `update`, `delete`, `findAndModify`, `distinct`, `count`, `aggregate` (`$match $sort $skip $limit
+//!   $project $count`), `listCollections`, `listDatabases`, `create`, `drop`, `dropDatabase`,
+//!   `createIndexes` / `listIndexes` (accepted, not simulated). A retryable write (`lsid` +
+//!   `txnNumber`) that succeeded is answered from its first reply when retried, like mongod. Unsupported operators give
+//!   `{ok: 0, code: 2}`; unknown commands `CommandNotFound` (59).
+//! * Authentication ([`User`]): SCRAM-SHA-1, SCRAM-SHA-256, PLAIN. With users configured, every
+//!   command but hello, SASL, ping and buildInfo needs an authenticated connection (code 13).
+//! * [`ReplicaSet`]: `start(n, name)`, `try_start_with(n, name, |i, builder| ..)`, `step_down`,
+//!   `elect`, `kill`, `revive`, `set_tags`, `reconfig`, `uri`, `hosts`, `members`, `primary`.
+//!   Members share one store; writes on a secondary fail with NotWritablePrimary (10107); every
+//!   member reply carries `$clusterTime` (zero signature) and `operationTime`.
+//! * Faults: [`FailPoint`] with [`Times`] and [`FaultAction`], also installed by the
+//!   `configureFailPoint` command.
+//! * Fast mode (benchmarks): no command log, no fail point lookups, hello replies encoded once per
+//!   connection and replayed; finds by `_id` use the store's `_id` index.
+
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
+
+pub mod auth;
+mod commands;
+mod conn;
+pub mod error;
+pub mod faults;
+mod replset;
+mod server;
+mod store;
+pub mod tls;
+
+pub use auth::User;
+pub use bson;
+pub use error::CommandError;
+pub use faults::{FailPoint, FaultAction, Times};
+pub use replset::ReplicaSet;
+pub use server::{CommandContext, CommandRecord, FakeServer, FakeServerBuilder, Handler, Reply};
+pub use tls::TlsIdentity;

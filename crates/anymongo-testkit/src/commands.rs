@@ -1,0 +1,511 @@
+//! Command dispatch: queued replies, handlers, the authentication gate and the built-ins
+//! (hello / isMaster, ping, buildInfo, endSessions, SASL, configureFailPoint, CRUD via the store).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anymongo_core::options::{AuthMechanism, Compressor};
+use bson::spec::BinarySubtype;
+use bson::{doc, Binary, Bson, DateTime, Document};
+
+use crate::auth::{self, ScramHash, ScramServer, User};
+use crate::conn::{Kind, Request};
+use crate::error::CommandError;
+use crate::faults::{ActiveFailPoint, FailPoint, FaultAction};
+use crate::server::{lock, CommandContext, Reply, Shared};
+
+/// Commands refused by a secondary with NotWritablePrimary.
+const WRITES: &[&str] = &[
+    "insert",
+    "update",
+    "delete",
+    "findAndModify",
+    "create",
+    "drop",
+    "dropDatabase",
+    "createIndexes",
+];
+
+/// Whether `name` is a hello spelling.
+pub(crate) fn is_hello(name: &str) -> bool {
+    matches!(name, "hello" | "isMaster" | "ismaster")
+}
+
+/// Whether `name` is a write command.
+pub(crate) fn is_write(name: &str) -> bool {
+    WRITES.contains(&name)
+}
+
+#[derive(Debug)]
+enum Sasl {
+    AwaitFinal {
+        conversation: i32,
+        machine: ScramServer,
+        skip_empty: bool,
+        db: String,
+    },
+    AwaitEmpty {
+        conversation: i32,
+        user: String,
+        db: String,
+    },
+}
+
+/// Per-connection state the commands see and change.
+#[derive(Debug)]
+pub(crate) struct ConnState {
+    pub(crate) id: u32,
+    pub(crate) app_name: Option<String>,
+    pub(crate) negotiated: Vec<Compressor>,
+    pub(crate) authenticated: Option<(String, String)>,
+    sasl: Option<Sasl>,
+    handshaken: bool,
+}
+
+impl ConnState {
+    pub(crate) fn new(id: u32) -> Self {
+        ConnState {
+            id,
+            app_name: None,
+            negotiated: Vec::new(),
+            authenticated: None,
+            sasl: None,
+            handshaken: false,
+        }
+    }
+}
+
+/// The outcome of running a command.
+pub(crate) enum Produced {
+    /// Reply with this document.
+    Doc(Document),
+    /// Misbehave.
+    Fault(FaultAction),
+    /// Awaitable hello: wait up to this long while the topology counter equals this value, then
+    /// reply with the hello merged with the fields given.
+    Wait(Duration, i64, Document),
+}
+
+/// Runs a command: queued reply, handler, auth gate, built-in.
+pub(crate) fn produce(shared: &Shared, st: &mut ConnState, req: &Request) -> Produced {
+    if req.legacy_query {
+        return Produced::Doc(
+            doc! { "$err": "legacy OP_QUERY reads are not supported", "code": 2 },
+        );
+    }
+    let (queued, handler) = {
+        let mut s = lock(&shared.scripted);
+        let q = s.queued.get_mut(&req.name).and_then(|q| q.pop_front());
+        let h = if q.is_none() {
+            s.handlers.get(&req.name).cloned()
+        } else {
+            None
+        };
+        (q, h)
+    };
+    let scripted = match (queued, handler) {
+        (Some(r), _) => Some(r),
+        (None, Some(h)) => {
+            let ctx = CommandContext {
+                name: req.name.clone(),
+                db: req.db.clone(),
+                command: req.cmd.clone(),
+                connection_id: st.id,
+            };
+            Some(
+                catch_unwind(AssertUnwindSafe(|| h(&ctx))).unwrap_or_else(|_| {
+                    Reply::Error(CommandError::new(1, "InternalError", "handler panicked"))
+                }),
+            )
+        }
+        (None, None) => None,
+    };
+    match scripted {
+        Some(Reply::Document(d)) => Produced::Doc(d),
+        Some(Reply::Error(e)) => Produced::Doc(e.to_document()),
+        Some(Reply::Fault(f)) => Produced::Fault(f),
+        Some(Reply::Merge(fields)) => match builtin(shared, st, req) {
+            Produced::Doc(mut d) => {
+                merge(&mut d, &fields);
+                Produced::Doc(d)
+            }
+            Produced::Wait(dur, counter, mut m) => {
+                merge(&mut m, &fields);
+                Produced::Wait(dur, counter, m)
+            }
+            other => other,
+        },
+        Some(Reply::Default) | None => builtin(shared, st, req),
+    }
+}
+
+/// The built-in behaviour (no queued replies, no handlers).
+pub(crate) fn builtin(shared: &Shared, st: &mut ConnState, req: &Request) -> Produced {
+    let name = req.name.as_str();
+    if is_hello(name) {
+        if let Some(wait) = awaitable(shared, &req.cmd) {
+            return wait;
+        }
+        return Produced::Doc(hello(shared, st, req));
+    }
+    if req.kind == Kind::Msg && req.db.is_empty() {
+        return err(CommandError::new(
+            40571,
+            "Location40571",
+            "OP_MSG requests require a $db argument",
+        ));
+    }
+    let result = match name {
+        "saslStart" => sasl_start(shared, st, &req.db, &req.cmd),
+        "saslContinue" => sasl_continue(shared, st, &req.cmd),
+        "authenticate" => Err(mechanism_unavailable(
+            cmd_str(&req.cmd, "mechanism").unwrap_or("MONGODB-X509"),
+        )),
+        "ping" => Ok(doc! { "ok": 1.0 }),
+        "buildInfo" | "buildinfo" => Ok(build_info(shared)),
+        // Everything below needs an authenticated connection when users are configured.
+        _ if !shared.cfg.users.is_empty() && st.authenticated.is_none() => {
+            Err(CommandError::unauthorized(name))
+        }
+        "endSessions" | "killAllSessions" => Ok(doc! { "ok": 1.0 }),
+        "configureFailPoint" => configure_fail_point(shared, &req.cmd),
+        _ if is_write(name) && !is_primary(shared) => {
+            let mut e = CommandError::not_writable_primary();
+            if shared.cfg.max_wire_version >= 9 && req.cmd.contains_key("txnNumber") {
+                e.labels.push("RetryableWriteError".to_string());
+            }
+            Err(e)
+        }
+        _ => match lock(&shared.store).run(name, &req.db, &req.cmd) {
+            Some(r) => r,
+            None => Err(CommandError::command_not_found(name)),
+        },
+    };
+    match result {
+        Ok(d) => Produced::Doc(d),
+        Err(e) => err(e),
+    }
+}
+
+/// Sets `fields` in `d`, keeping `ok` last.
+pub(crate) fn merge(d: &mut Document, fields: &Document) {
+    let ok = d.remove("ok");
+    for (k, v) in fields {
+        d.insert(k.clone(), v.clone());
+    }
+    if let Some(ok) = ok {
+        if !fields.contains_key("ok") {
+            d.insert("ok", ok);
+        }
+    }
+}
+
+fn err(e: CommandError) -> Produced {
+    Produced::Doc(e.to_document())
+}
+
+fn is_primary(shared: &Shared) -> bool {
+    match &shared.rs {
+        None => true,
+        Some((rs, idx)) => lock(rs).primary == Some(*idx),
+    }
+}
+
+fn version_for(wire: i32) -> &'static str {
+    match wire {
+        25.. => "8.0.0",
+        21..=24 => "7.0.0",
+        17..=20 => "6.0.0",
+        13..=16 => "5.0.0",
+        9..=12 => "4.4.0",
+        8 => "4.2.0",
+        7 => "4.0.0",
+        _ => "3.6.0",
+    }
+}
+
+fn build_info(shared: &Shared) -> Document {
+    let v = version_for(shared.cfg.max_wire_version);
+    let parts: Vec<i32> = v
+        .split('.')
+        .filter_map(|p| p.parse().ok())
+        .chain([0])
+        .collect();
+    doc! { "version": v, "versionArray": parts, "gitVersion": "anymongo-testkit",
+    "maxBsonObjectSize": 16_777_216, "bits": 64, "ok": 1.0 }
+}
+
+fn topology_version(shared: &Shared) -> Document {
+    doc! {
+        "processId": *lock(&shared.process_id),
+        "counter": shared.topology_counter.load(Ordering::SeqCst),
+    }
+}
+
+/// An awaitable hello (`topologyVersion` + `maxAwaitTimeMS`) whose topology version is current
+/// waits for a change; one from another process or an older counter answers at once.
+fn awaitable(shared: &Shared, cmd: &Document) -> Option<Produced> {
+    let tv = cmd.get_document("topologyVersion").ok()?;
+    let max_await = match cmd.get("maxAwaitTimeMS") {
+        Some(v) => crate::store::as_f64(v)?,
+        None => return None,
+    };
+    let current = topology_version(shared);
+    let same_process = tv.get("processId") == current.get("processId");
+    let counter = shared.topology_counter.load(Ordering::SeqCst);
+    let their = tv.get("counter").and_then(crate::store::as_f64)?;
+    if same_process && their as i64 == counter {
+        let ms = max_await.clamp(0.0, 60_000.0) as u64;
+        Some(Produced::Wait(
+            Duration::from_millis(ms),
+            counter,
+            Document::new(),
+        ))
+    } else {
+        None
+    }
+}
+
+/// The hello / isMaster reply for this server and connection.
+pub(crate) fn hello(shared: &Shared, st: &mut ConnState, req: &Request) -> Document {
+    let cmd = &req.cmd;
+    if !st.handshaken {
+        st.handshaken = true;
+        st.app_name = cmd
+            .get_document("client")
+            .and_then(|c| c.get_document("application"))
+            .and_then(|a| a.get_str("name"))
+            .ok()
+            .map(str::to_string);
+        if let Ok(offered) = cmd.get_array("compression") {
+            st.negotiated = offered
+                .iter()
+                .filter_map(|n| n.as_str())
+                .filter_map(|n| shared.cfg.compressors.iter().find(|c| c.name() == n))
+                .copied()
+                .collect();
+        }
+    }
+    let mut d = Document::new();
+    let (writable, rs_fields) = match &shared.rs {
+        None => (true, None),
+        Some((rs, idx)) => {
+            let rs = lock(rs);
+            (rs.primary == Some(*idx), Some(rs.hello_fields(*idx)))
+        }
+    };
+    if req.name == "hello" {
+        d.insert("isWritablePrimary", writable);
+    } else {
+        d.insert("ismaster", writable);
+    }
+    if let Some(f) = rs_fields {
+        d.extend(f);
+    }
+    d.insert("helloOk", true);
+    d.insert("topologyVersion", topology_version(shared));
+    d.insert("maxBsonObjectSize", 16_777_216);
+    d.insert("maxMessageSizeBytes", 48_000_000);
+    d.insert("maxWriteBatchSize", 100_000);
+    d.insert("localTime", DateTime::now());
+    d.insert("logicalSessionTimeoutMinutes", 30);
+    d.insert("connectionId", st.id as i32);
+    d.insert("minWireVersion", 0);
+    d.insert("maxWireVersion", shared.cfg.max_wire_version);
+    d.insert("readOnly", false);
+    if !st.negotiated.is_empty() && cmd.contains_key("compression") {
+        let names: Vec<&str> = st.negotiated.iter().map(|c| c.name()).collect();
+        d.insert("compression", names);
+    }
+    if let Ok(who) = cmd.get_str("saslSupportedMechs") {
+        if let Some((db, user)) = who.split_once('.') {
+            if let Some(u) = find_user(shared, db, user) {
+                let mechs: Vec<&str> = u.mechanisms.iter().map(|m| m.as_str()).collect();
+                d.insert("saslSupportedMechs", mechs);
+            }
+        }
+    }
+    if let Ok(spec) = cmd.get_document("speculativeAuthenticate") {
+        let db = spec.get_str("db").unwrap_or("admin").to_string();
+        if let Ok(r) = sasl_start(shared, st, &db, spec) {
+            let mut r = r;
+            r.remove("ok");
+            d.insert("speculativeAuthenticate", r);
+        }
+    }
+    for (k, v) in lock(&shared.hello_extra).iter() {
+        d.insert(k.clone(), v.clone());
+    }
+    d.insert("ok", 1.0);
+    d
+}
+
+fn find_user<'a>(shared: &'a Shared, db: &str, name: &str) -> Option<&'a User> {
+    shared
+        .cfg
+        .users
+        .iter()
+        .find(|u| u.db == db && u.name == name)
+}
+
+fn binary(bytes: &[u8]) -> Bson {
+    Bson::Binary(Binary {
+        subtype: BinarySubtype::Generic,
+        bytes: bytes.to_vec(),
+    })
+}
+
+fn payload(cmd: &Document) -> Result<Vec<u8>, CommandError> {
+    match cmd.get("payload") {
+        Some(Bson::Binary(b)) => Ok(b.bytes.clone()),
+        Some(Bson::String(s)) => Ok(s.as_bytes().to_vec()),
+        _ => Err(CommandError::bad_value("SASL payload must be binary")),
+    }
+}
+
+fn cmd_str<'a>(cmd: &'a Document, key: &str) -> Option<&'a str> {
+    cmd.get_str(key).ok()
+}
+
+fn mechanism_unavailable(m: &str) -> CommandError {
+    CommandError::new(
+        334,
+        "MechanismUnavailable",
+        format!("Received authentication for mechanism {m} which is not enabled"),
+    )
+}
+
+fn sasl_start(
+    shared: &Shared,
+    st: &mut ConnState,
+    db: &str,
+    cmd: &Document,
+) -> Result<Document, CommandError> {
+    let mech_name = cmd
+        .get_str("mechanism")
+        .map_err(|_| CommandError::bad_value("saslStart needs a mechanism"))?;
+    let mech = AuthMechanism::parse(mech_name).ok_or_else(|| mechanism_unavailable(mech_name))?;
+    let data = payload(cmd)?;
+    let conversation = shared.next_conversation.fetch_add(1, Ordering::SeqCst);
+    st.sasl = None;
+    if mech == AuthMechanism::Plain {
+        let (user, pass) = auth::parse_plain(&data)?;
+        return match find_user(shared, db, &user) {
+            Some(u) if u.password == pass && u.mechanisms.contains(&AuthMechanism::Plain) => {
+                st.authenticated = Some((user, db.to_string()));
+                Ok(
+                    doc! { "conversationId": conversation, "done": true, "payload": binary(b""), "ok": 1.0 },
+                )
+            }
+            _ => Err(CommandError::auth_failed()),
+        };
+    }
+    let hash = ScramHash::from_mechanism(mech).ok_or_else(|| mechanism_unavailable(mech_name))?;
+    let first = auth::parse_client_first(&data)?;
+    let user = find_user(shared, db, &first.username).ok_or_else(CommandError::auth_failed)?;
+    if !user.mechanisms.contains(&mech) {
+        return Err(mechanism_unavailable(mech_name));
+    }
+    let key = (user.name.clone(), user.db.clone(), hash);
+    let cached = lock(&shared.scram_cache).get(&key).cloned();
+    let iterations = shared.cfg.scram_iterations;
+    let (salt, salted) = match cached {
+        Some(c) => c,
+        None => {
+            let salt: [u8; 16] = rand::random();
+            let input = hash.password_input(&user.name, &user.password)?;
+            let salted = hash.salted_password(&input, &salt, iterations);
+            let entry = (salt.to_vec(), salted);
+            lock(&shared.scram_cache).insert(key, entry.clone());
+            entry
+        }
+    };
+    let (machine, server_first) = ScramServer::start(
+        hash,
+        &first,
+        &salted,
+        &salt,
+        iterations,
+        &auth::server_nonce(),
+    );
+    let skip_empty = cmd
+        .get_document("options")
+        .and_then(|o| o.get_bool("skipEmptyExchange"))
+        .unwrap_or(false);
+    st.sasl = Some(Sasl::AwaitFinal {
+        conversation,
+        machine,
+        skip_empty,
+        db: db.to_string(),
+    });
+    Ok(doc! {
+        "conversationId": conversation, "done": false,
+        "payload": binary(server_first.as_bytes()), "ok": 1.0,
+    })
+}
+
+fn sasl_continue(
+    shared: &Shared,
+    st: &mut ConnState,
+    cmd: &Document,
+) -> Result<Document, CommandError> {
+    let conv = match cmd.get("conversationId") {
+        Some(v) => crate::store::as_f64(v).map(|f| f as i32),
+        None => None,
+    };
+    let data = payload(cmd)?;
+    let no_state = || CommandError::new(17, "ProtocolError", "No SASL session state found");
+    match st.sasl.take() {
+        Some(Sasl::AwaitFinal {
+            conversation,
+            machine,
+            skip_empty,
+            db,
+        }) => {
+            if conv != Some(conversation) {
+                return Err(no_state());
+            }
+            let wrong = shared.wrong_signature.load(Ordering::SeqCst);
+            let server_final = machine.finish(&data, wrong)?;
+            let user = machine.username().to_string();
+            if skip_empty {
+                st.authenticated = Some((user, db));
+            } else {
+                st.sasl = Some(Sasl::AwaitEmpty {
+                    conversation,
+                    user,
+                    db,
+                });
+            }
+            Ok(doc! {
+                "conversationId": conversation, "done": skip_empty,
+                "payload": binary(server_final.as_bytes()), "ok": 1.0,
+            })
+        }
+        Some(Sasl::AwaitEmpty {
+            conversation,
+            user,
+            db,
+        }) => {
+            if conv != Some(conversation) {
+                return Err(no_state());
+            }
+            st.authenticated = Some((user, db));
+            Ok(
+                doc! { "conversationId": conversation, "done": true, "payload": binary(b""), "ok": 1.0 },
+            )
+        }
+        None => Err(no_state()),
+    }
+}
+
+fn configure_fail_point(shared: &Shared, cmd: &Document) -> Result<Document, CommandError> {
+    let fp = FailPoint::from_configure_command(cmd)?;
+    let mut s = lock(&shared.scripted);
+    s.fail_points.retain(|p| !p.from_command);
+    if let Some(fp) = fp {
+        s.fail_points.push(ActiveFailPoint::new(fp, true));
+    }
+    Ok(doc! { "count": 0, "ok": 1.0 })
+}

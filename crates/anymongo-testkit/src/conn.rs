@@ -1,0 +1,680 @@
+//! One connection: read messages, apply fail points, run commands, write replies.
+//! A malformed message closes the connection; nothing here panics on client input.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anymongo_core::options::Compressor;
+use anymongo_core::wire::{
+    encode, Body, Decoder, Message, MsgFlags, OpMsg, OpReply, DEFAULT_MAX_MESSAGE_SIZE, HEADER_LEN,
+};
+use bson::{doc, Bson, Document, RawDocumentBuf};
+
+use crate::commands::{self, ConnState, Produced};
+use crate::faults::{self, FaultAction};
+use crate::server::{lock, CommandRecord, Shared};
+
+trait Transport: Read + Write + Send {}
+impl<T: Read + Write + Send> Transport for T {}
+
+/// How the request arrived, hence how to answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Msg,
+    Query,
+}
+
+/// A parsed command request.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) request_id: i32,
+    pub(crate) kind: Kind,
+    pub(crate) name: String,
+    pub(crate) db: String,
+    pub(crate) cmd: Document,
+    pub(crate) more_to_come: bool,
+    pub(crate) checksum: bool,
+    pub(crate) compressor_id: Option<u8>,
+    /// An OP_QUERY on something other than `<db>.$cmd`.
+    pub(crate) legacy_query: bool,
+    /// The client set `exhaustAllowed`.
+    pub(crate) exhaust: bool,
+    /// Made up by the server to continue an exhaust stream (not logged).
+    pub(crate) synthetic: bool,
+}
+
+enum Step {
+    Continue,
+    Close,
+    /// The reply went out with `moreToCome`: handle this follow-up request without reading.
+    Stream(Box<Request>),
+}
+
+/// Serves one accepted connection until it closes or the server is killed.
+pub(crate) fn serve(shared: Arc<Shared>, stream: TcpStream, id: u32, epoch: u64) {
+    struct Guard(Arc<Shared>, u32);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            lock(&self.0.live).remove(&self.1);
+            self.0.open_conns.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let _guard = Guard(shared.clone(), id);
+    let transport: Box<dyn Transport> = match &shared.cfg.tls {
+        Some(identity) => match rustls::ServerConnection::new(identity.config.clone()) {
+            Ok(conn) => Box::new(rustls::StreamOwned::new(conn, stream)),
+            Err(_) => return,
+        },
+        None => Box::new(stream),
+    };
+    let mut conn = Conn {
+        shared,
+        transport,
+        decoder: Decoder::new(DEFAULT_MAX_MESSAGE_SIZE),
+        state: ConnState::new(id),
+        epoch,
+        next_request_id: 1,
+        out: Vec::new(),
+        hello_bytes: None,
+    };
+    conn.run();
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    transport: Box<dyn Transport>,
+    decoder: Decoder,
+    state: ConnState,
+    epoch: u64,
+    next_request_id: i32,
+    out: Vec<u8>,
+    /// Fast mode: this connection's encoded hello reply.
+    hello_bytes: Option<Vec<u8>>,
+}
+
+impl Conn {
+    fn killed(&self) -> bool {
+        self.shared.epoch.load(Ordering::SeqCst) != self.epoch
+    }
+
+    fn run(&mut self) {
+        loop {
+            if self.killed() {
+                return;
+            }
+            match self.decoder.decode() {
+                Ok(Some(msg)) => {
+                    let Some(mut req) = parse_request(msg) else {
+                        return;
+                    };
+                    loop {
+                        match self.handle(req) {
+                            Step::Continue => break,
+                            Step::Close => return,
+                            Step::Stream(next) => req = *next,
+                        }
+                    }
+                }
+                Ok(None) => {
+                    let buf = self.decoder.spare(16 * 1024);
+                    match self.transport.read(buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => self.decoder.commit(n),
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Sleeps up to `d`, waking early (returning false) if the server was killed.
+    fn nap(&self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        loop {
+            if self.killed() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= end {
+                return true;
+            }
+            std::thread::sleep((end - now).min(Duration::from_millis(10)));
+        }
+    }
+
+    fn handle(&mut self, req: Request) -> Step {
+        let fast = self.shared.cfg.fast;
+        if !fast && !req.synthetic {
+            self.shared.record(CommandRecord {
+                connection_id: self.state.id,
+                name: req.name.clone(),
+                db: req.db.clone(),
+                command: req.cmd.clone(),
+            });
+        }
+        if fast && commands::is_hello(&req.name) && self.replay_hello(&req) {
+            return Step::Continue;
+        }
+        let mut action = FaultAction::None;
+        if !fast && req.name != "configureFailPoint" {
+            let fp = {
+                let mut s = lock(&self.shared.scripted);
+                faults::trigger(
+                    &mut s.fail_points,
+                    &req.name,
+                    self.state.app_name.as_deref(),
+                )
+            };
+            if let Some(fp) = fp {
+                if let Some(b) = fp.block {
+                    if !self.nap(b) {
+                        return Step::Close;
+                    }
+                }
+                action = fp.action;
+            }
+        }
+        if let FaultAction::Delay(d) = action {
+            if !self.nap(d) {
+                return Step::Close;
+            }
+            action = FaultAction::None;
+        }
+        let needs_reply = matches!(
+            action,
+            FaultAction::None | FaultAction::CloseAfterHalf | FaultAction::WriteConcernError { .. }
+        );
+        let mut reply = doc! { "ok": 1.0 };
+        if needs_reply {
+            match commands::produce(&self.shared, &mut self.state, &req) {
+                Produced::Doc(d) => reply = d,
+                Produced::Fault(f) => {
+                    action = f;
+                    if let FaultAction::Delay(d) = action {
+                        if !self.nap(d) {
+                            return Step::Close;
+                        }
+                        action = FaultAction::None;
+                    }
+                    // Actions that still reply use the built-in reply.
+                    if matches!(
+                        action,
+                        FaultAction::None
+                            | FaultAction::CloseAfterHalf
+                            | FaultAction::WriteConcernError { .. }
+                    ) {
+                        reply = match commands::builtin(&self.shared, &mut self.state, &req) {
+                            Produced::Doc(d) => d,
+                            Produced::Wait(..) => {
+                                commands::hello(&self.shared, &mut self.state, &req)
+                            }
+                            Produced::Fault(_) => reply,
+                        };
+                    }
+                }
+                Produced::Wait(d, counter, fields) => {
+                    // Awaitable hello: wait for a topology change or the timeout.
+                    let end = Instant::now() + d;
+                    while Instant::now() < end
+                        && self.shared.topology_counter.load(Ordering::SeqCst) == counter
+                    {
+                        if !self.nap(Duration::from_millis(10)) {
+                            return Step::Close;
+                        }
+                    }
+                    reply = commands::hello(&self.shared, &mut self.state, &req);
+                    commands::merge(&mut reply, &fields);
+                }
+            }
+        }
+        match action {
+            FaultAction::CloseBeforeReply => Step::Close,
+            FaultAction::Garbage => {
+                let mut bytes = Vec::new();
+                bytes.extend_from_slice(&40_i32.to_le_bytes());
+                bytes.extend_from_slice(&self.take_request_id().to_le_bytes());
+                bytes.extend_from_slice(&req.request_id.to_le_bytes());
+                bytes.extend_from_slice(&0x7eadbeef_i32.to_le_bytes());
+                bytes.extend_from_slice(b"this is not a mongodb message!!!");
+                bytes.truncate(40);
+                self.write_raw(&bytes)
+            }
+            FaultAction::OversizedHeader => {
+                let len = i32::try_from(DEFAULT_MAX_MESSAGE_SIZE + 1).unwrap_or(i32::MAX);
+                let mut bytes = Vec::new();
+                bytes.extend_from_slice(&len.to_le_bytes());
+                bytes.extend_from_slice(&self.take_request_id().to_le_bytes());
+                bytes.extend_from_slice(&req.request_id.to_le_bytes());
+                bytes.extend_from_slice(&2013_i32.to_le_bytes());
+                debug_assert_eq!(bytes.len(), HEADER_LEN);
+                self.write_raw(&bytes)
+            }
+            FaultAction::Error {
+                code,
+                code_name,
+                errmsg,
+                labels,
+            } => {
+                let mut d =
+                    doc! { "ok": 0.0, "errmsg": errmsg, "code": code, "codeName": code_name };
+                let labels = labels.unwrap_or_else(|| retryable_label(&self.shared, &req, code));
+                if !labels.is_empty() {
+                    d.insert("errorLabels", labels);
+                }
+                self.send(&req, d)
+            }
+            FaultAction::WriteConcernError {
+                code,
+                code_name,
+                errmsg,
+                labels,
+            } => {
+                reply.insert(
+                    "writeConcernError",
+                    doc! { "code": code, "codeName": code_name, "errmsg": errmsg },
+                );
+                let labels = labels.unwrap_or_else(|| retryable_label(&self.shared, &req, code));
+                if !labels.is_empty() {
+                    reply.insert("errorLabels", labels);
+                }
+                self.send(&req, reply)
+            }
+            FaultAction::CloseAfterHalf => {
+                if self.encode_reply(&req, &reply, false).is_err() {
+                    return Step::Close;
+                }
+                let half = self.out.len() / 2;
+                let bytes = self.out.get(..half).unwrap_or_default().to_vec();
+                let _ = self.transport.write_all(&bytes);
+                let _ = self.transport.flush();
+                Step::Close
+            }
+            FaultAction::None | FaultAction::Delay(_) => self.send(&req, reply),
+        }
+    }
+
+    fn take_request_id(&mut self) -> i32 {
+        let id = self.next_request_id;
+        self.next_request_id = self.next_request_id.wrapping_add(1).max(1);
+        id
+    }
+
+    fn compressor_for(&self, req: &Request) -> Option<Compressor> {
+        let id = req.compressor_id?;
+        self.shared
+            .cfg
+            .compressors
+            .iter()
+            .find(|c| c.id() == id)
+            .copied()
+    }
+
+    /// Encodes the reply into `self.out`; returns its request id.
+    fn encode_reply(
+        &mut self,
+        req: &Request,
+        reply: &Document,
+        more_to_come: bool,
+    ) -> Result<i32, ()> {
+        let raw = RawDocumentBuf::try_from(reply).map_err(|_| ())?;
+        let body = match req.kind {
+            Kind::Msg => {
+                let mut m = OpMsg::new(raw);
+                if req.checksum {
+                    m.flags.insert(MsgFlags::CHECKSUM_PRESENT);
+                }
+                if more_to_come {
+                    m.flags.insert(MsgFlags::MORE_TO_COME);
+                }
+                Body::Msg(m)
+            }
+            Kind::Query => Body::Reply(OpReply {
+                // AwaitCapable, plus QueryFailure for an unsupported legacy query.
+                response_flags: if req.legacy_query { 8 | 2 } else { 8 },
+                cursor_id: 0,
+                starting_from: 0,
+                documents: vec![raw],
+            }),
+        };
+        let request_id = self.take_request_id();
+        let msg = Message {
+            request_id,
+            response_to: req.request_id,
+            body,
+            compressor_id: None,
+        };
+        self.out.clear();
+        let comp = self.compressor_for(req);
+        encode(&msg, comp.as_ref(), &mut self.out).map_err(|_| ())?;
+        Ok(request_id)
+    }
+
+    fn send(&mut self, req: &Request, mut reply: Document) -> Step {
+        if req.more_to_come {
+            return Step::Continue;
+        }
+        if self.shared.rs.is_some() && !reply.contains_key("$clusterTime") {
+            // Replica-set members gossip the cluster time, like mongod.
+            let ts = crate::replset::cluster_time();
+            let ok = reply.remove("ok");
+            reply.insert("operationTime", ts);
+            reply.insert(
+                "$clusterTime",
+                doc! {
+                    "clusterTime": ts,
+                    "signature": { "hash": Bson::Binary(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![0; 20] }), "keyId": 0_i64 },
+                },
+            );
+            if let Some(ok) = ok {
+                reply.insert("ok", ok);
+            }
+        }
+        let next_cmd = exhaust_follow_up(req, &reply);
+        let reply_id = match self.encode_reply(req, &reply, next_cmd.is_some()) {
+            Ok(id) => id,
+            Err(()) => {
+                // A reply that cannot be encoded (too large): say so instead.
+                let err = doc! { "ok": 0.0, "code": 10334, "codeName": "BSONObjectTooLarge", "errmsg": "reply too large" };
+                if self.encode_reply(req, &err, false).is_err() {
+                    return Step::Close;
+                }
+                return self.write_out();
+            }
+        };
+        if self.shared.cfg.fast
+            && commands::is_hello(&req.name)
+            && hello_is_cacheable(req)
+            && self.hello_bytes.is_none()
+        {
+            self.hello_bytes = Some(self.out.clone());
+        }
+        match (self.write_out(), next_cmd) {
+            (Step::Continue, Some(cmd)) => Step::Stream(Box::new(Request {
+                request_id: reply_id,
+                kind: req.kind,
+                name: req.name.clone(),
+                db: req.db.clone(),
+                cmd,
+                more_to_come: false,
+                checksum: req.checksum,
+                compressor_id: req.compressor_id,
+                legacy_query: false,
+                exhaust: true,
+                synthetic: true,
+            })),
+            (step, _) => step,
+        }
+    }
+
+    fn write_out(&mut self) -> Step {
+        let out = std::mem::take(&mut self.out);
+        let step = self.write_raw(&out);
+        self.out = out;
+        step
+    }
+
+    /// Fast mode: replays the cached hello reply with this request's ids.
+    fn replay_hello(&mut self, req: &Request) -> bool {
+        if !hello_is_cacheable(req) {
+            return false;
+        }
+        let Some(mut bytes) = self.hello_bytes.clone() else {
+            return false;
+        };
+        let rid = self.take_request_id();
+        if let Some(h) = bytes.get_mut(4..12) {
+            h[..4].copy_from_slice(&rid.to_le_bytes());
+            h[4..].copy_from_slice(&req.request_id.to_le_bytes());
+        }
+        // A failed write surfaces as a failed read on the next loop turn.
+        let _ = self.write_raw(&bytes);
+        true
+    }
+
+    fn write_raw(&mut self, bytes: &[u8]) -> Step {
+        match self
+            .transport
+            .write_all(bytes)
+            .and_then(|()| self.transport.flush())
+        {
+            Ok(()) => Step::Continue,
+            Err(_) => Step::Close,
+        }
+    }
+}
+
+/// With `exhaustAllowed`, an awaitable hello or a getMore whose cursor stays open is answered
+/// with `moreToCome`, and the server carries on as if the client had sent this command again
+/// (an exhaust follow-up's `responseTo` is the previous reply's request id).
+fn exhaust_follow_up(req: &Request, reply: &Document) -> Option<Document> {
+    if !req.exhaust || req.kind != Kind::Msg {
+        return None;
+    }
+    let ok = reply
+        .get("ok")
+        .and_then(crate::store::as_f64)
+        .is_some_and(|v| v == 1.0);
+    if !ok {
+        return None;
+    }
+    if commands::is_hello(&req.name)
+        && req.cmd.contains_key("topologyVersion")
+        && req.cmd.contains_key("maxAwaitTimeMS")
+    {
+        let mut cmd = req.cmd.clone();
+        cmd.insert(
+            "topologyVersion",
+            reply.get_document("topologyVersion").ok()?.clone(),
+        );
+        return Some(cmd);
+    }
+    if req.name == "getMore" {
+        let open = reply
+            .get_document("cursor")
+            .and_then(|c| c.get_i64("id"))
+            .is_ok_and(|id| id != 0);
+        return open.then(|| req.cmd.clone());
+    }
+    None
+}
+
+fn hello_is_cacheable(req: &Request) -> bool {
+    req.kind == Kind::Msg
+        && req.compressor_id.is_none()
+        && !req.checksum
+        && !req.more_to_come
+        && ![
+            "topologyVersion",
+            "speculativeAuthenticate",
+            "saslSupportedMechs",
+            "compression",
+            "client",
+        ]
+        .iter()
+        .any(|k| req.cmd.contains_key(k))
+}
+
+/// mongod 4.4+ labels errors of retryable writes with retryable codes itself.
+fn retryable_label(shared: &Shared, req: &Request, code: i32) -> Vec<String> {
+    if shared.cfg.max_wire_version >= 9
+        && req.cmd.contains_key("txnNumber")
+        && commands::is_write(&req.name)
+        && faults::is_retryable_write_code(code)
+    {
+        vec!["RetryableWriteError".to_string()]
+    } else {
+        Vec::new()
+    }
+}
+
+fn to_doc(raw: &RawDocumentBuf) -> Option<Document> {
+    Document::try_from(raw.as_ref()).ok()
+}
+
+/// Turns a decoded message into a command request; `None` for messages a server never accepts.
+pub(crate) fn parse_request(msg: Message) -> Option<Request> {
+    match msg.body {
+        Body::Msg(m) => {
+            let mut cmd = to_doc(&m.body)?;
+            for seq in &m.sequences {
+                let docs: Option<Vec<Bson>> = seq
+                    .documents
+                    .iter()
+                    .map(|d| to_doc(d).map(Bson::Document))
+                    .collect();
+                cmd.insert(seq.identifier.clone(), docs?);
+            }
+            let name = cmd.keys().next()?.clone();
+            let db = cmd.get_str("$db").unwrap_or_default().to_string();
+            Some(Request {
+                request_id: msg.request_id,
+                kind: Kind::Msg,
+                name,
+                db,
+                more_to_come: m.flags.contains(MsgFlags::MORE_TO_COME),
+                checksum: m.flags.contains(MsgFlags::CHECKSUM_PRESENT),
+                exhaust: m.flags.contains(MsgFlags::EXHAUST_ALLOWED),
+                compressor_id: msg.compressor_id,
+                cmd,
+                legacy_query: false,
+                synthetic: false,
+            })
+        }
+        Body::Query(q) => {
+            let mut cmd = to_doc(&q.query)?;
+            if let Ok(inner) = cmd.get_document("$query") {
+                cmd = inner.clone();
+            }
+            let (db, legacy_query) = match q.full_collection_name.strip_suffix(".$cmd") {
+                Some(db) => (db.to_string(), false),
+                None => (String::new(), true),
+            };
+            let name = cmd.keys().next().cloned().unwrap_or_default();
+            Some(Request {
+                request_id: msg.request_id,
+                kind: Kind::Query,
+                name,
+                db,
+                cmd,
+                more_to_come: false,
+                checksum: false,
+                compressor_id: msg.compressor_id,
+                legacy_query,
+                exhaust: false,
+                synthetic: false,
+            })
+        }
+        Body::Reply(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anymongo_core::wire::{DocumentSequence, OpQuery};
+
+    fn raw(d: &Document) -> RawDocumentBuf {
+        RawDocumentBuf::try_from(d).unwrap()
+    }
+
+    #[test]
+    fn op_msg_sequences_fold_into_the_body() {
+        let mut m = OpMsg::new(raw(&doc! { "insert": "c", "$db": "db" }));
+        m.flags = MsgFlags(MsgFlags::MORE_TO_COME.0 | MsgFlags::EXHAUST_ALLOWED.0);
+        m.sequences.push(DocumentSequence {
+            identifier: "documents".into(),
+            documents: vec![raw(&doc! { "_id": 1 }), raw(&doc! { "_id": 2 })],
+        });
+        let req = parse_request(Message::new(7, Body::Msg(m))).unwrap();
+        assert_eq!(
+            (req.name.as_str(), req.db.as_str(), req.request_id),
+            ("insert", "db", 7)
+        );
+        assert!(req.more_to_come && req.exhaust && !req.checksum);
+        assert_eq!(
+            req.cmd.get_array("documents").unwrap(),
+            &vec![
+                Bson::Document(doc! { "_id": 1 }),
+                Bson::Document(doc! { "_id": 2 })
+            ]
+        );
+    }
+
+    #[test]
+    fn op_query_commands_and_legacy_reads() {
+        let q = |ns: &str, d: Document| {
+            parse_request(Message::new(
+                1,
+                Body::Query(OpQuery {
+                    flags: 0,
+                    full_collection_name: ns.into(),
+                    number_to_skip: 0,
+                    number_to_return: -1,
+                    query: raw(&d),
+                    return_fields_selector: None,
+                }),
+            ))
+            .unwrap()
+        };
+        let r = q(
+            "admin.$cmd",
+            doc! { "$query": { "isMaster": 1 }, "$readPreference": {} },
+        );
+        assert_eq!(
+            (r.name.as_str(), r.db.as_str(), r.legacy_query),
+            ("isMaster", "admin", false)
+        );
+        let r = q("db.coll", doc! { "x": 1 });
+        assert!(r.legacy_query);
+        let reply = Message::new(
+            1,
+            Body::Reply(OpReply {
+                response_flags: 0,
+                cursor_id: 0,
+                starting_from: 0,
+                documents: vec![],
+            }),
+        );
+        assert!(
+            parse_request(reply).is_none(),
+            "clients do not send OP_REPLY"
+        );
+    }
+
+    #[test]
+    fn exhaust_follow_ups() {
+        let req = |name: &str, cmd: Document, exhaust: bool| Request {
+            request_id: 1,
+            kind: Kind::Msg,
+            name: name.into(),
+            db: "admin".into(),
+            cmd,
+            more_to_come: false,
+            checksum: false,
+            compressor_id: None,
+            legacy_query: false,
+            exhaust,
+            synthetic: false,
+        };
+        let tv = doc! { "processId": bson::oid::ObjectId::new(), "counter": 3_i64 };
+        let hello =
+            doc! { "hello": 1, "topologyVersion": { "counter": 0_i64 }, "maxAwaitTimeMS": 10 };
+        let reply = doc! { "ok": 1.0, "topologyVersion": tv.clone() };
+        let next = exhaust_follow_up(&req("hello", hello.clone(), true), &reply).unwrap();
+        assert_eq!(next.get_document("topologyVersion").unwrap(), &tv);
+        assert!(exhaust_follow_up(&req("hello", hello.clone(), false), &reply).is_none());
+        assert!(exhaust_follow_up(&req("hello", doc! { "hello": 1 }, true), &reply).is_none());
+        assert!(exhaust_follow_up(&req("hello", hello, true), &doc! { "ok": 0.0 }).is_none());
+        let gm = doc! { "getMore": 5_i64, "collection": "c" };
+        let open = doc! { "ok": 1.0, "cursor": { "id": 5_i64, "nextBatch": [] } };
+        let done = doc! { "ok": 1.0, "cursor": { "id": 0_i64, "nextBatch": [] } };
+        assert_eq!(
+            exhaust_follow_up(&req("getMore", gm.clone(), true), &open),
+            Some(gm.clone())
+        );
+        assert!(exhaust_follow_up(&req("getMore", gm, true), &done).is_none());
+    }
+}

@@ -1,0 +1,1647 @@
+//! The in-memory collection store behind the CRUD commands.
+//!
+//! Honest and small: top-level (and dotted, non-array) field paths, the comparison operators
+//! `$eq $ne $gt $gte $lt $lte $in $nin $exists`, `$and/$or/$nor`, updates with `$set $inc $unset`
+//! or a replacement, sort on any number of fields, inclusion/exclusion projection, and server-side
+//! cursors with batches. Anything else is `BadValue` (code 2).
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use bson::{doc, oid::ObjectId, Bson, Document};
+
+use crate::error::CommandError;
+
+/// Default first batch size of `find` / `aggregate`, like mongod.
+const DEFAULT_BATCH: usize = 101;
+/// A batch never carries more than this many bytes of documents (mongod: 16 MiB).
+const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// At most this many cursors are open at once; the oldest is dropped beyond it.
+const MAX_CURSORS: usize = 10_000;
+
+type CmdResult = Result<Document, CommandError>;
+
+/// A canonical key for an `_id` value (numbers compare by value, like the server).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct IdKey(Vec<u8>);
+
+fn id_key(v: &Bson) -> IdKey {
+    if let Some(f) = as_f64(v) {
+        let mut k = b"n".to_vec();
+        if f.fract() == 0.0 && f.abs() < 9.0e15 {
+            k.extend_from_slice(format!("{}", f as i64).as_bytes());
+        } else {
+            k.extend_from_slice(&f.to_bits().to_be_bytes());
+        }
+        return IdKey(k);
+    }
+    let mut k = vec![v.element_type() as u8];
+    if let Ok(bytes) = doc! { "": v.clone() }.to_vec() {
+        k.extend_from_slice(&bytes);
+    }
+    IdKey(k)
+}
+
+#[derive(Debug, Default)]
+struct Collection {
+    docs: BTreeMap<u64, Document>,
+    ids: HashMap<IdKey, u64>,
+    next_seq: u64,
+}
+
+impl Collection {
+    fn insert(&mut self, doc: Document) -> Result<(), CommandError> {
+        let key = id_key(doc.get("_id").unwrap_or(&Bson::Null));
+        if self.ids.contains_key(&key) {
+            return Err(CommandError::new(
+                11000,
+                "DuplicateKey",
+                format!(
+                    "E11000 duplicate key error collection index: _id_ dup key: {{ _id: {} }}",
+                    doc.get("_id").unwrap_or(&Bson::Null)
+                ),
+            ));
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.ids.insert(key, seq);
+        self.docs.insert(seq, doc);
+        Ok(())
+    }
+
+    fn remove(&mut self, seq: u64) {
+        if let Some(d) = self.docs.remove(&seq) {
+            self.ids
+                .remove(&id_key(d.get("_id").unwrap_or(&Bson::Null)));
+        }
+    }
+
+    /// Sequence numbers of the documents matching `filter`, in insertion order.
+    fn matching(&self, filter: &Document) -> Result<Vec<u64>, CommandError> {
+        // Fast path: `{_id: <scalar>}`.
+        if filter.len() == 1 {
+            if let Some(v) = filter.get("_id") {
+                if !matches!(v, Bson::Document(d) if d.keys().any(|k| k.starts_with('$'))) {
+                    return Ok(self.ids.get(&id_key(v)).copied().into_iter().collect());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (seq, d) in &self.docs {
+            if matches(d, filter)? {
+                out.push(*seq);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug)]
+struct Cursor {
+    ns: String,
+    docs: VecDeque<Document>,
+}
+
+/// The store: databases of collections plus open cursors.
+#[derive(Debug)]
+pub(crate) struct Store {
+    dbs: BTreeMap<String, BTreeMap<String, Collection>>,
+    cursors: BTreeMap<i64, Cursor>,
+    next_cursor: i64,
+    /// Replies of executed retryable writes by (lsid bytes, txnNumber), oldest first.
+    retried: HashMap<(Vec<u8>, i64), Document>,
+    retried_order: VecDeque<(Vec<u8>, i64)>,
+}
+
+/// At most this many retryable-write results are remembered.
+const MAX_RETRY_RECORDS: usize = 10_000;
+
+/// The retryable-write identity of a command: `(lsid, txnNumber)` outside a transaction.
+pub(crate) fn retry_key(cmd: &Document) -> Option<(Vec<u8>, i64)> {
+    if cmd.contains_key("autocommit") {
+        return None;
+    }
+    let txn = cmd.get_i64("txnNumber").ok()?;
+    let lsid = cmd.get_document("lsid").ok()?.to_vec().ok()?;
+    Some((lsid, txn))
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            dbs: BTreeMap::new(),
+            cursors: BTreeMap::new(),
+            next_cursor: 1_000_000 + i64::from(rand::random::<u16>()),
+            retried: HashMap::new(),
+            retried_order: VecDeque::new(),
+        }
+    }
+}
+
+fn get_str<'a>(cmd: &'a Document, key: &str) -> Result<&'a str, CommandError> {
+    match cmd.get(key) {
+        Some(Bson::String(s)) => Ok(s),
+        _ => Err(CommandError::bad_value(format!("'{key}' must be a string"))),
+    }
+}
+
+fn get_doc_or_empty(cmd: &Document, key: &str) -> Result<Document, CommandError> {
+    match cmd.get(key) {
+        None | Some(Bson::Null) => Ok(Document::new()),
+        Some(Bson::Document(d)) => Ok(d.clone()),
+        Some(_) => Err(CommandError::type_mismatch(format!(
+            "'{key}' must be a document"
+        ))),
+    }
+}
+
+fn get_i64(cmd: &Document, key: &str) -> Result<Option<i64>, CommandError> {
+    match cmd.get(key) {
+        None | Some(Bson::Null) => Ok(None),
+        Some(v) => match as_f64(v) {
+            Some(f) => Ok(Some(f as i64)),
+            None => Err(CommandError::type_mismatch(format!(
+                "'{key}' must be a number"
+            ))),
+        },
+    }
+}
+
+fn get_bool(cmd: &Document, key: &str) -> bool {
+    match cmd.get(key) {
+        Some(Bson::Boolean(b)) => *b,
+        Some(v) => as_f64(v).is_some_and(|f| f != 0.0),
+        None => false,
+    }
+}
+
+fn doc_array(cmd: &Document, key: &str) -> Result<Vec<Document>, CommandError> {
+    match cmd.get(key) {
+        Some(Bson::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                Bson::Document(d) => Ok(d.clone()),
+                _ => Err(CommandError::type_mismatch(format!(
+                    "'{key}' must be an array of documents"
+                ))),
+            })
+            .collect(),
+        _ => Err(CommandError::bad_value(format!(
+            "'{key}' must be an array of documents"
+        ))),
+    }
+}
+
+impl Store {
+    fn coll(&self, db: &str, name: &str) -> Option<&Collection> {
+        self.dbs.get(db).and_then(|d| d.get(name))
+    }
+
+    fn coll_mut(&mut self, db: &str, name: &str) -> &mut Collection {
+        self.dbs
+            .entry(db.to_string())
+            .or_default()
+            .entry(name.to_string())
+            .or_default()
+    }
+
+    /// Total number of documents in `db.coll` (for tests).
+    pub(crate) fn len(&self, db: &str, coll: &str) -> usize {
+        self.coll(db, coll).map_or(0, |c| c.docs.len())
+    }
+
+    /// The documents of `db.coll` in insertion order (for tests).
+    pub(crate) fn documents(&self, db: &str, coll: &str) -> Vec<Document> {
+        self.coll(db, coll)
+            .map(|c| c.docs.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Number of open cursors.
+    pub(crate) fn open_cursors(&self) -> usize {
+        self.cursors.len()
+    }
+
+    /// Runs a CRUD / catalog command, or returns `None` when `name` is not one.
+    ///
+    /// A retryable write (`lsid` + `txnNumber`, no transaction) that already succeeded is not
+    /// executed again: its first reply is returned, as mongod does.
+    pub(crate) fn run(&mut self, name: &str, db: &str, cmd: &Document) -> Option<CmdResult> {
+        let key = match name {
+            "insert" | "update" | "delete" | "findAndModify" => retry_key(cmd),
+            _ => None,
+        };
+        if let Some(k) = &key {
+            if let Some(reply) = self.retried.get(k) {
+                return Some(Ok(reply.clone()));
+            }
+        }
+        let result = self.execute(name, db, cmd)?;
+        if let (Some(k), Ok(reply)) = (key, &result) {
+            if self.retried_order.len() >= MAX_RETRY_RECORDS {
+                if let Some(old) = self.retried_order.pop_front() {
+                    self.retried.remove(&old);
+                }
+            }
+            self.retried.insert(k.clone(), reply.clone());
+            self.retried_order.push_back(k);
+        }
+        Some(result)
+    }
+
+    fn execute(&mut self, name: &str, db: &str, cmd: &Document) -> Option<CmdResult> {
+        Some(match name {
+            "insert" => self.insert(db, cmd),
+            "find" => self.find(db, cmd),
+            "getMore" => self.get_more(db, cmd),
+            "killCursors" => self.kill_cursors(cmd),
+            "update" => self.update(db, cmd),
+            "delete" => self.delete(db, cmd),
+            "count" => self.count(db, cmd),
+            "distinct" => self.distinct(db, cmd),
+            "findAndModify" | "findandmodify" => self.find_and_modify(db, name, cmd),
+            "aggregate" => self.aggregate(db, cmd),
+            "listCollections" => self.list_collections(db, cmd),
+            "listDatabases" => self.list_databases(cmd),
+            "drop" => self.drop_coll(db, cmd),
+            "dropDatabase" => {
+                self.dbs.remove(db);
+                Ok(doc! { "ok": 1.0, "dropped": db })
+            }
+            "create" => self.create(db, cmd),
+            "createIndexes" => Ok(
+                doc! { "ok": 1.0, "numIndexesBefore": 1, "numIndexesAfter": 1, "note": "indexes are not simulated" },
+            ),
+            "listIndexes" => {
+                let coll = get_str(cmd, "listIndexes").map(str::to_string);
+                coll.map(|c| {
+                    doc! { "ok": 1.0, "cursor": { "id": 0_i64, "ns": format!("{db}.{c}"),
+                    "firstBatch": [ { "v": 2, "key": { "_id": 1 }, "name": "_id_" } ] } }
+                })
+            }
+            _ => return None,
+        })
+    }
+
+    /// Inserts documents; `Err` only for a malformed command.
+    pub(crate) fn insert(&mut self, db: &str, cmd: &Document) -> CmdResult {
+        let coll = get_str(cmd, "insert")?.to_string();
+        let docs = doc_array(cmd, "documents")?;
+        let ordered = !matches!(cmd.get("ordered"), Some(Bson::Boolean(false)));
+        let c = self.coll_mut(db, &coll);
+        let mut n = 0;
+        let mut errors = Vec::new();
+        for (i, mut d) in docs.into_iter().enumerate() {
+            if !d.contains_key("_id") {
+                let mut with_id = doc! { "_id": ObjectId::new() };
+                with_id.extend(d);
+                d = with_id;
+            }
+            match c.insert(d) {
+                Ok(()) => n += 1,
+                Err(e) => {
+                    errors.push(Bson::Document(doc! {
+                        "index": i as i32, "code": e.code, "errmsg": e.errmsg,
+                    }));
+                    if ordered {
+                        break;
+                    }
+                }
+            }
+        }
+        let mut reply = doc! { "n": n, "ok": 1.0 };
+        if !errors.is_empty() {
+            reply.insert("writeErrors", errors);
+        }
+        Ok(reply)
+    }
+
+    /// Finds a document by `_id` (tests).
+    #[cfg(test)]
+    pub(crate) fn find_by_id(&self, db: &str, coll: &str, id: &Bson) -> Option<Document> {
+        let c = self.coll(db, coll)?;
+        let seq = c.ids.get(&id_key(id))?;
+        c.docs.get(seq).cloned()
+    }
+
+    fn find(&mut self, db: &str, cmd: &Document) -> CmdResult {
+        let coll = get_str(cmd, "find")?.to_string();
+        let filter = get_doc_or_empty(cmd, "filter")?;
+        let sort = get_doc_or_empty(cmd, "sort")?;
+        let projection = get_doc_or_empty(cmd, "projection")?;
+        let skip = get_i64(cmd, "skip")?.unwrap_or(0);
+        let limit = get_i64(cmd, "limit")?.unwrap_or(0);
+        let batch_size = get_i64(cmd, "batchSize")?;
+        if skip < 0 || batch_size.is_some_and(|b| b < 0) {
+            return Err(CommandError::bad_value("skip and batchSize must be >= 0"));
+        }
+        let single = get_bool(cmd, "singleBatch") || limit < 0;
+        // Reject a bad projection even when nothing matches, like the server.
+        project(&Document::new(), &projection)?;
+        let mut docs = match self.coll(db, &coll) {
+            Some(c) => c
+                .matching(&filter)?
+                .into_iter()
+                .filter_map(|s| c.docs.get(&s).cloned())
+                .collect(),
+            None => Vec::new(),
+        };
+        sort_docs(&mut docs, &sort)?;
+        let mut docs: Vec<Document> = docs.into_iter().skip(skip as usize).collect();
+        if limit != 0 {
+            docs.truncate(limit.unsigned_abs() as usize);
+        }
+        let docs = docs
+            .into_iter()
+            .map(|d| {
+                if projection.is_empty() {
+                    Ok(d)
+                } else {
+                    project(&d, &projection)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ns = format!("{db}.{coll}");
+        let first = batch_size.map_or(DEFAULT_BATCH, |b| b as usize);
+        Ok(self.open_cursor(ns, docs, first, single))
+    }
+
+    fn open_cursor(
+        &mut self,
+        ns: String,
+        docs: Vec<Document>,
+        batch: usize,
+        single: bool,
+    ) -> Document {
+        let mut rest: VecDeque<Document> = docs.into();
+        let first = take_batch(&mut rest, Some(batch));
+        let id = if single || rest.is_empty() {
+            0
+        } else {
+            if self.cursors.len() >= MAX_CURSORS {
+                if let Some(oldest) = self.cursors.keys().next().copied() {
+                    self.cursors.remove(&oldest);
+                }
+            }
+            self.next_cursor += 1;
+            let id = self.next_cursor;
+            self.cursors.insert(
+                id,
+                Cursor {
+                    ns: ns.clone(),
+                    docs: rest,
+                },
+            );
+            id
+        };
+        doc! { "cursor": { "firstBatch": first, "id": id, "ns": ns }, "ok": 1.0 }
+    }
+
+    fn get_more(&mut self, db: &str, cmd: &Document) -> CmdResult {
+        let id = match cmd.get("getMore") {
+            Some(Bson::Int64(i)) => *i,
+            _ => {
+                return Err(CommandError::type_mismatch(
+                    "field 'getMore' must be of type long",
+                ))
+            }
+        };
+        let coll = get_str(cmd, "collection")?;
+        let batch = get_i64(cmd, "batchSize")?.filter(|b| *b > 0);
+        let ns = format!("{db}.{coll}");
+        let Some(cursor) = self.cursors.get_mut(&id) else {
+            return Err(CommandError::new(
+                43,
+                "CursorNotFound",
+                format!("cursor id {id} not found"),
+            ));
+        };
+        if cursor.ns != ns {
+            return Err(CommandError::new(
+                13,
+                "Unauthorized",
+                format!("requested getMore on namespace '{ns}', but cursor belongs to a different namespace {}", cursor.ns),
+            ));
+        }
+        let next = take_batch(&mut cursor.docs, batch.map(|b| b as usize));
+        let out_id = if cursor.docs.is_empty() {
+            self.cursors.remove(&id);
+            0
+        } else {
+            id
+        };
+        Ok(doc! { "cursor": { "nextBatch": next, "id": out_id, "ns": ns }, "ok": 1.0 })
+    }
+
+    fn kill_cursors(&mut self, cmd: &Document) -> CmdResult {
+        get_str(cmd, "killCursors")?;
+        let ids = match cmd.get("cursors") {
+            Some(Bson::Array(a)) => a.clone(),
+            _ => return Err(CommandError::bad_value("'cursors' must be an array")),
+        };
+        let mut killed = Vec::new();
+        let mut not_found = Vec::new();
+        for v in ids {
+            let id = match v {
+                Bson::Int64(i) => i,
+                _ => return Err(CommandError::type_mismatch("cursor ids must be longs")),
+            };
+            if self.cursors.remove(&id).is_some() {
+                killed.push(id);
+            } else {
+                not_found.push(id);
+            }
+        }
+        Ok(doc! {
+            "cursorsKilled": killed, "cursorsNotFound": not_found,
+            "cursorsAlive": [], "cursorsUnknown": [], "ok": 1.0,
+        })
+    }
+
+    fn update(&mut self, db: &str, cmd: &Document) -> CmdResult {
+        let coll = get_str(cmd, "update")?.to_string();
+        let updates = doc_array(cmd, "updates")?;
+        let ordered = !matches!(cmd.get("ordered"), Some(Bson::Boolean(false)));
+        let c = self.coll_mut(db, &coll);
+        let (mut n, mut modified) = (0_i32, 0_i32);
+        let mut upserted = Vec::new();
+        let mut errors = Vec::new();
+        for (i, u) in updates.iter().enumerate() {
+            match update_one_statement(c, u) {
+                Ok(r) => {
+                    n += r.matched;
+                    modified += r.modified;
+                    if let Some(id) = r.upserted {
+                        n += 1;
+                        upserted.push(Bson::Document(doc! { "index": i as i32, "_id": id }));
+                    }
+                }
+                Err(e) => {
+                    errors.push(Bson::Document(
+                        doc! { "index": i as i32, "code": e.code, "errmsg": e.errmsg },
+                    ));
+                    if ordered {
+                        break;
+                    }
+                }
+            }
+        }
+        let mut reply = doc! { "n": n, "nModified": modified, "ok": 1.0 };
+        if !upserted.is_empty() {
+            reply.insert("upserted", upserted);
+        }
+        if !errors.is_empty() {
+            reply.insert("writeErrors", errors);
+        }
+        Ok(reply)
+    }
+
+    fn delete(&mut self, db: &str, cmd: &Document) -> CmdResult {
+        let coll = get_str(cmd, "delete")?.to_string();
+        let deletes = doc_array(cmd, "deletes")?;
+        let c = self.coll_mut(db, &coll);
+        let mut n = 0_i32;
+        for d in &deletes {
+            let q = get_doc_or_empty(d, "q")?;
+            let limit = get_i64(d, "limit")?.unwrap_or(0);
+            if limit != 0 && limit != 1 {
+                return Err(CommandError::bad_value("delete limit must be 0 or 1"));
+            }
+            let mut hits = c.matching(&q)?;
+            if limit == 1 {
+                hits.truncate(1);
+            }
+            for s in hits {
+                c.remove(s);
+                n += 1;
+            }
+        }
+        Ok(doc! { "n": n, "ok": 1.0 })
+    }
+
+    fn distinct(&mut self, db: &str, cmd: &Document) -> CmdResult {
+        let coll = get_str(cmd, "distinct")?;
+        let key = get_str(cmd, "key")?;
+        let query = get_doc_or_empty(cmd, "query")?;
+        let mut values: Vec<Bson> = Vec::new();
+        if let Some(c) = self.coll(db, coll) {
+            for seq in c.matching(&query)? {
+                let Some(v) = c.docs.get(&seq).and_then(|d| get_path(d, key)) else {
+                    continue;
+                };
+                let items = match v {
+                    Bson::Array(a) => a.clone(),
+                    other => vec![other.clone()],
+                };
+                for item in items {
+                    if !values.iter().any(|seen| values_equal(seen, &item)) {
+                        values.push(item);
+                    }
+                }
+            }
+        }
+        values.sort_by(compare);
+        Ok(doc! { "values": values, "ok": 1.0 })
+    }
+
+    fn find_and_modify(&mut self, db: &str, name: &str, cmd: &Document) -> CmdResult {
+        let coll = get_str(cmd, name)?.to_string();
+        let query = get_doc_or_empty(cmd, "query")?;
+        let sort = get_doc_or_empty(cmd, "sort")?;
+        let fields = get_doc_or_empty(cmd, "fields")?;
+        let remove = get_bool(cmd, "remove");
+        let return_new = get_bool(cmd, "new");
+        let upsert = get_bool(cmd, "upsert");
+        let update = cmd.get("update").cloned();
+        if remove == update.is_some() {
+            return Err(CommandError::new(
+                9,
+                "FailedToParse",
+                "Either an update or remove=true must be specified",
+            ));
+        }
+        let c = self.coll_mut(db, &coll);
+        let mut hits: Vec<Document> = c
+            .matching(&query)?
+            .into_iter()
+            .filter_map(|s| c.docs.get(&s).cloned())
+            .collect();
+        sort_docs(&mut hits, &sort)?;
+        let target = hits.into_iter().next();
+        let target_seq = target
+            .as_ref()
+            .and_then(|d| c.ids.get(&id_key(d.get("_id").unwrap_or(&Bson::Null))))
+            .copied();
+        let project_opt = |d: Option<Document>| -> Result<Bson, CommandError> {
+            Ok(match d {
+                Some(d) => Bson::Document(project(&d, &fields)?),
+                None => Bson::Null,
+            })
+        };
+        if remove {
+            let n = match target_seq {
+                Some(seq) => {
+                    c.remove(seq);
+                    1
+                }
+                None => 0,
+            };
+            return Ok(doc! {
+                "lastErrorObject": { "n": n },
+                "value": project_opt(target)?,
+                "ok": 1.0,
+            });
+        }
+        let q = match &target {
+            Some(d) => doc! { "_id": d.get("_id").cloned().unwrap_or(Bson::Null) },
+            None => query.clone(),
+        };
+        let statement = doc! { "q": q, "u": update.unwrap_or(Bson::Null), "upsert": upsert };
+        let outcome = update_one_statement(c, &statement)?;
+        let mut leo = doc! {
+            "n": outcome.matched + i32::from(outcome.upserted.is_some()),
+            "updatedExisting": outcome.matched > 0,
+        };
+        let after_id = match (&outcome.upserted, &target) {
+            (Some(id), _) => {
+                leo.insert("upserted", id.clone());
+                Some(id.clone())
+            }
+            (None, Some(d)) => d.get("_id").cloned(),
+            (None, None) => None,
+        };
+        let value = if return_new {
+            after_id.and_then(|id| {
+                c.ids
+                    .get(&id_key(&id))
+                    .and_then(|seq| c.docs.get(seq))
+                    .cloned()
+            })
+        } else {
+            target
+        };
+        Ok(doc! { "lastErrorObject": leo, "value": project_opt(value)?, "ok": 1.0 })
+    }
+
+    fn count(&mut self, db: &str, cmd: &Document) -> CmdResult {
+        let coll = get_str(cmd, "count")?;
+        let query = get_doc_or_empty(cmd, "query")?;
+        let skip = get_i64(cmd, "skip")?.unwrap_or(0).max(0) as usize;
+        let limit = get_i64(cmd, "limit")?.unwrap_or(0).unsigned_abs() as usize;
+        let mut n = match self.coll(db, coll) {
+            Some(c) => c.matching(&query)?.len(),
+            None => 0,
+        };
+        n = n.saturating_sub(skip);
+        if limit > 0 {
+            n = n.min(limit);
+        }
+        Ok(doc! { "n": n as i64, "ok": 1.0 })
+    }
+
+    fn aggregate(&mut self, db: &str, cmd: &Document) -> CmdResult {
+        let coll = match cmd.get("aggregate") {
+            Some(Bson::String(s)) => s.clone(),
+            _ => {
+                return Err(CommandError::bad_value(
+                    "only collection aggregation is supported",
+                ))
+            }
+        };
+        let pipeline = doc_array(cmd, "pipeline")?;
+        let cursor_opts = get_doc_or_empty(cmd, "cursor")?;
+        let batch =
+            get_i64(&cursor_opts, "batchSize")?.map_or(DEFAULT_BATCH, |b| b.max(0) as usize);
+        let mut docs: Vec<Document> = match self.coll(db, &coll) {
+            Some(c) => c.docs.values().cloned().collect(),
+            None => Vec::new(),
+        };
+        for stage in &pipeline {
+            let (name, arg) = match stage.iter().next() {
+                Some(kv) if stage.len() == 1 => kv,
+                _ => {
+                    return Err(CommandError::bad_value(
+                        "a pipeline stage has exactly one field",
+                    ))
+                }
+            };
+            docs = match (name.as_str(), arg) {
+                ("$match", Bson::Document(f)) => {
+                    let mut out = Vec::new();
+                    for d in docs {
+                        if matches(&d, f)? {
+                            out.push(d);
+                        }
+                    }
+                    out
+                }
+                ("$sort", Bson::Document(s)) => {
+                    sort_docs(&mut docs, s)?;
+                    docs
+                }
+                ("$skip", v) => match as_f64(v) {
+                    Some(k) if k >= 0.0 => docs.into_iter().skip(k as usize).collect(),
+                    _ => return Err(CommandError::bad_value("$skip needs a non-negative number")),
+                },
+                ("$limit", v) => match as_f64(v) {
+                    Some(k) if k > 0.0 => docs.into_iter().take(k as usize).collect(),
+                    _ => return Err(CommandError::bad_value("$limit needs a positive number")),
+                },
+                ("$project", Bson::Document(p)) => {
+                    project(&Document::new(), p)?;
+                    docs.iter()
+                        .map(|d| project(d, p))
+                        .collect::<Result<_, _>>()?
+                }
+                ("$count", Bson::String(field)) => {
+                    if docs.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![doc! { field.clone(): docs.len() as i32 }]
+                    }
+                }
+                (other, _) => {
+                    return Err(CommandError::bad_value(format!(
+                        "unsupported pipeline stage {other}"
+                    )))
+                }
+            };
+        }
+        Ok(self.open_cursor(format!("{db}.{coll}"), docs, batch, false))
+    }
+
+    fn list_collections(&mut self, db: &str, cmd: &Document) -> CmdResult {
+        let filter = get_doc_or_empty(cmd, "filter")?;
+        let name_only = get_bool(cmd, "nameOnly");
+        let mut out = Vec::new();
+        if let Some(colls) = self.dbs.get(db) {
+            for name in colls.keys() {
+                let entry = if name_only {
+                    doc! { "name": name, "type": "collection" }
+                } else {
+                    doc! { "name": name, "type": "collection", "options": {},
+                    "info": { "readOnly": false }, "idIndex": { "v": 2, "key": { "_id": 1 }, "name": "_id_" } }
+                };
+                if matches(&entry, &filter)? {
+                    out.push(entry);
+                }
+            }
+        }
+        let batch = get_i64(&get_doc_or_empty(cmd, "cursor")?, "batchSize")?
+            .map_or(DEFAULT_BATCH, |b| b.max(0) as usize);
+        Ok(self.open_cursor(format!("{db}.$cmd.listCollections"), out, batch, false))
+    }
+
+    fn list_databases(&mut self, cmd: &Document) -> CmdResult {
+        let name_only = get_bool(cmd, "nameOnly");
+        let filter = get_doc_or_empty(cmd, "filter")?;
+        let mut out = Vec::new();
+        for (name, colls) in &self.dbs {
+            let entry = if name_only {
+                doc! { "name": name }
+            } else {
+                let size: i64 = colls.values().map(|c| c.docs.len() as i64 * 64).sum();
+                doc! { "name": name, "sizeOnDisk": size, "empty": colls.values().all(|c| c.docs.is_empty()) }
+            };
+            if matches(&entry, &filter)? {
+                out.push(Bson::Document(entry));
+            }
+        }
+        let mut reply = doc! { "databases": out };
+        if !name_only {
+            reply.insert("totalSize", 0_i64);
+        }
+        reply.insert("ok", 1.0);
+        Ok(reply)
+    }
+
+    fn drop_coll(&mut self, db: &str, cmd: &Document) -> CmdResult {
+        let coll = get_str(cmd, "drop")?;
+        let existed = self.dbs.get_mut(db).and_then(|d| d.remove(coll)).is_some();
+        let ns = format!("{db}.{coll}");
+        if existed {
+            Ok(doc! { "nIndexesWas": 1, "ns": ns, "ok": 1.0 })
+        } else {
+            // mongod 7.0+ treats dropping a missing collection as success.
+            Ok(doc! { "ok": 1.0 })
+        }
+    }
+
+    fn create(&mut self, db: &str, cmd: &Document) -> CmdResult {
+        let coll = get_str(cmd, "create")?.to_string();
+        if self.coll(db, &coll).is_some() {
+            return Err(CommandError::new(
+                48,
+                "NamespaceExists",
+                format!("Collection {db}.{coll} already exists."),
+            ));
+        }
+        self.coll_mut(db, &coll);
+        Ok(doc! { "ok": 1.0 })
+    }
+}
+
+fn take_batch(rest: &mut VecDeque<Document>, batch: Option<usize>) -> Vec<Document> {
+    let max = batch.unwrap_or(usize::MAX);
+    // A lone document always goes out, so sizes matter only for batches of several.
+    let measure = max > 1 && rest.len() > 1;
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    while out.len() < max {
+        let Some(d) = rest.front() else { break };
+        let size = if measure {
+            d.to_vec().map_or(0, |v| v.len())
+        } else {
+            0
+        };
+        if !out.is_empty() && bytes + size > MAX_BATCH_BYTES {
+            break;
+        }
+        bytes += size;
+        if let Some(d) = rest.pop_front() {
+            out.push(d);
+        }
+    }
+    out
+}
+
+struct UpdateOutcome {
+    matched: i32,
+    modified: i32,
+    upserted: Option<Bson>,
+}
+
+fn update_one_statement(c: &mut Collection, u: &Document) -> Result<UpdateOutcome, CommandError> {
+    let q = get_doc_or_empty(u, "q")?;
+    let spec = match u.get("u") {
+        Some(Bson::Document(d)) => d.clone(),
+        Some(Bson::Array(_)) => {
+            return Err(CommandError::bad_value(
+                "pipeline-style updates are not supported",
+            ))
+        }
+        _ => return Err(CommandError::bad_value("'u' must be a document")),
+    };
+    let multi = get_bool(u, "multi");
+    let upsert = get_bool(u, "upsert");
+    let is_ops = spec.keys().next().is_some_and(|k| k.starts_with('$'));
+    if is_ops && spec.keys().any(|k| !k.starts_with('$')) {
+        return Err(CommandError::new(
+            9,
+            "FailedToParse",
+            "update mixes operators and fields",
+        ));
+    }
+    if !is_ops && multi {
+        return Err(CommandError::new(
+            9,
+            "FailedToParse",
+            "multi update is not supported for replacement-style update",
+        ));
+    }
+    let mut hits = c.matching(&q)?;
+    if !multi {
+        hits.truncate(1);
+    }
+    if hits.is_empty() {
+        if !upsert {
+            return Ok(UpdateOutcome {
+                matched: 0,
+                modified: 0,
+                upserted: None,
+            });
+        }
+        let mut base = Document::new();
+        for (k, v) in &q {
+            if k.starts_with('$') || k.contains('.') {
+                continue;
+            }
+            match v {
+                Bson::Document(d) if d.keys().any(|k| k.starts_with('$')) => {
+                    if let (1, Some(eq)) = (d.len(), d.get("$eq")) {
+                        base.insert(k.clone(), eq.clone());
+                    }
+                }
+                other => {
+                    base.insert(k.clone(), other.clone());
+                }
+            }
+        }
+        let mut new_doc = if is_ops {
+            apply_ops(&base, &spec)?
+        } else {
+            let mut d = spec.clone();
+            if let Some(id) = base.get("_id") {
+                if !d.contains_key("_id") {
+                    d.insert("_id", id.clone());
+                }
+            }
+            d
+        };
+        if !new_doc.contains_key("_id") {
+            let mut with_id = doc! { "_id": ObjectId::new() };
+            with_id.extend(new_doc);
+            new_doc = with_id;
+        }
+        let id = new_doc.get("_id").cloned().unwrap_or(Bson::Null);
+        c.insert(new_doc)?;
+        return Ok(UpdateOutcome {
+            matched: 0,
+            modified: 0,
+            upserted: Some(id),
+        });
+    }
+    let mut out = UpdateOutcome {
+        matched: 0,
+        modified: 0,
+        upserted: None,
+    };
+    for seq in hits {
+        let Some(old) = c.docs.get(&seq).cloned() else {
+            continue;
+        };
+        let new_doc = if is_ops {
+            apply_ops(&old, &spec)?
+        } else {
+            let mut d = doc! { "_id": old.get("_id").cloned().unwrap_or(Bson::Null) };
+            for (k, v) in &spec {
+                if k != "_id" {
+                    d.insert(k.clone(), v.clone());
+                }
+            }
+            d
+        };
+        if let (Some(a), Some(b)) = (old.get("_id"), new_doc.get("_id")) {
+            if !values_equal(a, b) {
+                return Err(CommandError::new(
+                    66,
+                    "ImmutableField",
+                    "Performing an update on the path '_id' would modify the immutable field '_id'",
+                ));
+            }
+        }
+        out.matched += 1;
+        if new_doc != old {
+            out.modified += 1;
+            c.docs.insert(seq, new_doc);
+        }
+    }
+    Ok(out)
+}
+
+fn apply_ops(base: &Document, spec: &Document) -> Result<Document, CommandError> {
+    let mut d = base.clone();
+    for (op, arg) in spec {
+        let Bson::Document(fields) = arg else {
+            return Err(CommandError::new(
+                9,
+                "FailedToParse",
+                format!(
+                    "Modifiers operate on fields but we found type {:?} instead",
+                    arg.element_type()
+                ),
+            ));
+        };
+        for (path, v) in fields {
+            match op.as_str() {
+                "$set" => set_path(&mut d, path, v.clone())?,
+                "$unset" => unset_path(&mut d, path),
+                "$inc" => {
+                    let cur = get_path(&d, path).cloned();
+                    if as_f64(v).is_none() {
+                        return Err(CommandError::type_mismatch(
+                            "Cannot increment with non-numeric argument",
+                        ));
+                    }
+                    let sum = match cur {
+                        None => v.clone(),
+                        Some(c) => add_numbers(&c, v).ok_or_else(|| {
+                            CommandError::type_mismatch(format!(
+                                "Cannot apply $inc to a value of non-numeric type at '{path}'"
+                            ))
+                        })?,
+                    };
+                    set_path(&mut d, path, sum)?;
+                }
+                other => {
+                    return Err(CommandError::bad_value(format!(
+                        "unsupported update operator {other}"
+                    )))
+                }
+            }
+        }
+    }
+    Ok(d)
+}
+
+fn add_numbers(a: &Bson, b: &Bson) -> Option<Bson> {
+    Some(match (a, b) {
+        (Bson::Int32(x), Bson::Int32(y)) => match x.checked_add(*y) {
+            Some(s) => Bson::Int32(s),
+            None => Bson::Int64(i64::from(*x) + i64::from(*y)),
+        },
+        (Bson::Int32(x), Bson::Int64(y)) | (Bson::Int64(y), Bson::Int32(x)) => {
+            Bson::Int64(y.wrapping_add(i64::from(*x)))
+        }
+        (Bson::Int64(x), Bson::Int64(y)) => Bson::Int64(x.wrapping_add(*y)),
+        _ => Bson::Double(as_f64(a)? + as_f64(b)?),
+    })
+}
+
+fn set_path(d: &mut Document, path: &str, v: Bson) -> Result<(), CommandError> {
+    match path.split_once('.') {
+        None => {
+            d.insert(path, v);
+            Ok(())
+        }
+        Some((head, tail)) => {
+            if !d.contains_key(head) {
+                d.insert(head, Document::new());
+            }
+            match d.get_mut(head) {
+                Some(Bson::Document(inner)) => set_path(inner, tail, v),
+                _ => Err(CommandError::new(
+                    28,
+                    "PathNotViable",
+                    format!("Cannot create field '{tail}' in element {{{head}: ...}}"),
+                )),
+            }
+        }
+    }
+}
+
+fn unset_path(d: &mut Document, path: &str) {
+    match path.split_once('.') {
+        None => {
+            d.remove(path);
+        }
+        Some((head, tail)) => {
+            if let Some(Bson::Document(inner)) = d.get_mut(head) {
+                unset_path(inner, tail);
+            }
+        }
+    }
+}
+
+fn get_path<'a>(d: &'a Document, path: &str) -> Option<&'a Bson> {
+    match path.split_once('.') {
+        None => d.get(path),
+        Some((head, tail)) => match d.get(head) {
+            Some(Bson::Document(inner)) => get_path(inner, tail),
+            _ => None,
+        },
+    }
+}
+
+/// Numeric value of a BSON number.
+pub(crate) fn as_f64(v: &Bson) -> Option<f64> {
+    match v {
+        Bson::Int32(i) => Some(f64::from(*i)),
+        Bson::Int64(i) => Some(*i as f64),
+        Bson::Double(f) => Some(*f),
+        _ => None,
+    }
+}
+
+/// The server's canonical type order, used for sorting and type bracketing.
+fn type_rank(v: &Bson) -> u8 {
+    match v {
+        Bson::MinKey => 0,
+        Bson::Null | Bson::Undefined => 1,
+        Bson::Int32(_) | Bson::Int64(_) | Bson::Double(_) | Bson::Decimal128(_) => 2,
+        Bson::String(_) | Bson::Symbol(_) => 3,
+        Bson::Document(_) => 4,
+        Bson::Array(_) => 5,
+        Bson::Binary(_) => 6,
+        Bson::ObjectId(_) => 7,
+        Bson::Boolean(_) => 8,
+        Bson::DateTime(_) => 9,
+        Bson::Timestamp(_) => 10,
+        Bson::RegularExpression(_) => 11,
+        Bson::MaxKey => 13,
+        _ => 12,
+    }
+}
+
+fn compare(a: &Bson, b: &Bson) -> Ordering {
+    let (ra, rb) = (type_rank(a), type_rank(b));
+    if ra != rb {
+        return ra.cmp(&rb);
+    }
+    match (a, b) {
+        _ if ra == 2 => match (as_f64(a), as_f64(b)) {
+            (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+            _ => Ordering::Equal,
+        },
+        (Bson::String(x), Bson::String(y)) => x.cmp(y),
+        (Bson::ObjectId(x), Bson::ObjectId(y)) => x.bytes().cmp(&y.bytes()),
+        (Bson::Boolean(x), Bson::Boolean(y)) => x.cmp(y),
+        (Bson::DateTime(x), Bson::DateTime(y)) => x.cmp(y),
+        (Bson::Timestamp(x), Bson::Timestamp(y)) => {
+            (x.time, x.increment).cmp(&(y.time, y.increment))
+        }
+        (Bson::Binary(x), Bson::Binary(y)) => x.bytes.cmp(&y.bytes),
+        (Bson::Array(x), Bson::Array(y)) => {
+            for (p, q) in x.iter().zip(y) {
+                let o = compare(p, q);
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            x.len().cmp(&y.len())
+        }
+        (Bson::Document(x), Bson::Document(y)) => {
+            for ((ka, va), (kb, vb)) in x.iter().zip(y) {
+                let o = compare(va, vb).then_with(|| ka.cmp(kb));
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            x.len().cmp(&y.len())
+        }
+        _ => Ordering::Equal,
+    }
+}
+
+fn values_equal(a: &Bson, b: &Bson) -> bool {
+    match (a, b) {
+        (Bson::Array(x), Bson::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| values_equal(p, q))
+        }
+        (Bson::Document(x), Bson::Document(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((ka, va), (kb, vb))| ka == kb && values_equal(va, vb))
+        }
+        _ => match (as_f64(a), as_f64(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+    }
+}
+
+/// Whether `field` (possibly missing) equals `v`, with array fields matching on any element.
+fn field_eq(field: Option<&Bson>, v: &Bson) -> bool {
+    match field {
+        None => matches!(v, Bson::Null),
+        Some(f) => {
+            values_equal(f, v)
+                || matches!(f, Bson::Array(items) if items.iter().any(|i| values_equal(i, v)))
+        }
+    }
+}
+
+fn field_cmp(field: Option<&Bson>, v: &Bson, want: fn(Ordering) -> bool) -> bool {
+    let check = |f: &Bson| type_rank(f) == type_rank(v) && want(compare(f, v));
+    match field {
+        None => matches!(v, Bson::Null) && want(Ordering::Equal),
+        Some(Bson::Array(items)) if !matches!(v, Bson::Array(_)) => items.iter().any(check),
+        Some(f) => check(f),
+    }
+}
+
+/// Whether `doc` matches the query `filter`.
+pub(crate) fn matches(doc: &Document, filter: &Document) -> Result<bool, CommandError> {
+    for (k, v) in filter {
+        let ok = match k.as_str() {
+            "$and" | "$or" | "$nor" => {
+                let Bson::Array(subs) = v else {
+                    return Err(CommandError::bad_value(format!("{k} must be an array")));
+                };
+                let mut results = Vec::with_capacity(subs.len());
+                for s in subs {
+                    let Bson::Document(sd) = s else {
+                        return Err(CommandError::bad_value(format!(
+                            "{k} entries must be documents"
+                        )));
+                    };
+                    results.push(matches(doc, sd)?);
+                }
+                match k.as_str() {
+                    "$and" => results.iter().all(|r| *r),
+                    "$or" => results.iter().any(|r| *r),
+                    _ => !results.iter().any(|r| *r),
+                }
+            }
+            op if op.starts_with('$') => {
+                return Err(CommandError::bad_value(format!(
+                    "unknown top level operator: {op}"
+                )))
+            }
+            path => {
+                let field = get_path(doc, path);
+                match v {
+                    Bson::Document(ops)
+                        if ops.keys().next().is_some_and(|o| o.starts_with('$')) =>
+                    {
+                        field_ops(field, ops)?
+                    }
+                    other => field_eq(field, other),
+                }
+            }
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn field_ops(field: Option<&Bson>, ops: &Document) -> Result<bool, CommandError> {
+    for (op, arg) in ops {
+        let ok = match op.as_str() {
+            "$eq" => field_eq(field, arg),
+            "$ne" => !field_eq(field, arg),
+            "$gt" => field_cmp(field, arg, |o| o == Ordering::Greater),
+            "$gte" => field_cmp(field, arg, |o| o != Ordering::Less),
+            "$lt" => field_cmp(field, arg, |o| o == Ordering::Less),
+            "$lte" => field_cmp(field, arg, |o| o != Ordering::Greater),
+            "$in" | "$nin" => {
+                let Bson::Array(items) = arg else {
+                    return Err(CommandError::bad_value(format!("{op} needs an array")));
+                };
+                let hit = items.iter().any(|i| field_eq(field, i));
+                if op == "$in" {
+                    hit
+                } else {
+                    !hit
+                }
+            }
+            "$exists" => {
+                let want = match arg {
+                    Bson::Boolean(b) => *b,
+                    other => as_f64(other).is_some_and(|f| f != 0.0),
+                };
+                field.is_some() == want
+            }
+            other => {
+                return Err(CommandError::bad_value(format!(
+                    "unknown operator: {other}"
+                )))
+            }
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn sort_docs(docs: &mut [Document], sort: &Document) -> Result<(), CommandError> {
+    if sort.is_empty() {
+        return Ok(());
+    }
+    let mut keys = Vec::new();
+    for (k, v) in sort {
+        let dir = match as_f64(v) {
+            Some(1.0) => 1,
+            Some(-1.0) => -1,
+            _ => {
+                return Err(CommandError::bad_value(format!(
+                    "bad sort specification for {k}"
+                )))
+            }
+        };
+        keys.push((k.clone(), dir));
+    }
+    docs.sort_by(|a, b| {
+        for (k, dir) in &keys {
+            let va = get_path(a, k).unwrap_or(&Bson::Null);
+            let vb = get_path(b, k).unwrap_or(&Bson::Null);
+            let o = compare(va, vb);
+            if o != Ordering::Equal {
+                return if *dir == 1 { o } else { o.reverse() };
+            }
+        }
+        Ordering::Equal
+    });
+    Ok(())
+}
+
+fn project(d: &Document, projection: &Document) -> Result<Document, CommandError> {
+    if projection.is_empty() {
+        return Ok(d.clone());
+    }
+    let mut include = None;
+    let mut id_wanted = true;
+    for (k, v) in projection {
+        let on = match v {
+            Bson::Boolean(b) => *b,
+            other => match as_f64(other) {
+                Some(f) => f != 0.0,
+                None => {
+                    return Err(CommandError::bad_value(format!(
+                        "unsupported projection for {k}"
+                    )))
+                }
+            },
+        };
+        if k.contains('.') || k.starts_with('$') {
+            return Err(CommandError::bad_value(format!(
+                "unsupported projection path {k}"
+            )));
+        }
+        if k == "_id" {
+            id_wanted = on;
+            continue;
+        }
+        match include {
+            None => include = Some(on),
+            Some(prev) if prev != on => {
+                return Err(CommandError::new(
+                    31254,
+                    "Location31254",
+                    "Cannot mix inclusion and exclusion in a projection",
+                ))
+            }
+            _ => {}
+        }
+    }
+    let mut out = Document::new();
+    for (k, v) in d {
+        let keep = if k == "_id" {
+            id_wanted
+        } else {
+            match include {
+                Some(true) => projection.contains_key(k),
+                Some(false) => !projection.contains_key(k),
+                None => true,
+            }
+        };
+        if keep {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(s: &mut Store, cmd: Document) -> CmdResult {
+        let name = cmd.keys().next().cloned().unwrap_or_default();
+        s.run(&name, "db", &cmd).expect("a store command")
+    }
+
+    fn seeded() -> Store {
+        let mut s = Store::default();
+        let docs: Vec<Document> = (0..10)
+            .map(|i| doc! { "_id": i, "x": i % 3, "s": format!("v{i}") })
+            .collect();
+        let r = run(&mut s, doc! { "insert": "c", "documents": docs }).unwrap();
+        assert_eq!(r.get_i32("n").unwrap(), 10);
+        s
+    }
+
+    #[test]
+    fn duplicate_id_is_write_error_11000() {
+        let mut s = seeded();
+        let r = run(
+            &mut s,
+            doc! { "insert": "c", "documents": [ { "_id": 3 }, { "_id": 100 } ] },
+        )
+        .unwrap();
+        assert_eq!(
+            r.get_i32("n").unwrap(),
+            0,
+            "ordered insert stops at the error"
+        );
+        let we = r.get_array("writeErrors").unwrap();
+        assert_eq!(we.len(), 1);
+        let e = we[0].as_document().unwrap();
+        assert_eq!(e.get_i32("code").unwrap(), 11000);
+        assert_eq!(e.get_i32("index").unwrap(), 0);
+        let r = run(&mut s, doc! { "insert": "c", "ordered": false, "documents": [ { "_id": 3i64 }, { "_id": 100 } ] }).unwrap();
+        assert_eq!(
+            r.get_i32("n").unwrap(),
+            1,
+            "unordered continues; 3i64 equals 3"
+        );
+    }
+
+    #[test]
+    fn find_filters_sorts_and_projects() {
+        let mut s = seeded();
+        let r = run(&mut s, doc! { "find": "c", "filter": { "x": 1 }, "sort": { "_id": -1 }, "projection": { "s": 1, "_id": 0 } }).unwrap();
+        let c = r.get_document("cursor").unwrap();
+        assert_eq!(c.get_i64("id").unwrap(), 0);
+        let b = c.get_array("firstBatch").unwrap();
+        let got: Vec<&Bson> = b.iter().collect();
+        assert_eq!(
+            got,
+            vec![
+                &Bson::Document(doc! {"s": "v7"}),
+                &Bson::Document(doc! {"s": "v4"}),
+                &Bson::Document(doc! {"s": "v1"})
+            ]
+        );
+        let r = run(
+            &mut s,
+            doc! { "find": "c", "filter": { "_id": { "$in": [1, 2, 99] }, "x": { "$gt": 1 } } },
+        )
+        .unwrap();
+        assert_eq!(
+            r.get_document("cursor")
+                .unwrap()
+                .get_array("firstBatch")
+                .unwrap()
+                .len(),
+            1
+        );
+        let r = run(
+            &mut s,
+            doc! { "find": "c", "filter": { "_id": { "$lt": 3 } }, "skip": 1, "limit": 1 },
+        )
+        .unwrap();
+        let b = r
+            .get_document("cursor")
+            .unwrap()
+            .get_array("firstBatch")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            b,
+            vec![Bson::Document(doc! { "_id": 1, "x": 1, "s": "v1" })]
+        );
+        let e = run(
+            &mut s,
+            doc! { "find": "c", "filter": { "x": { "$where": 1 } } },
+        )
+        .unwrap_err();
+        assert_eq!(e.code, 2);
+    }
+
+    #[test]
+    fn cursor_batches_get_more_and_kill() {
+        let mut s = seeded();
+        let r = run(&mut s, doc! { "find": "c", "batchSize": 4 }).unwrap();
+        let c = r.get_document("cursor").unwrap();
+        let id = c.get_i64("id").unwrap();
+        assert_ne!(id, 0);
+        assert_eq!(c.get_array("firstBatch").unwrap().len(), 4);
+        let r = run(
+            &mut s,
+            doc! { "getMore": id, "collection": "c", "batchSize": 4 },
+        )
+        .unwrap();
+        let c = r.get_document("cursor").unwrap();
+        assert_eq!(c.get_i64("id").unwrap(), id);
+        assert_eq!(c.get_array("nextBatch").unwrap().len(), 4);
+        let r = run(
+            &mut s,
+            doc! { "getMore": id, "collection": "c", "batchSize": 4 },
+        )
+        .unwrap();
+        let c = r.get_document("cursor").unwrap();
+        assert_eq!(c.get_i64("id").unwrap(), 0, "exhausted");
+        assert_eq!(c.get_array("nextBatch").unwrap().len(), 2);
+        let e = run(&mut s, doc! { "getMore": id, "collection": "c" }).unwrap_err();
+        assert_eq!(e.code, 43);
+
+        let r = run(&mut s, doc! { "find": "c", "batchSize": 2 }).unwrap();
+        let id = r.get_document("cursor").unwrap().get_i64("id").unwrap();
+        let r = run(
+            &mut s,
+            doc! { "killCursors": "c", "cursors": [id, 12345_i64] },
+        )
+        .unwrap();
+        assert_eq!(
+            r.get_array("cursorsKilled").unwrap(),
+            &vec![Bson::Int64(id)]
+        );
+        assert_eq!(
+            r.get_array("cursorsNotFound").unwrap(),
+            &vec![Bson::Int64(12345)]
+        );
+        assert_eq!(s.open_cursors(), 0);
+
+        let r = run(
+            &mut s,
+            doc! { "find": "c", "batchSize": 2, "singleBatch": true },
+        )
+        .unwrap();
+        assert_eq!(r.get_document("cursor").unwrap().get_i64("id").unwrap(), 0);
+    }
+
+    #[test]
+    fn updates_and_upserts() {
+        let mut s = seeded();
+        let r = run(&mut s, doc! { "update": "c", "updates": [ { "q": { "x": 0 }, "u": { "$inc": { "n": 2 }, "$set": { "a.b": true } }, "multi": true } ] }).unwrap();
+        assert_eq!(
+            (r.get_i32("n").unwrap(), r.get_i32("nModified").unwrap()),
+            (4, 4)
+        );
+        let d = s.find_by_id("db", "c", &Bson::Int32(3)).unwrap();
+        assert_eq!(d.get_i32("n").unwrap(), 2);
+        assert!(d.get_document("a").unwrap().get_bool("b").unwrap());
+        let r = run(&mut s, doc! { "update": "c", "updates": [ { "q": { "_id": 3 }, "u": { "$unset": { "a": "" } } } ] }).unwrap();
+        assert_eq!(r.get_i32("nModified").unwrap(), 1);
+        let r = run(
+            &mut s,
+            doc! { "update": "c", "updates": [ { "q": { "_id": 3 }, "u": { "replaced": 1 } } ] },
+        )
+        .unwrap();
+        assert_eq!(r.get_i32("n").unwrap(), 1);
+        assert_eq!(
+            s.find_by_id("db", "c", &Bson::Int32(3)).unwrap(),
+            doc! { "_id": 3, "replaced": 1 }
+        );
+        let r = run(&mut s, doc! { "update": "c", "updates": [ { "q": { "_id": 50, "k": "v" }, "u": { "$set": { "z": 1 } }, "upsert": true } ] }).unwrap();
+        assert_eq!(r.get_i32("n").unwrap(), 1);
+        assert_eq!(
+            r.get_array("upserted").unwrap()[0]
+                .as_document()
+                .unwrap()
+                .get_i32("_id")
+                .unwrap(),
+            50
+        );
+        assert_eq!(
+            s.find_by_id("db", "c", &Bson::Int32(50)).unwrap(),
+            doc! { "_id": 50, "k": "v", "z": 1 }
+        );
+        let r = run(
+            &mut s,
+            doc! { "update": "c", "updates": [ { "q": {}, "u": { "$rename": { "a": "b" } } } ] },
+        )
+        .unwrap();
+        assert_eq!(
+            r.get_array("writeErrors").unwrap()[0]
+                .as_document()
+                .unwrap()
+                .get_i32("code")
+                .unwrap(),
+            2
+        );
+    }
+
+    #[test]
+    fn find_and_modify_and_distinct() {
+        let mut s = seeded();
+        let r = run(&mut s, doc! { "findAndModify": "c", "query": { "x": 2 }, "sort": { "_id": -1 }, "update": { "$inc": { "x": 10 } }, "new": true }).unwrap();
+        assert_eq!(
+            r.get_document("value").unwrap(),
+            &doc! { "_id": 8, "x": 12, "s": "v8" }
+        );
+        assert!(r
+            .get_document("lastErrorObject")
+            .unwrap()
+            .get_bool("updatedExisting")
+            .unwrap());
+        let r = run(&mut s, doc! { "findAndModify": "c", "query": { "_id": 0 }, "update": { "y": 1 }, "fields": { "_id": 0 } }).unwrap();
+        assert_eq!(
+            r.get_document("value").unwrap(),
+            &doc! { "x": 0, "s": "v0" },
+            "the old document"
+        );
+        let r = run(&mut s, doc! { "findAndModify": "c", "query": { "_id": 77 }, "update": { "$set": { "u": 1 } }, "upsert": true, "new": true }).unwrap();
+        assert_eq!(
+            r.get_document("value").unwrap(),
+            &doc! { "_id": 77, "u": 1 }
+        );
+        assert_eq!(
+            r.get_document("lastErrorObject")
+                .unwrap()
+                .get_i32("upserted")
+                .unwrap(),
+            77
+        );
+        let r = run(
+            &mut s,
+            doc! { "findAndModify": "c", "query": { "_id": 77 }, "remove": true },
+        )
+        .unwrap();
+        assert_eq!(r.get_document("value").unwrap().get_i32("_id").unwrap(), 77);
+        let r = run(
+            &mut s,
+            doc! { "findAndModify": "c", "query": { "_id": 77 }, "remove": true },
+        )
+        .unwrap();
+        assert_eq!(r.get("value"), Some(&Bson::Null));
+        assert_eq!(
+            run(&mut s, doc! { "findAndModify": "c", "query": {} })
+                .unwrap_err()
+                .code,
+            9
+        );
+        let r = run(
+            &mut s,
+            doc! { "distinct": "c", "key": "x", "query": { "_id": { "$lt": 8 } } },
+        )
+        .unwrap();
+        assert_eq!(
+            r.get_array("values").unwrap(),
+            &vec![Bson::Int32(0), Bson::Int32(1), Bson::Int32(2)]
+        );
+    }
+
+    #[test]
+    fn retryable_writes_execute_once() {
+        let mut s = Store::default();
+        let lsid = doc! { "id": 1 };
+        let cmd = doc! { "insert": "c", "documents": [ { "_id": 1 } ], "lsid": lsid.clone(), "txnNumber": 1_i64 };
+        assert_eq!(run(&mut s, cmd.clone()).unwrap().get_i32("n").unwrap(), 1);
+        let again = run(&mut s, cmd).unwrap();
+        assert_eq!(again.get_i32("n").unwrap(), 1);
+        assert!(
+            again.get("writeErrors").is_none(),
+            "the retry returns the first result"
+        );
+        let next =
+            doc! { "insert": "c", "documents": [ { "_id": 1 } ], "lsid": lsid, "txnNumber": 2_i64 };
+        assert!(run(&mut s, next).unwrap().get("writeErrors").is_some());
+        let plain = doc! { "insert": "c", "documents": [ { "_id": 1 } ] };
+        assert!(run(&mut s, plain).unwrap().get("writeErrors").is_some());
+    }
+
+    #[test]
+    fn deletes_counts_and_catalog() {
+        let mut s = seeded();
+        let r = run(
+            &mut s,
+            doc! { "delete": "c", "deletes": [ { "q": { "x": 1 }, "limit": 1 } ] },
+        )
+        .unwrap();
+        assert_eq!(r.get_i32("n").unwrap(), 1);
+        let r = run(
+            &mut s,
+            doc! { "delete": "c", "deletes": [ { "q": { "x": 1 }, "limit": 0 } ] },
+        )
+        .unwrap();
+        assert_eq!(r.get_i32("n").unwrap(), 2);
+        let r = run(&mut s, doc! { "count": "c", "query": {} }).unwrap();
+        assert_eq!(r.get_i64("n").unwrap(), 7);
+        let r = run(&mut s, doc! { "aggregate": "c", "pipeline": [ { "$match": { "x": 0 } }, { "$count": "k" } ], "cursor": {} }).unwrap();
+        let b = r
+            .get_document("cursor")
+            .unwrap()
+            .get_array("firstBatch")
+            .unwrap()
+            .clone();
+        assert_eq!(b, vec![Bson::Document(doc! { "k": 4 })]);
+        run(&mut s, doc! { "create": "d" }).unwrap();
+        assert_eq!(run(&mut s, doc! { "create": "d" }).unwrap_err().code, 48);
+        let r = run(&mut s, doc! { "listCollections": 1, "nameOnly": true }).unwrap();
+        let names: Vec<_> = r
+            .get_document("cursor")
+            .unwrap()
+            .get_array("firstBatch")
+            .unwrap()
+            .iter()
+            .map(|d| {
+                d.as_document()
+                    .unwrap()
+                    .get_str("name")
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(names, vec!["c", "d"]);
+        run(&mut s, doc! { "drop": "c" }).unwrap();
+        assert_eq!(s.len("db", "c"), 0);
+        let r = run(&mut s, doc! { "listDatabases": 1 }).unwrap();
+        assert_eq!(r.get_array("databases").unwrap().len(), 1);
+    }
+}

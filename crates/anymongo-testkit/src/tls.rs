@@ -1,0 +1,112 @@
+//! A throw-away TLS identity: a CA and a server certificate for `localhost` / `127.0.0.1`,
+//! generated with rcgen, served with rustls.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rustls::ServerConfig;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// A generated CA plus a server certificate signed by it, and the rustls server configuration.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// The CA certificate, PEM.
+    pub ca_pem: String,
+    /// Where the CA PEM was written (under `std::env::temp_dir()`), for `tlsCAFile`. The file is
+    /// removed when the last clone of the identity (including the server's) is dropped.
+    pub ca_path: PathBuf,
+    /// The CA certificate, DER (for a rustls client's root store).
+    pub ca_der: CertificateDer<'static>,
+    /// The server certificate, PEM.
+    pub cert_pem: String,
+    /// The server's private key, PEM (PKCS#8).
+    pub key_pem: String,
+    pub(crate) config: Arc<ServerConfig>,
+    /// Removes the CA file when the last clone of this identity is dropped.
+    _file: Arc<CaFile>,
+}
+
+struct CaFile(PathBuf);
+
+impl Drop for CaFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field("ca_path", &self.ca_path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn other<E: std::fmt::Display>(e: E) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl TlsIdentity {
+    /// Generates a fresh CA and server certificate (SANs `localhost`, `127.0.0.1`) and writes the
+    /// CA PEM to a unique file under the temp directory.
+    pub fn generate() -> io::Result<Self> {
+        let ca_key = KeyPair::generate().map_err(other)?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(other)?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "anymongo-testkit CA");
+        let ca = ca_params.self_signed(&ca_key).map_err(other)?;
+
+        let key = KeyPair::generate().map_err(other)?;
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .map_err(other)?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let cert = params.signed_by(&key, &ca, &ca_key).map_err(other)?;
+
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let ca_path = std::env::temp_dir().join(format!(
+            "anymongo-testkit-ca-{}-{}.pem",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&ca_path, ca.pem())?;
+        let file = Arc::new(CaFile(ca_path.clone()));
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(other)?
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone(), ca.der().clone()], key_der)
+            .map_err(other)?;
+        Ok(TlsIdentity {
+            ca_pem: ca.pem(),
+            ca_path,
+            ca_der: ca.der().clone(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            config: Arc::new(config),
+            _file: file,
+        })
+    }
+
+    /// A rustls client configuration trusting only this identity's CA (for tests).
+    pub fn client_config(&self) -> io::Result<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).map_err(other)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(other)?
+            .with_root_certificates(roots)
+            .with_no_client_auth())
+    }
+}
