@@ -128,6 +128,11 @@ impl Error {
         })
     }
 
+    /// An [`ErrorKind::InvalidArgument`] error whose message is `cause`'s `Display`.
+    pub fn invalid_argument_from(cause: impl fmt::Display) -> Self {
+        Self::invalid_argument(cause.to_string())
+    }
+
     /// An [`ErrorKind::Internal`] error.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal {

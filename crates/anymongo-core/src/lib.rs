@@ -16,8 +16,11 @@ pub mod options;
 pub mod rt;
 
 pub mod auth;
+pub mod client;
 pub mod cmap;
 pub mod conn;
+pub mod cursor;
+pub mod event;
 pub mod operation;
 pub mod sdam;
 pub mod selection;
@@ -26,4 +29,7 @@ pub mod uri;
 pub mod wire;
 
 pub use bson;
+pub use client::{Client, Collection, Database};
+pub use cursor::Cursor;
 pub use error::{Error, ErrorKind, Result};
+pub use options::ClientOptions;

@@ -121,8 +121,8 @@ impl Operation for WriteCommand {
         let max_count = description.max_write_batch_size.max(1) as usize;
         let max_doc = description.max_bson_object_size.max(1) as usize;
         // The first statement always goes (it alone is bounded by maxBsonObjectSize).
-        let max_bytes = (description.max_message_size_bytes.max(1) as usize)
-            .saturating_sub(MESSAGE_OVERHEAD);
+        let max_bytes =
+            (description.max_message_size_bytes.max(1) as usize).saturating_sub(MESSAGE_OVERHEAD);
         let mut end = self.offset;
         let mut bytes = 0usize;
         while end < self.statements.len() && end - self.offset < max_count {

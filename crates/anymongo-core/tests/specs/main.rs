@@ -10,12 +10,12 @@
 mod auth;
 mod cmap;
 mod common;
-mod wire_bson_corpus;
 mod connection_string;
-mod uri_options;
 mod max_staleness;
 mod sdam;
 mod server_selection;
+mod uri_options;
+mod wire_bson_corpus;
 
 use common::Report;
 

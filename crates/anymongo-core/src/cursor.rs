@@ -1,0 +1,225 @@
+//! Cursors: a [`futures::Stream`] of documents that fetches batches with `getMore` on the server
+//! that opened it, and kills itself (`killCursors`) in the background when dropped early.
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bson::{Bson, RawDocumentBuf};
+use futures::Stream;
+use serde::de::DeserializeOwned;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::operation::cursor_ops::split_namespace;
+use crate::operation::{CursorInfo, GetMore};
+use crate::options::ServerAddress;
+use crate::rt::BoxFuture;
+
+/// How a cursor continues: `getMore` options.
+#[derive(Clone, Debug, Default)]
+pub struct CursorOptions {
+    pub batch_size: Option<u32>,
+    /// `maxTimeMS` for each `getMore` (tailable awaitData cursors: `maxAwaitTimeMS`).
+    pub max_time: Option<Duration>,
+    pub comment: Option<Bson>,
+    /// The cursor was opened with a limit; stop after this many documents.
+    pub limit: Option<i64>,
+}
+
+/// The sans-IO part of a cursor: the server cursor id, the namespace and buffered documents.
+#[derive(Debug)]
+pub(crate) struct CursorState {
+    pub(crate) id: i64,
+    pub(crate) db: String,
+    pub(crate) collection: String,
+    pub(crate) buffer: VecDeque<RawDocumentBuf>,
+    pub(crate) returned: i64,
+}
+
+impl CursorState {
+    pub(crate) fn new(info: CursorInfo) -> Result<Self> {
+        let (db, collection) = split_namespace(&info.ns)
+            .map(|(d, c)| (d.to_string(), c.to_string()))
+            .ok_or_else(|| {
+                Error::invalid_response(format!("cursor namespace '{}' has no '.'", info.ns))
+            })?;
+        Ok(CursorState {
+            id: info.id,
+            db,
+            collection,
+            buffer: info.batch,
+            returned: 0,
+        })
+    }
+}
+
+/// A stream of `T`s from a server cursor.
+pub struct Cursor<T> {
+    client: Client,
+    address: ServerAddress,
+    state: CursorState,
+    options: CursorOptions,
+    get_more: Option<BoxFuture<'static, Result<CursorInfo>>>,
+    _marker: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Cursor<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cursor")
+            .field("id", &self.state.id)
+            .field("address", &self.address)
+            .field("buffered", &self.state.buffer.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Cursor<T> {
+    pub(crate) fn new(
+        client: Client,
+        address: ServerAddress,
+        info: CursorInfo,
+        options: CursorOptions,
+    ) -> Result<Self> {
+        Ok(Cursor {
+            client,
+            address,
+            state: CursorState::new(info)?,
+            options,
+            get_more: None,
+            _marker: PhantomData,
+        })
+    }
+
+    /// The server's id for this cursor; 0 once it is exhausted.
+    pub fn id(&self) -> i64 {
+        self.state.id
+    }
+
+    /// Whether the server side is exhausted (buffered documents may remain).
+    pub fn is_exhausted(&self) -> bool {
+        self.state.id == 0
+    }
+
+    /// Converts into a cursor of another type, keeping its position.
+    pub fn with_type<U>(mut self) -> Cursor<U> {
+        let state = std::mem::replace(
+            &mut self.state,
+            CursorState {
+                id: 0,
+                db: String::new(),
+                collection: String::new(),
+                buffer: VecDeque::new(),
+                returned: 0,
+            },
+        );
+        Cursor {
+            client: self.client.clone(),
+            address: self.address.clone(),
+            state,
+            options: self.options.clone(),
+            get_more: self.get_more.take(),
+            _marker: PhantomData,
+        }
+    }
+
+    fn limit_reached(&self) -> bool {
+        matches!(self.options.limit, Some(l) if l > 0 && self.state.returned >= l)
+    }
+
+    /// Polls for the next raw document.
+    fn poll_next_raw(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<RawDocumentBuf>>> {
+        loop {
+            if self.limit_reached() {
+                self.kill();
+                return Poll::Ready(None);
+            }
+            if let Some(doc) = self.state.buffer.pop_front() {
+                self.state.returned += 1;
+                return Poll::Ready(Some(Ok(doc)));
+            }
+            if self.state.id == 0 {
+                return Poll::Ready(None);
+            }
+            let fut = match &mut self.get_more {
+                Some(fut) => fut,
+                None => {
+                    let op = GetMore {
+                        db: self.state.db.clone(),
+                        collection: self.state.collection.clone(),
+                        cursor_id: self.state.id,
+                        batch_size: self.options.batch_size,
+                        max_time: self.options.max_time,
+                        comment: self.options.comment.clone(),
+                    };
+                    let client = self.client.clone();
+                    let address = self.address.clone();
+                    self.get_more.insert(Box::pin(
+                        async move { client.execute_on(&address, op).await },
+                    ))
+                }
+            };
+            let result = futures::ready!(fut.as_mut().poll(cx));
+            self.get_more = None;
+            match result {
+                Ok(info) => {
+                    self.state.id = info.id;
+                    self.state.buffer = info.batch;
+                }
+                Err(e) => {
+                    // The server closes a cursor whose getMore failed; do not kill it again.
+                    self.state.id = 0;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+    }
+
+    /// Sends `killCursors` in the background if the server cursor is still open.
+    fn kill(&mut self) {
+        if self.state.id != 0 {
+            let id = std::mem::replace(&mut self.state.id, 0);
+            self.client.kill_cursor_in_background(
+                self.address.clone(),
+                self.state.db.clone(),
+                self.state.collection.clone(),
+                id,
+            );
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Cursor<T> {
+    /// The next document, or `None` at the end.
+    pub async fn next_document(&mut self) -> Option<Result<T>> {
+        futures::StreamExt::next(self).await
+    }
+}
+
+impl<T: DeserializeOwned> Stream for Cursor<T> {
+    type Item = Result<T>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match futures::ready!(this.poll_next_raw(cx)) {
+            None => Poll::Ready(None),
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            Some(Ok(raw)) => Poll::Ready(Some(
+                bson::deserialize_from_slice::<T>(raw.as_bytes()).map_err(Error::from),
+            )),
+        }
+    }
+}
+
+impl<T> Unpin for Cursor<T> {}
+
+impl<T> Drop for Cursor<T> {
+    fn drop(&mut self) {
+        // Dropping an in-flight getMore poisons its connection (the pool closes it); the server
+        // cursor is killed either way.
+        self.get_more = None;
+        self.kill();
+    }
+}
