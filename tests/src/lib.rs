@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anymongo_core::rt::{BoxFuture, RuntimeExt, RuntimeHandle};
 
+pub mod client_conformance;
 pub mod harness;
 pub mod rt_conformance;
 
@@ -128,6 +129,7 @@ registry![
     rt_conformance::resolve_ip_literal,
     rt_conformance::current_inside_and_outside,
     rt_conformance::server_hello_roundtrip,
+    client_conformance::quickstart_flow,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).

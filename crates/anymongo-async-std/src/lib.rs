@@ -34,8 +34,9 @@ use async_std::net::ToSocketAddrs;
 pub use anymongo_core;
 pub use async_std;
 
-// The ready-made `Client` constructor (e.g. `anymongo_async_std::Client::with_uri_str`) goes here
-// once `anymongo_core::client` exists: it will build the client on `AsyncStdRuntime::current()`.
+pub use anymongo_core::{Client, ClientOptions, Collection, Cursor, Database};
+
+anymongo_core::define_client_ext!("async-std", AsyncStdRuntime::current());
 
 /// The caller is not running inside an async-std task, so [`AsyncStdRuntime::current`] refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

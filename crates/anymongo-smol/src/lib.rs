@@ -37,8 +37,9 @@ use smol::{Executor, Timer};
 pub use anymongo_core;
 pub use smol;
 
-// The ready-made `Client` constructor (e.g. `anymongo_smol::Client::with_uri_str`) goes here
-// once `anymongo_core::client` exists: it will build the client on `SmolRuntime::current()`.
+pub use anymongo_core::{Client, ClientOptions, Collection, Cursor, Database};
+
+anymongo_core::define_client_ext!("smol", SmolRuntime::current());
 
 /// No smol runtime is available. smol's global executor starts on demand, so
 /// [`SmolRuntime::current`] never returns this today; it exists so that every adapter's

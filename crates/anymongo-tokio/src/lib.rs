@@ -35,8 +35,9 @@ use tokio::runtime::Handle;
 pub use anymongo_core;
 pub use tokio;
 
-// The ready-made `Client` constructor (e.g. `anymongo_tokio::Client::with_uri_str`) goes here
-// once `anymongo_core::client` exists: it will build the client on `TokioRuntime::current()`.
+pub use anymongo_core::{Client, ClientOptions, Collection, Cursor, Database};
+
+anymongo_core::define_client_ext!("tokio", TokioRuntime::current());
 
 /// No tokio runtime is running on this thread, so there is no runtime to capture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

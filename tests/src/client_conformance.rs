@@ -1,0 +1,57 @@
+//! The driver's behaviour against the real server (nx-27017, via `ci/with-server`), written once
+//! and run on every runtime configuration.
+
+use anymongo_core::bson::{doc, Document};
+use anymongo_core::Client;
+use futures::TryStreamExt;
+
+use crate::{Env, Outcome};
+
+/// A client for `ANYMONGO_URI` on the runtime under test, or the reason to skip.
+fn client(env: &Env) -> Result<Client, Outcome> {
+    let Some(uri) = crate::server_uri() else {
+        return Err(Outcome::Skip(
+            "ANYMONGO_URI not set (run under ci/with-server)",
+        ));
+    };
+    Ok(Client::with_uri_str_and_runtime(&uri, env.rt.clone()).expect("build the client"))
+}
+
+/// A database name of this test and configuration, so runs on different runtimes never share data.
+fn db_name(env: &Env, test: &str) -> String {
+    format!("conf_{}_{}", env.harness.name.replace('-', "_"), test)
+}
+
+/// The quickstart's flow: hello over OP_MSG through the pool, insert, find.
+pub async fn quickstart_flow(env: Env) -> Outcome {
+    let client = match client(&env) {
+        Ok(c) => c,
+        Err(skip) => return skip,
+    };
+    let db = client.database(&db_name(&env, "quickstart"));
+    let hello = db.run_command(doc! { "hello": 1 }).await.expect("hello");
+    assert_eq!(
+        hello.get_bool("isWritablePrimary").ok(),
+        Some(true),
+        "{hello}"
+    );
+
+    let coll = db.collection::<Document>("movies");
+    coll.drop().await.expect("drop");
+    let inserted = coll
+        .insert_one(doc! { "title": "Parasite", "year": 2019 })
+        .await
+        .expect("insert");
+    let found: Vec<Document> = coll
+        .find(doc! { "year": 2019 })
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("iterate");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].get("_id"), Some(&inserted.inserted_id));
+    assert_eq!(found[0].get_str("title").ok(), Some("Parasite"));
+    client.shutdown().await;
+    Outcome::Pass
+}
