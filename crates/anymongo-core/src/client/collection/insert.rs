@@ -1,0 +1,237 @@
+//! `insert_one` and `insert_many`: documents get an `_id` if they lack one, and are sent as
+//! OP_MSG document sequences in as many batches as the server's limits require.
+
+use std::borrow::Borrow;
+use std::future::IntoFuture;
+
+use bson::{Bson, Document, RawDocumentBuf};
+use serde::Serialize;
+
+use super::{option_setters, with_id, write_concern_document, Collection};
+use crate::error::{BulkWriteFailure, Error, ErrorKind, Result, WriteFailure};
+use crate::operation::{WriteCommand, WriteKind, WriteOutcome};
+use crate::options::WriteConcern;
+use crate::rt::BoxFuture;
+
+/// The result of `insert_one`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InsertOneResult {
+    /// The `_id` of the inserted document (generated if the document had none).
+    pub inserted_id: Bson,
+}
+
+/// The result of `insert_many`.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct InsertManyResult {
+    /// The `_id` of each inserted document, keyed by its index in the input.
+    pub inserted_ids: std::collections::HashMap<usize, Bson>,
+}
+
+/// Options of `insert_one` and `insert_many`.
+#[derive(Clone, Debug, Default)]
+pub struct InsertOptions {
+    pub bypass_document_validation: Option<bool>,
+    pub write_concern: Option<WriteConcern>,
+    pub comment: Option<Bson>,
+    /// `insert_many` only: stop at the first error (default true).
+    pub ordered: Option<bool>,
+}
+
+/// The action of [`Collection::insert_many`] (and `insert_one`).
+#[must_use = "actions do nothing unless awaited"]
+pub struct InsertMany<'a, T> {
+    coll: &'a Collection<T>,
+    docs: Result<Vec<(RawDocumentBuf, Bson)>>,
+    options: InsertOptions,
+}
+
+impl<T> std::fmt::Debug for InsertMany<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InsertMany")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> InsertMany<'_, T> {
+    option_setters! {
+        /// Skip document validation.
+        bypass_document_validation: bool,
+        /// The write concern of this write.
+        write_concern: WriteConcern,
+        /// A comment recorded in the server's logs and profiler.
+        comment: Bson,
+        /// Stop at the first error (the default) or try every document.
+        ordered: bool,
+    }
+}
+
+/// The action of [`Collection::insert_one`].
+#[must_use = "actions do nothing unless awaited"]
+pub struct InsertOne<'a, T> {
+    inner: InsertMany<'a, T>,
+}
+
+impl<T> std::fmt::Debug for InsertOne<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InsertOne")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> InsertOne<'_, T> {
+    /// Skip document validation.
+    pub fn bypass_document_validation(mut self, value: bool) -> Self {
+        self.inner.options.bypass_document_validation = Some(value);
+        self
+    }
+
+    /// The write concern of this write.
+    pub fn write_concern(mut self, value: WriteConcern) -> Self {
+        self.inner.options.write_concern = Some(value);
+        self
+    }
+
+    /// A comment recorded in the server's logs and profiler.
+    pub fn comment(mut self, value: impl Into<Bson>) -> Self {
+        self.inner.options.comment = Some(value.into());
+        self
+    }
+}
+
+impl<T: Serialize + Send + Sync> Collection<T> {
+    /// Inserts one document. A missing `_id` is generated (an ObjectId) and returned.
+    pub fn insert_one(&self, doc: impl Borrow<T>) -> InsertOne<'_, T> {
+        InsertOne {
+            inner: InsertMany {
+                coll: self,
+                docs: with_id(doc.borrow()).map(|d| vec![d]),
+                options: InsertOptions::default(),
+            },
+        }
+    }
+
+    /// Inserts many documents, in as many batches as the server's limits require.
+    pub fn insert_many<I>(&self, docs: I) -> InsertMany<'_, T>
+    where
+        I: IntoIterator,
+        I::Item: Borrow<T>,
+    {
+        let docs = docs
+            .into_iter()
+            .map(|d| with_id(d.borrow()))
+            .collect::<Result<Vec<_>>>();
+        InsertMany {
+            coll: self,
+            docs,
+            options: InsertOptions::default(),
+        }
+    }
+}
+
+impl<'a, T: Send + Sync> IntoFuture for InsertOne<'a, T> {
+    type Output = Result<InsertOneResult>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let result = match self.inner.await {
+                Ok(r) => r,
+                Err(e) => return Err(single_write_error(e)),
+            };
+            let inserted_id = result.inserted_ids.get(&0).cloned().unwrap_or(Bson::Null);
+            Ok(InsertOneResult { inserted_id })
+        })
+    }
+}
+
+/// A one-document write reports its failure as a write error, not a bulk write error.
+fn single_write_error(e: Error) -> Error {
+    let labels = e.labels().clone();
+    match e.kind() {
+        ErrorKind::BulkWrite(b) => {
+            let kind = if let Some(w) = b.write_errors.first() {
+                ErrorKind::Write(WriteFailure::WriteError(w.clone()))
+            } else if let Some(wc) = &b.write_concern_error {
+                ErrorKind::Write(WriteFailure::WriteConcernError(wc.clone()))
+            } else {
+                return e;
+            };
+            Error::new(kind).with_labels(labels)
+        }
+        _ => e,
+    }
+}
+
+impl<'a, T: Send + Sync> IntoFuture for InsertMany<'a, T> {
+    type Output = Result<InsertManyResult>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let docs = self.docs?;
+            let coll = self.coll;
+            let wc = self
+                .options
+                .write_concern
+                .as_ref()
+                .or(coll.write_concern.as_ref());
+            let mut options = Document::new();
+            if let Some(b) = self.options.bypass_document_validation {
+                options.insert("bypassDocumentValidation", b);
+            }
+            if let Some(c) = &self.options.comment {
+                options.insert("comment", c.clone());
+            }
+            if let Some(wc) = write_concern_document(wc) {
+                options.insert("writeConcern", wc);
+            }
+            let (raw, ids): (Vec<_>, Vec<_>) = docs.into_iter().unzip();
+            let mut op = WriteCommand::new(
+                WriteKind::Insert,
+                coll.db.name(),
+                coll.name.clone(),
+                raw,
+                self.options.ordered.unwrap_or(true),
+                options,
+            );
+            op.unacknowledged = wc.is_some_and(|wc| !wc.is_acknowledged());
+            let outcomes = coll.db.client().execute_write(&mut op).await?;
+            let mut failure = BulkWriteFailure::default();
+            let mut inserted = std::collections::HashMap::new();
+            for outcome in &outcomes {
+                for i in outcome.range.clone() {
+                    if !outcome.write_errors.iter().any(|w| w.index == i) {
+                        inserted.insert(i, ids[i].clone());
+                    }
+                }
+            }
+            collect_failures(&outcomes, &mut failure);
+            if !failure.write_errors.is_empty() || failure.write_concern_error.is_some() {
+                failure.inserted_ids = inserted.into_iter().collect();
+                let labels = failure
+                    .write_concern_error
+                    .as_ref()
+                    .map(|w| w.labels.clone())
+                    .unwrap_or_default();
+                return Err(Error::new(ErrorKind::BulkWrite(failure)).with_labels(labels));
+            }
+            Ok(InsertManyResult {
+                inserted_ids: inserted,
+            })
+        })
+    }
+}
+
+/// Gathers the write errors and the last write concern error of all batches.
+pub(crate) fn collect_failures(outcomes: &[WriteOutcome], failure: &mut BulkWriteFailure) {
+    for outcome in outcomes {
+        failure
+            .write_errors
+            .extend(outcome.write_errors.iter().cloned());
+        if outcome.write_concern_error.is_some() {
+            failure.write_concern_error = outcome.write_concern_error.clone();
+        }
+    }
+}

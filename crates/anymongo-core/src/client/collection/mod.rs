@@ -1,0 +1,182 @@
+//! A typed collection handle and its CRUD actions. Each method returns an action: set options
+//! with builder methods, then `.await` it, as in the official driver. One file per family of
+//! actions.
+
+mod find;
+mod insert;
+
+pub use find::{CursorType, Find, FindOne, FindOptions};
+pub use insert::{InsertMany, InsertManyResult, InsertOne, InsertOneResult, InsertOptions};
+
+use std::marker::PhantomData;
+
+use bson::{doc, oid::ObjectId, Bson, Document, RawDocumentBuf};
+use serde::Serialize;
+
+use super::database::HandleOptions;
+use super::Database;
+use crate::error::{Error, Result};
+use crate::options::{ReadConcern, ReadPreference, WriteConcern};
+
+/// A handle to a collection whose documents are `T`. Cheap to clone.
+pub struct Collection<T> {
+    db: Database,
+    name: String,
+    read_preference: Option<ReadPreference>,
+    read_concern: Option<ReadConcern>,
+    write_concern: Option<WriteConcern>,
+    _marker: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Collection<T> {
+    fn clone(&self) -> Self {
+        Collection {
+            db: self.db.clone(),
+            name: self.name.clone(),
+            read_preference: self.read_preference.clone(),
+            read_concern: self.read_concern.clone(),
+            write_concern: self.write_concern.clone(),
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Collection<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collection")
+            .field("db", &self.db.name())
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Collection<T> {
+    pub(crate) fn new(db: Database, name: &str, options: HandleOptions) -> Self {
+        Collection {
+            read_preference: options
+                .read_preference
+                .or_else(|| db.read_preference.clone()),
+            read_concern: options.read_concern.or_else(|| db.read_concern.clone()),
+            write_concern: options.write_concern.or_else(|| db.write_concern.clone()),
+            name: name.to_string(),
+            db,
+            _marker: PhantomData,
+        }
+    }
+
+    /// The collection name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `db.collection`.
+    pub fn namespace(&self) -> String {
+        format!("{}.{}", self.db.name(), self.name)
+    }
+
+    /// The database this collection is in.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// This collection with another document type.
+    pub fn clone_with_type<U>(&self) -> Collection<U> {
+        Collection {
+            db: self.db.clone(),
+            name: self.name.clone(),
+            read_preference: self.read_preference.clone(),
+            read_concern: self.read_concern.clone(),
+            write_concern: self.write_concern.clone(),
+            _marker: PhantomData,
+        }
+    }
+
+    /// The write concern writes through this handle use.
+    pub fn write_concern(&self) -> Option<&WriteConcern> {
+        self.write_concern.as_ref()
+    }
+
+    /// The read preference reads through this handle use.
+    pub fn read_preference(&self) -> Option<&ReadPreference> {
+        self.read_preference.as_ref()
+    }
+
+    /// The read concern reads through this handle use.
+    pub fn read_concern(&self) -> Option<&ReadConcern> {
+        self.read_concern.as_ref()
+    }
+}
+
+/// Serializes `doc` to raw BSON and makes sure it has an `_id` (generated first if missing).
+/// Returns the document and its `_id`.
+pub(crate) fn with_id<T: Serialize>(doc: &T) -> Result<(RawDocumentBuf, Bson)> {
+    let raw = bson::serialize_to_raw_document_buf(doc)?;
+    if let Some(id) = raw
+        .get("_id")
+        .map_err(|e| Error::invalid_argument(e.to_string()))?
+    {
+        let id = Bson::try_from(id).map_err(|e| Error::invalid_argument(e.to_string()))?;
+        return Ok((raw, id));
+    }
+    let oid = ObjectId::new();
+    let mut with = RawDocumentBuf::new();
+    with.append(bson::cstr!("_id"), oid);
+    for element in raw.iter() {
+        let (key, value) = element.map_err(|e| Error::invalid_argument(e.to_string()))?;
+        with.append(key, value);
+    }
+    Ok((with, Bson::ObjectId(oid)))
+}
+
+/// `writeConcern` for a command, when set and not the server default.
+pub(crate) fn write_concern_document(wc: Option<&WriteConcern>) -> Option<Document> {
+    let wc = wc.filter(|wc| !wc.is_empty())?;
+    let mut d = Document::new();
+    match &wc.w {
+        Some(crate::options::Acknowledgment::Nodes(n)) => {
+            d.insert("w", i64::from(*n));
+        }
+        Some(crate::options::Acknowledgment::Majority) => {
+            d.insert("w", "majority");
+        }
+        Some(crate::options::Acknowledgment::Custom(s)) => {
+            d.insert("w", s.clone());
+        }
+        None => {}
+    }
+    if let Some(j) = wc.journal {
+        d.insert("j", j);
+    }
+    if let Some(t) = wc.w_timeout {
+        d.insert("wtimeout", t.as_millis() as i64);
+    }
+    Some(d)
+}
+
+/// Generates builder methods that set `self.options.<field> = Some(value)`.
+macro_rules! option_setters {
+    ($($(#[$meta:meta])* $name:ident: $ty:ty),* $(,)?) => {$(
+        $(#[$meta])*
+        pub fn $name(mut self, value: impl Into<$ty>) -> Self {
+            self.options.$name = Some(value.into());
+            self
+        }
+    )*};
+}
+pub(crate) use option_setters;
+
+impl<T> Collection<T> {
+    /// Drops the collection. Dropping a collection that does not exist succeeds.
+    pub async fn drop(&self) -> Result<()> {
+        let mut command = doc! { "drop": self.name.clone() };
+        if let Some(wc) = write_concern_document(self.write_concern.as_ref()) {
+            command.insert("writeConcern", wc);
+        }
+        match self.db.run_command(command).await {
+            Ok(_) => Ok(()),
+            // NamespaceNotFound: there was nothing to drop.
+            Err(e) if e.code() == Some(26) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
