@@ -753,3 +753,83 @@ pub async fn write_concern_errors_surface(env: Env) -> Outcome {
     client.shutdown().await;
     Outcome::Pass
 }
+
+/// Every option reaches the wire where the CRUD spec puts it: statement fields in the
+/// statement, command fields on the command (checked in the fake server's command log).
+pub async fn options_reach_the_wire(env: Env) -> Outcome {
+    let (server, client, _events) = fake_client(&env);
+    let db = format!("crudw_{}_options", env.harness.name.replace('-', "_"));
+    server
+        .seed(&db, "c", vec![doc! { "_id": 1, "a": [1, 2] }])
+        .expect("seed");
+    let coll = client.database(&db).collection::<Document>("c");
+    let majority = WriteConcern {
+        w: Some(Acknowledgment::Majority),
+        ..Default::default()
+    };
+    coll.update_one(doc! { "_id": 1 }, doc! { "$set": { "b": 1 } })
+        .upsert(true)
+        .array_filters(vec![doc! { "e": { "$gt": 1 } }])
+        .hint("_id_")
+        .collation(doc! { "locale": "en" })
+        .write_concern(majority.clone())
+        .comment("update-comment")
+        .let_vars(doc! { "v": 1 })
+        .bypass_document_validation(true)
+        .sort(doc! { "_id": 1 })
+        .await
+        .expect("update_one");
+    coll.delete_many(doc! { "_id": 5 })
+        .hint(doc! { "_id": 1 })
+        .collation(doc! { "locale": "fr" })
+        .comment("delete-comment")
+        .let_vars(doc! { "w": 2 })
+        .await
+        .expect("delete_many");
+    coll.find_one_and_delete(doc! { "_id": 5 })
+        .max_time(std::time::Duration::from_secs(2))
+        .hint("_id_")
+        .write_concern(majority)
+        .await
+        .expect("find_one_and_delete");
+
+    let update = &server.commands_named("update")[0].command;
+    assert_eq!(
+        update.get_array("updates").expect("updates")[0],
+        Bson::Document(doc! {
+            "q": { "_id": 1 }, "u": { "$set": { "b": 1 } }, "upsert": true,
+            "arrayFilters": [{ "e": { "$gt": 1 } }], "collation": { "locale": "en" },
+            "hint": "_id_", "sort": { "_id": 1 },
+        })
+    );
+    assert_eq!(update.get_bool("ordered").ok(), Some(true));
+    assert_eq!(
+        update.get_document("writeConcern").ok(),
+        Some(&doc! { "w": "majority" })
+    );
+    assert_eq!(update.get_str("comment").ok(), Some("update-comment"));
+    assert_eq!(update.get_document("let").ok(), Some(&doc! { "v": 1 }));
+    assert_eq!(update.get_bool("bypassDocumentValidation").ok(), Some(true));
+
+    let delete = &server.commands_named("delete")[0].command;
+    assert_eq!(
+        delete.get_array("deletes").expect("deletes")[0],
+        Bson::Document(doc! {
+            "q": { "_id": 5 }, "limit": 0, "collation": { "locale": "fr" }, "hint": { "_id": 1 },
+        })
+    );
+    assert_eq!(delete.get_str("comment").ok(), Some("delete-comment"));
+    assert_eq!(delete.get_document("let").ok(), Some(&doc! { "w": 2 }));
+    assert!(!delete.contains_key("writeConcern"), "{delete}");
+
+    let fam = &server.commands_named("findAndModify")[0].command;
+    assert_eq!(fam.get_bool("remove").ok(), Some(true));
+    assert_eq!(fam.get("maxTimeMS"), Some(&Bson::Int64(2000)));
+    assert_eq!(fam.get_str("hint").ok(), Some("_id_"));
+    assert_eq!(
+        fam.get_document("writeConcern").ok(),
+        Some(&doc! { "w": "majority" })
+    );
+    client.shutdown().await;
+    Outcome::Pass
+}

@@ -141,6 +141,7 @@ registry![
     crud_write_conformance::bulk_write_unordered_continues,
     crud_write_conformance::unacknowledged_writes_use_more_to_come,
     crud_write_conformance::write_concern_errors_surface,
+    crud_write_conformance::options_reach_the_wire,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).

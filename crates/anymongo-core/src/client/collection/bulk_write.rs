@@ -760,6 +760,29 @@ mod tests {
     }
 
     #[test]
+    fn command_options() {
+        let wc = WriteConcern {
+            w: Some(crate::options::Acknowledgment::Nodes(0)),
+            ..Default::default()
+        };
+        assert!(is_unacknowledged(Some(&wc)));
+        assert!(!is_unacknowledged(None));
+        assert_eq!(
+            write_command_options(
+                Some(&wc),
+                Some(false),
+                Some(&Bson::String("c".into())),
+                Some(&doc! { "x": 1 }),
+            ),
+            doc! {
+                "writeConcern": { "w": 0i64 }, "bypassDocumentValidation": false,
+                "comment": "c", "let": { "x": 1 },
+            }
+        );
+        assert!(write_command_options(None, None, None, None).is_empty());
+    }
+
+    #[test]
     fn ordered_inserts_after_the_first_error_did_not_run() {
         let models: Vec<CollectionWriteModel<Document>> = (0..4)
             .map(|i| CollectionWriteModel::insert_one(doc! { "_id": i }))
