@@ -3,11 +3,18 @@
 //! server, checks out a connection, sends the command, and hands the reply back.
 
 pub mod cursor_ops;
+mod find_and_modify;
 mod run_command;
+mod update;
 mod write;
 
 pub use cursor_ops::{CursorInfo, Find, GetMore, KillCursors};
+pub use find_and_modify::{FindAndModify, Modification};
 pub use run_command::RunCommand;
+pub use update::{
+    replacement_document, validate_replacement, DeleteStatement, UpdateBody, UpdateModifications,
+    UpdateStatement,
+};
 pub use write::{WriteCommand, WriteKind, WriteOutcome};
 
 use bson::{Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
