@@ -55,3 +55,53 @@ pub async fn quickstart_flow(env: Env) -> Outcome {
     client.shutdown().await;
     Outcome::Pass
 }
+
+/// `insert_many` reports exactly what was inserted when a document fails: an ordered insert
+/// stops at the failure, an unordered one goes on.
+pub async fn insert_many_partial_results(env: Env) -> Outcome {
+    use anymongo_core::ErrorKind;
+    let client = match client(&env) {
+        Ok(c) => c,
+        Err(skip) => return skip,
+    };
+    let db = client.database(&db_name(&env, "insert_many_partial"));
+    let coll = db.collection::<Document>("c");
+    for ordered in [true, false] {
+        coll.drop().await.expect("drop");
+        let docs = [doc! { "_id": 1 }, doc! { "_id": 1 }, doc! { "_id": 2 }];
+        let err = coll
+            .insert_many(docs)
+            .ordered(ordered)
+            .await
+            .expect_err("duplicate _id must fail");
+        let ErrorKind::BulkWrite(failure) = err.kind() else {
+            panic!("expected a bulk write error, got {err}");
+        };
+        assert_eq!(failure.write_errors.len(), 1, "{failure:?}");
+        assert_eq!(failure.write_errors[0].index, 1);
+        assert_eq!(failure.write_errors[0].code, 11000);
+        let inserted: Vec<usize> = failure.inserted_ids.keys().copied().collect();
+        let stored = count_docs(&coll).await;
+        if ordered {
+            assert_eq!(inserted, vec![0], "ordered");
+            assert_eq!(stored, 1, "ordered");
+        } else {
+            assert_eq!(inserted, vec![0, 2], "unordered");
+            assert_eq!(stored, 2, "unordered");
+        }
+    }
+    client.shutdown().await;
+    Outcome::Pass
+}
+
+/// Counts a collection's documents by iterating a find (independent of the count helpers).
+async fn count_docs(coll: &anymongo_core::Collection<Document>) -> usize {
+    let docs: Vec<Document> = coll
+        .find(doc! {})
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("iterate");
+    docs.len()
+}

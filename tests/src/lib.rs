@@ -131,6 +131,7 @@ registry![
     rt_conformance::current_inside_and_outside,
     rt_conformance::server_hello_roundtrip,
     client_conformance::quickstart_flow,
+    client_conformance::insert_many_partial_results,
     crud_write_conformance::update_with_operators,
     crud_write_conformance::update_with_pipeline,
     crud_write_conformance::replace_one_typed,

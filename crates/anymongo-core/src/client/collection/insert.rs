@@ -188,12 +188,13 @@ impl<'a, T: Send + Sync> IntoFuture for InsertMany<'a, T> {
                 options.insert("writeConcern", wc);
             }
             let (raw, ids): (Vec<_>, Vec<_>) = docs.into_iter().unzip();
+            let ordered = self.options.ordered.unwrap_or(true);
             let mut op = WriteCommand::new(
                 WriteKind::Insert,
                 coll.db.name(),
                 coll.name.clone(),
                 raw,
-                self.options.ordered.unwrap_or(true),
+                ordered,
                 options,
             );
             op.unacknowledged = wc.is_some_and(|wc| !wc.is_acknowledged());
@@ -201,7 +202,12 @@ impl<'a, T: Send + Sync> IntoFuture for InsertMany<'a, T> {
             let mut failure = BulkWriteFailure::default();
             let mut inserted = std::collections::HashMap::new();
             for outcome in &outcomes {
-                for i in outcome.range.clone() {
+                // An ordered insert stops at its first error: later documents were never run.
+                let end = match (ordered, outcome.write_errors.iter().map(|w| w.index).min()) {
+                    (true, Some(first_error)) => first_error,
+                    _ => outcome.range.end,
+                };
+                for i in outcome.range.start..end {
                     if !outcome.write_errors.iter().any(|w| w.index == i) {
                         inserted.insert(i, ids[i].clone());
                     }
