@@ -207,9 +207,10 @@ impl<'a, T: Send + Sync> IntoFuture for InsertMany<'a, T> {
                     (true, Some(first_error)) => first_error,
                     _ => outcome.range.end,
                 };
-                for i in outcome.range.start..end {
+                let range = outcome.range.start..end;
+                for (i, id) in ids.iter().enumerate().take(range.end).skip(range.start) {
                     if !outcome.write_errors.iter().any(|w| w.index == i) {
-                        inserted.insert(i, ids[i].clone());
+                        inserted.insert(i, id.clone());
                     }
                 }
             }
