@@ -8,8 +8,22 @@ mod executor;
 mod topology;
 
 pub use collection::{
+    Aggregate, AggregateOptions, CountDocuments, CountOptions, CreateIndex, CreateIndexOptions,
+    CreateIndexResult, CreateIndexes, CreateIndexesResult, Distinct, DistinctOptions, DropIndex,
+    DropIndexOptions, EstimatedDocumentCount, EstimatedDocumentCountOptions, IndexModel,
+    IndexModelBuilder, IndexOptions, IndexOptionsBuilder, IndexVersion, ListIndexNames,
+    ListIndexes, ListIndexesOptions,
+};
+pub use collection::{
     Collection, CursorType, Find, FindOne, FindOptions, InsertMany, InsertManyResult, InsertOne,
     InsertOneResult, InsertOptions,
+};
+pub use database::{
+    CollectionSpecification, CollectionSpecificationInfo, CollectionType, CreateCollection,
+    CreateCollectionOptions, DatabaseSpecification, DropDatabase, DropDatabaseOptions,
+    ListCollectionNames, ListCollections, ListCollectionsOptions, ListDatabases,
+    ListDatabasesOptions, RunCursorCommand, RunCursorCommandOptions, ValidationAction,
+    ValidationLevel,
 };
 pub use database::{Database, HandleOptions, RunCommandAction};
 

@@ -2,10 +2,24 @@
 //! with builder methods, then `.await` it, as in the official driver. One file per family of
 //! actions.
 
+mod aggregate;
+mod count;
+mod distinct;
 mod find;
+mod index;
 mod insert;
 
+pub use aggregate::{Aggregate, AggregateOptions};
+pub use count::{
+    CountDocuments, CountOptions, EstimatedDocumentCount, EstimatedDocumentCountOptions,
+};
+pub use distinct::{Distinct, DistinctOptions};
 pub use find::{CursorType, Find, FindOne, FindOptions};
+pub use index::{
+    CreateIndex, CreateIndexOptions, CreateIndexResult, CreateIndexes, CreateIndexesResult,
+    DropIndex, DropIndexOptions, IndexModel, IndexModelBuilder, IndexOptions, IndexOptionsBuilder,
+    IndexVersion, ListIndexNames, ListIndexes, ListIndexesOptions,
+};
 pub use insert::{InsertMany, InsertManyResult, InsertOne, InsertOneResult, InsertOptions};
 
 use std::marker::PhantomData;
