@@ -2,14 +2,20 @@
 //! given server, and a server reply into its result. The client executes them: it selects a
 //! server, checks out a connection, sends the command, and hands the reply back.
 
+mod admin_commands;
+mod aggregate;
 pub mod cursor_ops;
 mod find_and_modify;
+mod read_commands;
 mod run_command;
 mod update;
 mod write;
 
+pub use admin_commands::AdminCommand;
+pub use aggregate::{count_documents_pipeline, parse_count_documents, Aggregate, AggregateTarget};
 pub use cursor_ops::{CursorInfo, Find, GetMore, KillCursors};
 pub use find_and_modify::{FindAndModify, Modification};
+pub use read_commands::{Count, CursorCommand, Distinct, ListDatabases};
 pub use run_command::RunCommand;
 pub use update::{
     replacement_document, validate_replacement, DeleteStatement, UpdateBody, UpdateModifications,
