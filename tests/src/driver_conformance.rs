@@ -271,3 +271,40 @@ pub async fn insert_find_get_more(env: Env) -> Outcome {
     client.shutdown().await;
     Outcome::Pass
 }
+
+/// Three tasks run at once, each with its own client recording into its own transcript lane:
+/// each inserts into its own collection and reads it back in batches. The lanes are ordered by
+/// themselves, so the transcript does not depend on how the runtime interleaves the tasks.
+pub async fn concurrent_clients_in_lanes(env: Env) -> Outcome {
+    let server = fake_server();
+    let mut tasks = Vec::new();
+    for task in 0..3 {
+        let client = env
+            .client_in_lane(&format!("task-{task}"), &server.uri())
+            .expect("build a client");
+        tasks.push(env.rt.spawn_with_handle(async move {
+            let coll = client
+                .database(DB)
+                .collection::<Document>(&format!("lane{task}"));
+            let docs: Vec<Document> = (0..12).map(|i| doc! { "_id": i, "task": task }).collect();
+            coll.insert_many(docs).await.expect("insert_many");
+            let found: Vec<Document> = coll
+                .find(doc! {})
+                .batch_size(5u32)
+                .await
+                .expect("find")
+                .try_collect()
+                .await
+                .expect("iterate");
+            client.shutdown().await;
+            found.len()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await, 12);
+    }
+    for task in 0..3 {
+        assert_eq!(server.document_count(DB, &format!("lane{task}")), 12);
+    }
+    Outcome::Pass
+}

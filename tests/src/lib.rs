@@ -99,6 +99,14 @@ impl Env {
             .event_handler(self.transcript.event_handler())
             .build()
     }
+
+    /// A client for `uri` whose events go to the lane `lane` of [`Env::transcript`]: for a
+    /// client used by one of several concurrently running tasks (see [`Transcript::lane`]).
+    pub fn client_in_lane(&self, lane: &str, uri: &str) -> anymongo_core::Result<Client> {
+        Client::builder(ClientOptions::parse(uri)?, self.rt.clone())
+            .event_handler(self.transcript.lane(lane).event_handler())
+            .build()
+    }
 }
 
 impl std::fmt::Debug for Env {
@@ -166,6 +174,7 @@ registry![
     driver_conformance::fault_garbage_reply,
     driver_conformance::fault_oversized_header,
     driver_conformance::insert_find_get_more,
+    driver_conformance::concurrent_clients_in_lanes,
     pitfalls::drop_outside_runtime,
     pitfalls::drop_after_runtime_shutdown,
     pitfalls::shutdown_stops_background_tasks,

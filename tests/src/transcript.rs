@@ -604,7 +604,8 @@ impl ParityReport {
             })
     }
 
-    /// The matrix (one row per test, one column per harness, and `identical`), then every
+    /// The matrix (one row per test, one column per harness, `identical`, and the number of
+    /// transcript lines), then every
     /// failure and every diff, then a summary line.
     pub fn render(&self) -> String {
         let width = self
@@ -619,7 +620,7 @@ impl ParityReport {
         for h in &self.harnesses {
             let _ = write!(out, "  {h:>9}");
         }
-        let _ = writeln!(out, "  {:>9}", "identical");
+        let _ = writeln!(out, "  {:>9}  {:>6}", "identical", "events");
         let mut notes = Vec::new();
         let mut diffs = Vec::new();
         let (mut identical, mut different, mut uncompared) = (0, 0, 0);
@@ -656,7 +657,15 @@ impl ParityReport {
                     "NO"
                 }
             };
-            let _ = writeln!(out, "  {verdict:>9}");
+            // How many lines the transcripts have (the first one that ran): 0 means the test
+            // built no client through `Env::client`, so its parity says nothing about the driver.
+            let lines = row
+                .cells
+                .iter()
+                .flatten()
+                .find(|(s, _)| !matches!(s, CellStatus::Skip(_)))
+                .map_or("-".to_owned(), |(_, t)| t.lines().count().to_string());
+            let _ = writeln!(out, "  {verdict:>9}  {lines:>6}");
         }
         for note in notes {
             let _ = writeln!(out, "{note}");
@@ -876,7 +885,7 @@ mod tests {
         );
         let rendered = report.render();
         assert!(
-            rendered.contains("driver.ping       pass       pass         NO"),
+            rendered.contains("driver.ping       pass       pass         NO       4\n"),
             "{rendered}"
         );
         assert!(rendered.contains("-command succeeded ping\n"), "{rendered}");
@@ -905,7 +914,7 @@ mod tests {
         );
         let rendered = report.render();
         assert!(
-            rendered.contains("driver.ping       pass       pass        yes"),
+            rendered.contains("driver.ping       pass       pass        yes       2\n"),
             "{rendered}"
         );
         assert!(
