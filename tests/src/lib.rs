@@ -177,6 +177,7 @@ registry![
     driver_conformance::concurrent_clients_in_lanes,
     pitfalls::drop_outside_runtime,
     pitfalls::drop_after_runtime_shutdown,
+    pitfalls::connections_close_after_runtime_gone,
     pitfalls::shutdown_stops_background_tasks,
     pitfalls::client_used_from_spawned_task,
 ];
