@@ -308,3 +308,96 @@ pub async fn concurrent_clients_in_lanes(env: Env) -> Outcome {
     }
     Outcome::Pass
 }
+
+/// A state-change error (`NotWritablePrimary`) on a standalone: discovery marks the server
+/// Unknown and checks it again, and the next operation runs once it is rediscovered.
+pub async fn state_change_error_rediscovers(env: Env) -> Outcome {
+    let server = fake_server();
+    let client = fake_client(&env, &server);
+    ping(&client).await.expect("first ping");
+    server.fail_point(FailPoint::new(
+        Times::N(1),
+        ["ping"],
+        FaultAction::error(10107).with_labels(&[]),
+    ));
+    let error = ping(&client).await.expect_err("NotWritablePrimary");
+    assert!(
+        matches!(error.kind(), ErrorKind::Command(c) if c.code == 10107),
+        "{error:?}"
+    );
+    ping(&client).await.expect("ping after rediscovery");
+    assert!(client
+        .topology_description()
+        .servers
+        .values()
+        .all(|s| s.is_available()));
+    client.shutdown().await;
+    Outcome::Pass
+}
+
+/// A reply slower than `socketTimeoutMS` fails the operation with a typed error, on the
+/// runtime's timers; the connection is closed and the next operation gets a new one.
+pub async fn socket_timeout_is_typed(env: Env) -> Outcome {
+    let server = fake_server();
+    let client = env
+        .client(&format!("{}&socketTimeoutMS=1000", server.uri()))
+        .expect("build a client");
+    ping(&client).await.expect("first ping");
+    server.fail_point(FailPoint::new(
+        Times::N(1),
+        ["ping"],
+        FaultAction::Delay(Duration::from_secs(15)),
+    ));
+    let error = ping(&client).await.expect_err("the delayed ping times out");
+    let timed_out = match error.kind() {
+        ErrorKind::Timeout { .. } => true,
+        ErrorKind::Io(e) => e.kind() == std::io::ErrorKind::TimedOut,
+        _ => false,
+    };
+    assert!(timed_out, "{error:?}");
+    env.transcript
+        .note(format!("delayed ping failed: {}", kind_name(&error)));
+    ping(&client).await.expect("ping after the timeout");
+    let pings = server.commands_named("ping");
+    assert_eq!(pings.len(), 3, "no retries: {pings:?}");
+    assert_ne!(pings[1].connection_id, pings[2].connection_id, "{pings:?}");
+    client.shutdown().await;
+    Outcome::Pass
+}
+
+/// A cursor dropped before it is exhausted is killed in the background (a task spawned from
+/// `Drop` on the client's runtime): the server's cursor goes away.
+pub async fn dropped_cursor_is_killed(env: Env) -> Outcome {
+    let server = fake_server();
+    let client = fake_client(&env, &server);
+    let coll = client.database(DB).collection::<Document>("kill");
+    let docs: Vec<Document> = (0..12).map(|i| doc! { "_id": i }).collect();
+    coll.insert_many(docs).await.expect("insert_many");
+    let mut cursor = coll.find(doc! {}).batch_size(5u32).await.expect("find");
+    let first = cursor.try_next().await.expect("first document");
+    assert_eq!(first.and_then(|d| d.get_i32("_id").ok()), Some(0));
+    assert_eq!(server.open_cursors(), 1);
+    drop(cursor);
+    wait_until(&env, "the server's cursor to be killed", || {
+        server.open_cursors() == 0
+    })
+    .await;
+    // The kill runs on its own task: wait until its connection is back before going on, so the
+    // transcript's order does not depend on scheduling.
+    wait_until(&env, "the killCursors connection to be checked in", || {
+        let lines = env.transcript.lines();
+        let Some(killed) = lines
+            .iter()
+            .position(|l| l.starts_with("command succeeded killCursors"))
+        else {
+            return false;
+        };
+        lines[killed..]
+            .iter()
+            .any(|l| l.starts_with("cmap ConnectionCheckedIn"))
+    })
+    .await;
+    assert_eq!(server.commands_named("killCursors").len(), 1);
+    client.shutdown().await;
+    Outcome::Pass
+}
