@@ -401,3 +401,39 @@ pub async fn dropped_cursor_is_killed(env: Env) -> Outcome {
     client.shutdown().await;
     Outcome::Pass
 }
+
+/// The same flow against the real server (`ANYMONGO_URI`), so that its replies' run-specific
+/// fields (`$clusterTime`, `operationTime`, `localTime`, `connectionId`, ...) are shown to
+/// normalize: hello, drop, insert, find in batches, and a write error.
+pub async fn real_server_transcript(env: Env) -> Outcome {
+    let Some(uri) = crate::server_uri() else {
+        return Outcome::Skip("ANYMONGO_URI not set (run under ci/with-server)");
+    };
+    let client = env.client(&uri).expect("build a client");
+    // One database for every configuration (cells run one after another), so that the
+    // transcripts can be equal.
+    let db = client.database("anymongo_parity_transcripts");
+    let hello = db.run_command(doc! { "hello": 1 }).await.expect("hello");
+    assert!(hello.get_bool("isWritablePrimary").is_ok(), "{hello}");
+    let coll = db.collection::<Document>("items");
+    coll.drop().await.expect("drop");
+    let docs: Vec<Document> = (0..7).map(|i| doc! { "_id": i }).collect();
+    coll.insert_many(docs).await.expect("insert_many");
+    let found: Vec<Document> = coll
+        .find(doc! {})
+        .sort(doc! { "_id": 1 })
+        .batch_size(3u32)
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("iterate");
+    assert_eq!(found.len(), 7);
+    let error = coll
+        .insert_one(doc! { "_id": 3 })
+        .await
+        .expect_err("a duplicate _id");
+    assert_eq!(error.code(), Some(11000), "{error:?}");
+    client.shutdown().await;
+    Outcome::Pass
+}

@@ -178,6 +178,7 @@ registry![
     driver_conformance::state_change_error_rediscovers,
     driver_conformance::socket_timeout_is_typed,
     driver_conformance::dropped_cursor_is_killed,
+    driver_conformance::real_server_transcript,
     pitfalls::drop_outside_runtime,
     pitfalls::drop_after_runtime_shutdown,
     pitfalls::connections_close_after_runtime_gone,
