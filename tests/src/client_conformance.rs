@@ -14,7 +14,7 @@ fn client(env: &Env) -> Result<Client, Outcome> {
             "ANYMONGO_URI not set (run under ci/with-server)",
         ));
     };
-    Ok(Client::with_uri_str_and_runtime(&uri, env.rt.clone()).expect("build the client"))
+    Ok(env.client(&uri).expect("build the client"))
 }
 
 /// A database name of this test and configuration, so runs on different runtimes never share data.

@@ -114,8 +114,14 @@ fn recording_client(env: &Env, uri: &str) -> (Client, Recorder) {
         }
     });
     let options = ClientOptions::parse(uri).expect("parse the URI");
+    // Events go to the recorder and to the test's transcript (compared across runtimes).
+    let transcript = env.transcript.event_handler();
+    let both = EventHandler::new(move |event| {
+        handler.handle(event);
+        transcript.handle(event);
+    });
     let client = Client::builder(options, env.rt.clone())
-        .event_handler(handler)
+        .event_handler(both)
         .build()
         .expect("build the client");
     (

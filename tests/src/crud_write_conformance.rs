@@ -26,7 +26,7 @@ fn client(env: &Env) -> Result<Client, Outcome> {
     let Some(uri) = crate::server_uri() else {
         return Err(NO_SERVER);
     };
-    Ok(Client::with_uri_str_and_runtime(&uri, env.rt.clone()).expect("build the client"))
+    Ok(env.client(&uri).expect("build the client"))
 }
 
 /// A fresh collection in a database of this test and runtime configuration.

@@ -9,6 +9,10 @@
 //!   panicking (`assert!`), like ordinary Rust tests; [`Outcome::Skip`] carries a reason.
 //! - [`run_all`] runs every test on every harness and prints a matrix and a
 //!   `N passed, N failed, N skipped` line (see `tests/tests/conformance.rs`).
+//! - Every test records a [`Transcript`] of the driver events it causes: clients built with
+//!   [`Env::client`] / [`Env::client_with`] send their events to `env.transcript`. With
+//!   `ANYMONGO_TRANSCRIPTS=<dir>` the runner writes `<dir>/<test>/<harness>.txt` (+ `.status`),
+//!   and `ci/parity` compares them across runtimes (the `parity` binary, [`transcript`]).
 
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
@@ -19,12 +23,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anymongo_core::rt::{BoxFuture, RuntimeExt, RuntimeHandle};
+use anymongo_core::{Client, ClientOptions};
 
 pub mod client_conformance;
 pub mod crud_read_conformance;
 pub mod crud_write_conformance;
+pub mod driver_conformance;
 pub mod harness;
+pub mod pitfalls;
 pub mod rt_conformance;
+pub mod transcript;
+
+pub use transcript::Transcript;
 
 /// The error type of a harness's `current()` constructor.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -66,13 +76,46 @@ pub struct Harness {
     pub current_outside: CurrentOutside,
 }
 
-/// What a test receives: the runtime under test and the configuration it belongs to.
+/// What a test receives: the runtime under test, the configuration it belongs to, and the
+/// transcript its driver events are recorded into.
 #[derive(Clone)]
 pub struct Env {
     /// The runtime under test, built inside the running runtime.
     pub rt: RuntimeHandle,
     /// The configuration being tested.
     pub harness: &'static Harness,
+    /// The test's transcript (see [`transcript`]); compared across runtimes by `ci/parity`.
+    pub transcript: Transcript,
+}
+
+/// How a runtime configuration appears inside names tests build (`db_<token>_test`): tests use
+/// per-runtime database names so that runs never share data, and transcripts show the token as
+/// `_<rt>_` so that they compare equal across runtimes.
+pub fn runtime_token(harness: &Harness) -> String {
+    format!("_{}_", harness.name.replace('-', "_"))
+}
+
+impl Env {
+    /// A client for `uri` on the runtime under test whose events go to [`Env::transcript`].
+    pub fn client(&self, uri: &str) -> anymongo_core::Result<Client> {
+        self.client_with(ClientOptions::parse(uri)?)
+    }
+
+    /// A client with `options` on the runtime under test whose events go to
+    /// [`Env::transcript`].
+    pub fn client_with(&self, options: ClientOptions) -> anymongo_core::Result<Client> {
+        Client::builder(options, self.rt.clone())
+            .event_handler(self.transcript.event_handler())
+            .build()
+    }
+
+    /// A client for `uri` whose events go to the lane `lane` of [`Env::transcript`]: for a
+    /// client used by one of several concurrently running tasks (see [`Transcript::lane`]).
+    pub fn client_in_lane(&self, lane: &str, uri: &str) -> anymongo_core::Result<Client> {
+        Client::builder(ClientOptions::parse(uri)?, self.rt.clone())
+            .event_handler(self.transcript.lane(lane).event_handler())
+            .build()
+    }
 }
 
 impl std::fmt::Debug for Env {
@@ -159,6 +202,24 @@ registry![
     crud_read_conformance::read_settings_inheritance,
     crud_read_conformance::duplicate_key_is_write_error,
     crud_read_conformance::run_cursor_command,
+    driver_conformance::handshake_metadata,
+    driver_conformance::run_command_roundtrip,
+    driver_conformance::command_error_is_typed,
+    driver_conformance::fault_close_before_reply,
+    driver_conformance::fault_close_after_half_reply,
+    driver_conformance::fault_garbage_reply,
+    driver_conformance::fault_oversized_header,
+    driver_conformance::insert_find_get_more,
+    driver_conformance::concurrent_clients_in_lanes,
+    driver_conformance::state_change_error_rediscovers,
+    driver_conformance::socket_timeout_is_typed,
+    driver_conformance::dropped_cursor_is_killed,
+    driver_conformance::real_server_transcript,
+    pitfalls::drop_outside_runtime,
+    pitfalls::drop_after_runtime_shutdown,
+    pitfalls::connections_close_after_runtime_gone,
+    pitfalls::shutdown_stops_background_tasks,
+    pitfalls::client_used_from_spawned_task,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).
@@ -177,27 +238,44 @@ pub enum Cell {
 
 /// Runs `test` on `harness`, catching panics and hangs.
 pub fn run_one(test: &Test, harness: &'static Harness) -> Cell {
+    run_one_recorded(test, harness).0
+}
+
+/// Runs `test` on `harness` like [`run_one`], also returning the test's transcript (sealed when
+/// the test's future completed).
+pub fn run_one_recorded(test: &Test, harness: &'static Harness) -> (Cell, Transcript) {
     let run = test.run;
+    let transcript = Transcript::new();
+    let recorded = transcript.clone();
     let body: Body = Box::new(move |rt: RuntimeHandle| {
         let env = Env {
             rt: rt.clone(),
             harness,
+            transcript: recorded.clone(),
         };
         Box::pin(async move {
-            match rt.timeout(TEST_TIMEOUT, run(env)).await {
+            let result = rt.timeout(TEST_TIMEOUT, run(env)).await;
+            recorded.seal();
+            match result {
                 Ok(outcome) => outcome,
                 Err(_) => panic!("timed out after {TEST_TIMEOUT:?}"),
             }
         }) as BoxFuture<'static, Outcome>
     });
-    match std::panic::catch_unwind(AssertUnwindSafe(|| (harness.run)(body))) {
+    let cell = match std::panic::catch_unwind(AssertUnwindSafe(|| (harness.run)(body))) {
         Ok(Outcome::Pass) => Cell::Pass,
         Ok(Outcome::Skip(reason)) => Cell::Skip(reason),
         Err(payload) => Cell::Fail(panic_message(payload.as_ref())),
-    }
+    };
+    transcript.seal();
+    (cell, transcript)
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// The environment variable naming the directory [`run_all`] writes transcripts to
+/// (`<dir>/<test>/<harness>.txt` and `.status`); `ci/parity` sets it.
+pub const TRANSCRIPTS_ENV: &str = "ANYMONGO_TRANSCRIPTS";
+
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -227,6 +305,9 @@ pub fn run_all(tests: &[Test], harnesses: &[&'static Harness], filters: &[String
     };
     let mut totals = Totals::default();
     let mut notes = Vec::new();
+    let transcripts = std::env::var_os(TRANSCRIPTS_ENV)
+        .filter(|d| !d.is_empty())
+        .map(std::path::PathBuf::from);
     let width = tests.iter().map(|t| t.name.len()).max().unwrap_or(4).max(4);
     print!("{:width$}", "test");
     for h in harnesses {
@@ -242,7 +323,30 @@ pub fn run_all(tests: &[Test], harnesses: &[&'static Harness], filters: &[String
             let mark = if !selected(test, h) {
                 "-"
             } else {
-                match run_one(test, h) {
+                let (cell, transcript) = run_one_recorded(test, h);
+                if let Some(dir) = &transcripts {
+                    let status = match &cell {
+                        Cell::Pass => transcript::CellStatus::Pass,
+                        Cell::Skip(r) => transcript::CellStatus::Skip((*r).to_owned()),
+                        Cell::Fail(m) => transcript::CellStatus::Fail(m.clone()),
+                    };
+                    if let Err(e) = transcript::write_cell(
+                        dir,
+                        test.name,
+                        h.name,
+                        &status,
+                        &transcript.render().replace(&runtime_token(h), "_<rt>_"),
+                    ) {
+                        totals.failed += 1;
+                        notes.push(format!(
+                            "FAIL {}/{}: writing its transcript to {}: {e}",
+                            test.name,
+                            h.name,
+                            dir.display()
+                        ));
+                    }
+                }
+                match cell {
                     Cell::Pass => {
                         totals.passed += 1;
                         "ok"
