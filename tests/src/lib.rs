@@ -23,6 +23,7 @@ use anymongo_core::rt::{BoxFuture, RuntimeExt, RuntimeHandle};
 pub mod client_conformance;
 pub mod harness;
 pub mod rt_conformance;
+pub mod unified;
 
 /// The error type of a harness's `current()` constructor.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;

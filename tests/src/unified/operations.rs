@@ -1,0 +1,423 @@
+//! Maps each unified-format operation to the anymongo API and turns its result into BSON for
+//! matching. An operation the driver does not offer yet is a skip with the reason "operation X
+//! not implemented by the driver".
+
+use anymongo_core::bson::{doc, Bson, Document};
+use anymongo_core::client::FindOptions;
+use anymongo_core::error::{ErrorKind, WriteFailure};
+use anymongo_core::{Collection, Database, Error};
+
+use super::entities::{Entities, Entity};
+use super::Flow;
+
+/// Operations this runner can run on the driver (the others are skipped).
+const IMPLEMENTED: &[&str] = &[
+    "insertOne",
+    "insertMany",
+    "find",
+    "findOne",
+    "dropCollection",
+    "runCommand",
+    "failPoint",
+];
+
+/// Whether operation `name` is implemented.
+pub fn implemented(name: &str) -> bool {
+    IMPLEMENTED.contains(&name)
+}
+
+/// Whether an array result of operation `name` holds root-level documents (iterated results).
+pub fn elements_are_root(name: &str) -> bool {
+    matches!(
+        name,
+        "find"
+            | "aggregate"
+            | "listCollections"
+            | "listDatabases"
+            | "listIndexes"
+            | "runCursorCommand"
+    )
+}
+
+/// What an operation gave: a result (BSON; `Null` when it returns nothing) or a driver error.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The operation succeeded.
+    Value(Bson),
+    /// The operation failed.
+    Error(Error),
+}
+
+/// The arguments of one operation.
+struct Args<'a> {
+    op: &'a str,
+    d: &'a Document,
+}
+
+impl<'a> Args<'a> {
+    /// Skips the test if an argument outside `allowed` is present.
+    fn allow(&self, allowed: &[&str]) -> Result<(), Flow> {
+        match self.d.keys().find(|k| !allowed.contains(&k.as_str())) {
+            Some(k) => Err(Flow::Skip(format!(
+                "argument {k} of operation {} not supported by the driver",
+                self.op
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&'a Bson> {
+        self.d.get(key)
+    }
+
+    fn doc(&self, key: &str) -> Result<Document, Flow> {
+        self.opt_doc(key)?
+            .ok_or_else(|| Flow::Fail(format!("{}: missing argument {key}", self.op)))
+    }
+
+    fn opt_doc(&self, key: &str) -> Result<Option<Document>, Flow> {
+        match self.d.get(key) {
+            None => Ok(None),
+            Some(Bson::Document(d)) => Ok(Some(d.clone())),
+            Some(other) => Err(Flow::Fail(format!(
+                "{}: argument {key} is not a document: {other}",
+                self.op
+            ))),
+        }
+    }
+
+    fn opt_bool(&self, key: &str) -> Result<Option<bool>, Flow> {
+        match self.d.get(key) {
+            None => Ok(None),
+            Some(Bson::Boolean(b)) => Ok(Some(*b)),
+            Some(other) => Err(Flow::Fail(format!(
+                "{}: argument {key} is not a boolean: {other}",
+                self.op
+            ))),
+        }
+    }
+
+    fn opt_i64(&self, key: &str) -> Result<Option<i64>, Flow> {
+        match self.d.get(key) {
+            None => Ok(None),
+            Some(Bson::Int32(i)) => Ok(Some(i64::from(*i))),
+            Some(Bson::Int64(i)) => Ok(Some(*i)),
+            Some(Bson::Double(f)) if f.fract() == 0.0 => Ok(Some(*f as i64)),
+            Some(other) => Err(Flow::Fail(format!(
+                "{}: argument {key} is not an integer: {other}",
+                self.op
+            ))),
+        }
+    }
+
+    fn str(&self, key: &str) -> Result<&'a str, Flow> {
+        self.d
+            .get_str(key)
+            .map_err(|_| Flow::Fail(format!("{}: missing string argument {key}", self.op)))
+    }
+
+    fn docs(&self, key: &str) -> Result<Vec<Document>, Flow> {
+        let arr = self
+            .d
+            .get_array(key)
+            .map_err(|_| Flow::Fail(format!("{}: missing array argument {key}", self.op)))?;
+        arr.iter()
+            .map(|v| match v {
+                Bson::Document(d) => Ok(d.clone()),
+                other => Err(Flow::Fail(format!(
+                    "{}: {key} holds a non-document {other}",
+                    self.op
+                ))),
+            })
+            .collect()
+    }
+}
+
+fn duration_ms(ms: i64) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// Runs operation `op` (`name`, `object`, `arguments`) against the entities. `Err` means the test
+/// cannot go on (skip or failure); a driver error is an `Ok(Outcome::Error)`.
+pub async fn execute(op: &Document, entities: &Entities) -> Result<Outcome, Flow> {
+    let name = op
+        .get_str("name")
+        .map_err(|_| Flow::Fail("operation without a name".into()))?;
+    let object = op
+        .get_str("object")
+        .map_err(|_| Flow::Fail(format!("operation {name} without an object")))?;
+    let empty = Document::new();
+    let args = Args {
+        op: name,
+        d: op.get_document("arguments").unwrap_or(&empty),
+    };
+    if !implemented(name) {
+        return Err(not_implemented(name));
+    }
+    if object == "testRunner" {
+        return Err(Flow::Fail(format!(
+            "test runner operation {name} reached the driver dispatcher"
+        )));
+    }
+    match entities.get(object)? {
+        Entity::Collection(coll) => collection_op(name, &args, coll).await,
+        Entity::Database(db) => database_op(name, &args, db).await,
+        Entity::Client(_) => Err(not_implemented(name)),
+        Entity::Value(_) => Err(Flow::Fail(format!(
+            "operation {name} on a value entity {object}"
+        ))),
+    }
+}
+
+fn not_implemented(name: &str) -> Flow {
+    Flow::Skip(format!("operation {name} not implemented by the driver"))
+}
+
+fn result<T>(r: anymongo_core::Result<T>, f: impl FnOnce(T) -> Bson) -> Outcome {
+    match r {
+        Ok(v) => Outcome::Value(f(v)),
+        Err(e) => Outcome::Error(e),
+    }
+}
+
+async fn collection_op(
+    name: &str,
+    args: &Args<'_>,
+    coll: &Collection<Document>,
+) -> Result<Outcome, Flow> {
+    match name {
+        "insertOne" => {
+            args.allow(&["document", "bypassDocumentValidation", "comment"])?;
+            let mut action = coll.insert_one(args.doc("document")?);
+            if let Some(b) = args.opt_bool("bypassDocumentValidation")? {
+                action = action.bypass_document_validation(b);
+            }
+            if let Some(c) = args.get("comment") {
+                action = action.comment(c.clone());
+            }
+            Ok(result(action.await, |r| {
+                Bson::Document(doc! { "insertedId": r.inserted_id })
+            }))
+        }
+        "insertMany" => {
+            args.allow(&[
+                "documents",
+                "bypassDocumentValidation",
+                "comment",
+                "ordered",
+            ])?;
+            let docs = args.docs("documents")?;
+            let mut action = coll.insert_many(docs);
+            if let Some(b) = args.opt_bool("bypassDocumentValidation")? {
+                action = action.bypass_document_validation(b);
+            }
+            if let Some(c) = args.get("comment") {
+                action = action.comment(c.clone());
+            }
+            if let Some(o) = args.opt_bool("ordered")? {
+                action = action.ordered(o);
+            }
+            Ok(result(action.await, |r| {
+                let mut ids: Vec<_> = r.inserted_ids.into_iter().collect();
+                ids.sort_by_key(|(i, _)| *i);
+                Bson::Document(doc! { "insertedIds": indexed(ids) })
+            }))
+        }
+        "find" => {
+            args.allow(&[
+                "filter",
+                "sort",
+                "projection",
+                "skip",
+                "limit",
+                "batchSize",
+                "hint",
+                "collation",
+                "comment",
+                "maxTimeMS",
+                "allowDiskUse",
+                "let",
+                "min",
+                "max",
+                "returnKey",
+                "showRecordId",
+                "noCursorTimeout",
+                "allowPartialResults",
+            ])?;
+            let options = FindOptions {
+                sort: args.opt_doc("sort")?,
+                projection: args.opt_doc("projection")?,
+                skip: args.opt_i64("skip")?.map(|s| u64::try_from(s).unwrap_or(0)),
+                limit: args.opt_i64("limit")?,
+                batch_size: args
+                    .opt_i64("batchSize")?
+                    .map(|b| u32::try_from(b).unwrap_or(0)),
+                hint: args.get("hint").cloned(),
+                collation: args.opt_doc("collation")?,
+                comment: args.get("comment").cloned(),
+                max_time: args.opt_i64("maxTimeMS")?.map(duration_ms),
+                allow_disk_use: args.opt_bool("allowDiskUse")?,
+                let_vars: args.opt_doc("let")?,
+                min: args.opt_doc("min")?,
+                max: args.opt_doc("max")?,
+                return_key: args.opt_bool("returnKey")?,
+                show_record_id: args.opt_bool("showRecordId")?,
+                no_cursor_timeout: args.opt_bool("noCursorTimeout")?,
+                allow_partial_results: args.opt_bool("allowPartialResults")?,
+                ..FindOptions::default()
+            };
+            let filter = args.opt_doc("filter")?.unwrap_or_default();
+            let mut cursor = match coll.find(filter).with_options(options).await {
+                Ok(c) => c,
+                Err(e) => return Ok(Outcome::Error(e)),
+            };
+            let mut docs = Vec::new();
+            while let Some(next) = cursor.next_document().await {
+                match next {
+                    Ok(d) => docs.push(Bson::Document(d)),
+                    Err(e) => return Ok(Outcome::Error(e)),
+                }
+            }
+            Ok(Outcome::Value(Bson::Array(docs)))
+        }
+        "findOne" => {
+            args.allow(&[
+                "filter",
+                "sort",
+                "projection",
+                "skip",
+                "comment",
+                "maxTimeMS",
+            ])?;
+            let mut action = coll.find_one(args.opt_doc("filter")?.unwrap_or_default());
+            if let Some(s) = args.opt_doc("sort")? {
+                action = action.sort(s);
+            }
+            if let Some(p) = args.opt_doc("projection")? {
+                action = action.projection(p);
+            }
+            if let Some(s) = args.opt_i64("skip")? {
+                action = action.skip(u64::try_from(s).unwrap_or(0));
+            }
+            if let Some(c) = args.get("comment") {
+                action = action.comment(c.clone());
+            }
+            if let Some(ms) = args.opt_i64("maxTimeMS")? {
+                action = action.max_time(duration_ms(ms));
+            }
+            Ok(result(action.await, |d| {
+                d.map(Bson::Document).unwrap_or(Bson::Null)
+            }))
+        }
+        other => Err(not_implemented(other)),
+    }
+}
+
+async fn database_op(name: &str, args: &Args<'_>, db: &Database) -> Result<Outcome, Flow> {
+    match name {
+        "dropCollection" => {
+            args.allow(&["collection"])?;
+            let coll = db.collection::<Document>(args.str("collection")?);
+            Ok(result(coll.drop().await, |()| Bson::Null))
+        }
+        "runCommand" => {
+            args.allow(&["command", "commandName", "readPreference"])?;
+            let mut action = db.run_command(args.doc("command")?);
+            if let Some(rp) = args.opt_doc("readPreference")? {
+                action = action.selection_criteria(super::entities::read_preference(&rp)?);
+            }
+            Ok(result(action.await, Bson::Document))
+        }
+        other => Err(not_implemented(other)),
+    }
+}
+
+/// `{"0": v0, "1": v1, ...}` from `(index, value)` pairs.
+fn indexed(pairs: impl IntoIterator<Item = (usize, Bson)>) -> Document {
+    pairs.into_iter().map(|(i, v)| (i.to_string(), v)).collect()
+}
+
+/// The partial result an error carries, as the operation's result would look (bulk writes).
+pub fn partial_result(e: &Error) -> Option<Bson> {
+    match e.kind() {
+        // Only inserts report partial results so far: every other count is zero.
+        ErrorKind::BulkWrite(b) => Some(Bson::Document(doc! {
+            "insertedCount": b.inserted_ids.len() as i64,
+            "insertedIds": indexed(b.inserted_ids.clone()),
+            "deletedCount": 0_i64,
+            "matchedCount": 0_i64,
+            "modifiedCount": 0_i64,
+            "upsertedCount": 0_i64,
+            "upsertedIds": {},
+        })),
+        _ => None,
+    }
+}
+
+/// What the unified format asserts about an error, read from a driver error.
+#[derive(Debug, Clone)]
+pub struct ErrorView {
+    /// Whether the error did not come from a server reply.
+    pub is_client_error: bool,
+    /// The message (case-insensitive `errorContains` checks it).
+    pub message: String,
+    /// The server's code.
+    pub code: Option<i32>,
+    /// The server's code name.
+    pub code_name: Option<String>,
+    /// The server's reply, as far as the error keeps it.
+    pub response: Option<Document>,
+}
+
+impl ErrorView {
+    /// Reads `e`.
+    pub fn of(e: &Error) -> Self {
+        let mut view = ErrorView {
+            is_client_error: true,
+            message: e.to_string(),
+            code: None,
+            code_name: None,
+            response: None,
+        };
+        match e.kind() {
+            ErrorKind::Command(c) => {
+                view.is_client_error = false;
+                view.code = Some(c.code);
+                view.code_name = Some(c.code_name.clone());
+                view.response = Some(doc! {
+                    "ok": 0, "code": c.code, "codeName": c.code_name.clone(), "errmsg": c.message.clone()
+                });
+            }
+            ErrorKind::Write(WriteFailure::WriteError(w)) => {
+                view.is_client_error = false;
+                view.code = Some(w.code);
+                view.code_name = w.code_name.clone();
+                let mut r = doc! { "code": w.code, "errmsg": w.message.clone() };
+                if let Some(details) = &w.details {
+                    r.insert("errInfo", details.clone());
+                }
+                view.response = Some(r);
+            }
+            ErrorKind::Write(WriteFailure::WriteConcernError(w)) => {
+                view.is_client_error = false;
+                view.code = Some(w.code);
+                view.code_name = Some(w.code_name.clone());
+                view.response = Some(doc! {
+                    "code": w.code, "codeName": w.code_name.clone(), "errmsg": w.message.clone()
+                });
+            }
+            ErrorKind::BulkWrite(b) => {
+                view.is_client_error = false;
+                if let Some(w) = b.write_errors.first() {
+                    view.code = Some(w.code);
+                    view.code_name = w.code_name.clone();
+                } else if let Some(w) = &b.write_concern_error {
+                    view.code = Some(w.code);
+                    view.code_name = Some(w.code_name.clone());
+                }
+            }
+            _ => {}
+        }
+        view
+    }
+}
