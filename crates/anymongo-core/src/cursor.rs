@@ -1,13 +1,24 @@
 //! Cursors: a [`futures::Stream`] of documents that fetches batches with `getMore` on the server
 //! that opened it, and kills itself (`killCursors`) in the background when dropped early.
+//!
+//! Raw documents without re-parsing, two ways (both as in the official driver):
+//! - `cursor.with_type::<RawDocumentBuf>()` (or a `Collection<RawDocumentBuf>`): the stream hands
+//!   out each buffered reply document as is; no serde pass, no copy.
+//! - [`Cursor::advance`] then [`Cursor::current`] (a borrowed `&RawDocument`) or
+//!   [`Cursor::deserialize_current`], on a cursor of any type.
+//!
+//! Tailable cursors (`CursorType::Tailable` / `TailableAwait`) stay open at the end of the data:
+//! the stream keeps sending `getMore` until documents arrive or the server closes the cursor;
+//! only a tailable awaitData cursor's `getMore` carries `maxTimeMS` (the `max_await_time`).
 
+use std::any::{Any, TypeId};
 use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bson::{Bson, RawDocumentBuf};
+use bson::{Bson, RawDocument, RawDocumentBuf};
 use futures::Stream;
 use serde::de::DeserializeOwned;
 
@@ -63,7 +74,25 @@ pub struct Cursor<T> {
     state: CursorState,
     options: CursorOptions,
     get_more: Option<BoxFuture<'static, Result<CursorInfo>>>,
+    /// The document [`Cursor::advance`] moved to.
+    current: Option<RawDocumentBuf>,
     _marker: PhantomData<fn() -> T>,
+}
+
+/// Turns a reply document into a `T`: moved as is when `T` is `RawDocumentBuf`, else
+/// deserialized.
+pub(crate) fn convert<T: DeserializeOwned + 'static>(raw: RawDocumentBuf) -> Result<T> {
+    if TypeId::of::<T>() == TypeId::of::<RawDocumentBuf>() {
+        let mut slot = Some(raw);
+        if let Some(t) = (&mut slot as &mut dyn Any)
+            .downcast_mut::<Option<T>>()
+            .and_then(Option::take)
+        {
+            return Ok(t);
+        }
+        return Err(Error::internal("raw document conversion failed"));
+    }
+    bson::deserialize_from_slice::<T>(raw.as_bytes()).map_err(Error::from)
 }
 
 impl<T> std::fmt::Debug for Cursor<T> {
@@ -89,8 +118,37 @@ impl<T> Cursor<T> {
             state: CursorState::new(info)?,
             options,
             get_more: None,
+            current: None,
             _marker: PhantomData,
         })
+    }
+
+    /// Moves to the next document; `Ok(false)` at the end. Read it with
+    /// [`current`](Self::current) or [`deserialize_current`](Self::deserialize_current).
+    pub async fn advance(&mut self) -> Result<bool> {
+        self.current = None;
+        match futures::future::poll_fn(|cx| self.poll_next_raw(cx)).await {
+            Some(Ok(doc)) => {
+                self.current = Some(doc);
+                Ok(true)
+            }
+            Some(Err(e)) => Err(e),
+            None => Ok(false),
+        }
+    }
+
+    /// The document the last successful [`advance`](Self::advance) moved to, borrowed from the
+    /// reply without parsing (an empty document before the first `advance` or at the end).
+    pub fn current(&self) -> &RawDocument {
+        match &self.current {
+            Some(doc) => doc.as_ref(),
+            None => empty_document(),
+        }
+    }
+
+    /// The next raw document, as sent by the server (no parsing).
+    pub async fn next_raw(&mut self) -> Option<Result<RawDocumentBuf>> {
+        futures::future::poll_fn(|cx| self.poll_next_raw(cx)).await
     }
 
     /// The server's id for this cursor; 0 once it is exhausted.
@@ -121,6 +179,7 @@ impl<T> Cursor<T> {
             state,
             options: self.options.clone(),
             get_more: self.get_more.take(),
+            current: self.current.take(),
             _marker: PhantomData,
         }
     }
@@ -191,14 +250,31 @@ impl<T> Cursor<T> {
     }
 }
 
+/// The empty document [`Cursor::current`] returns before the first `advance` and at the end.
+fn empty_document() -> &'static RawDocument {
+    // A valid empty document: length 5, terminator 0.
+    static BYTES: [u8; 5] = [5, 0, 0, 0, 0];
+    match RawDocument::from_bytes(&BYTES) {
+        Ok(d) => d,
+        Err(_) => unreachable!("a constant empty document is valid"),
+    }
+}
+
 impl<T: DeserializeOwned> Cursor<T> {
+    /// The current document (see [`advance`](Self::advance)) as a `T`.
+    pub fn deserialize_current(&self) -> Result<T> {
+        bson::deserialize_from_slice::<T>(self.current().as_bytes()).map_err(Error::from)
+    }
+}
+
+impl<T: DeserializeOwned + 'static> Cursor<T> {
     /// The next document, or `None` at the end.
     pub async fn next_document(&mut self) -> Option<Result<T>> {
         futures::StreamExt::next(self).await
     }
 }
 
-impl<T: DeserializeOwned> Stream for Cursor<T> {
+impl<T: DeserializeOwned + 'static> Stream for Cursor<T> {
     type Item = Result<T>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -206,9 +282,7 @@ impl<T: DeserializeOwned> Stream for Cursor<T> {
         match futures::ready!(this.poll_next_raw(cx)) {
             None => Poll::Ready(None),
             Some(Err(e)) => Poll::Ready(Some(Err(e))),
-            Some(Ok(raw)) => Poll::Ready(Some(
-                bson::deserialize_from_slice::<T>(raw.as_bytes()).map_err(Error::from),
-            )),
+            Some(Ok(raw)) => Poll::Ready(Some(convert::<T>(raw))),
         }
     }
 }
@@ -221,5 +295,30 @@ impl<T> Drop for Cursor<T> {
         // cursor is killed either way.
         self.get_more = None;
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::{doc, Document};
+
+    #[test]
+    fn raw_documents_are_moved_not_parsed() {
+        let raw = RawDocumentBuf::try_from(&doc! { "a": 1, "b": "x" }).unwrap();
+        let ptr = raw.as_bytes().as_ptr();
+        let out: RawDocumentBuf = convert(raw).unwrap();
+        assert_eq!(out.as_bytes().as_ptr(), ptr, "the same buffer, not a copy");
+        let raw = RawDocumentBuf::try_from(&doc! { "a": 1 }).unwrap();
+        let parsed: Document = convert(raw).unwrap();
+        assert_eq!(parsed, doc! { "a": 1 });
+        #[derive(serde::Deserialize, Debug)]
+        struct A {
+            #[allow(dead_code)]
+            a: String,
+        }
+        let raw = RawDocumentBuf::try_from(&doc! { "a": 1 }).unwrap();
+        assert!(convert::<A>(raw).is_err(), "a type mismatch is an error");
+        assert!(empty_document().is_empty());
     }
 }

@@ -2,11 +2,17 @@
 //! given server, and a server reply into its result. The client executes them: it selects a
 //! server, checks out a connection, sends the command, and hands the reply back.
 
+mod admin_commands;
+mod aggregate;
 pub mod cursor_ops;
+mod read_commands;
 mod run_command;
 mod write;
 
+pub use admin_commands::AdminCommand;
+pub use aggregate::{count_documents_pipeline, parse_count_documents, Aggregate, AggregateTarget};
 pub use cursor_ops::{CursorInfo, Find, GetMore, KillCursors};
+pub use read_commands::{Count, CursorCommand, Distinct, ListDatabases};
 pub use run_command::RunCommand;
 pub use write::{WriteCommand, WriteKind, WriteOutcome};
 
