@@ -180,54 +180,37 @@ pub async fn run_suite(suite: &Suite) -> Report {
             }
             continue;
         }
-        let target = if uses_fail_points(&file) {
-            if fake.is_none() {
-                fake = Some(start_fake(&suite.runtime).await);
-            }
-            fake.as_ref()
-        } else if let Some(uri) = &suite.uri {
-            if real.is_none() {
-                real = Some(Target::connect("server", uri.clone(), &suite.runtime, None).await);
-            }
-            real.as_ref()
-        } else {
-            None
-        };
-        let target = match target {
-            Some(Ok(t)) => t,
-            Some(Err(e)) => {
-                for (name, _) in tests {
-                    report.record(name, Err(Flow::Fail(e.clone())));
-                }
-                continue;
-            }
-            None => {
-                for (name, _) in tests {
-                    report.record(
-                        name,
-                        Err(Flow::Skip(
-                            "needs a server: ANYMONGO_URI is not set (run under ci/with-server)"
-                                .into(),
-                        )),
-                    );
-                }
-                continue;
-            }
-        };
-        let file_requirements = requirements(&file, target).await;
         for (name, test) in tests {
-            let result = match &file_requirements {
-                Err(reason) => Err(Flow::Skip(reason.clone())),
-                Ok(()) => {
-                    match suite
+            // Tests that configure fail points need the fake server; the others use the real one.
+            let target = if uses_fail_points(test) {
+                if fake.is_none() {
+                    fake = Some(start_fake(&suite.runtime).await);
+                }
+                fake.as_ref()
+            } else if let Some(uri) = &suite.uri {
+                if real.is_none() {
+                    real = Some(Target::connect("server", uri.clone(), &suite.runtime, None).await);
+                }
+                real.as_ref()
+            } else {
+                None
+            };
+            let result = match target {
+                Some(Ok(target)) => match requirements(&file, target).await {
+                    Err(reason) => Err(Flow::Skip(reason)),
+                    Ok(()) => match suite
                         .runtime
                         .timeout(TEST_TIMEOUT, run_test(&name, &file, test, target, suite))
                         .await
                     {
                         Ok(r) => r,
                         Err(_) => Err(Flow::Fail(format!("timed out after {TEST_TIMEOUT:?}"))),
-                    }
-                }
+                    },
+                },
+                Some(Err(e)) => Err(Flow::Fail(e.clone())),
+                None => Err(Flow::Skip(
+                    "needs a server: ANYMONGO_URI is not set (run under ci/with-server)".into(),
+                )),
             };
             report.record(name, result);
         }
@@ -236,7 +219,9 @@ pub async fn run_suite(suite: &Suite) -> Report {
 }
 
 async fn start_fake(runtime: &Arc<dyn Runtime>) -> Result<Target, String> {
+    // Wire version 25: the fake server reports 8.0.0 (its version follows the wire version).
     let server = FakeServer::builder()
+        .max_wire_version(25)
         .try_start()
         .map_err(|e| format!("starting the fake server: {e}"))?;
     let uri = server.uri();
@@ -335,18 +320,16 @@ fn check_schema(file: &Document) -> Result<(), String> {
     }
 }
 
-fn uses_fail_points(file: &Document) -> bool {
-    file.get_array("tests").into_iter().flatten().any(|t| {
-        t.as_document()
-            .and_then(|t| t.get_array("operations").ok())
-            .into_iter()
-            .flatten()
-            .any(|op| {
-                op.as_document()
-                    .and_then(|o| o.get_str("name").ok())
-                    .is_some_and(|n| n == "failPoint" || n == "targetedFailPoint")
-            })
-    })
+/// Whether a test configures fail points (the real server has none).
+fn uses_fail_points(test: &Document) -> bool {
+    test.get_array("operations")
+        .into_iter()
+        .flatten()
+        .any(|op| {
+            op.as_document()
+                .and_then(|o| o.get_str("name").ok())
+                .is_some_and(|n| n == "failPoint" || n == "targetedFailPoint")
+        })
 }
 
 /// Checks a `runOnRequirements` list (at least one must be met). `Err` is the skip reason.
