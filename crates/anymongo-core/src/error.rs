@@ -103,6 +103,14 @@ pub struct BulkWriteFailure {
     pub write_concern_error: Option<WriteConcernError>,
     /// Partial results: `_id`s inserted, keyed by the index of the model.
     pub inserted_ids: std::collections::BTreeMap<usize, bson::Bson>,
+    /// Partial results: documents matched by the updates that ran (upserts not counted).
+    pub matched_count: u64,
+    /// Partial results: documents modified by the updates that ran.
+    pub modified_count: u64,
+    /// Partial results: documents deleted by the deletes that ran.
+    pub deleted_count: u64,
+    /// Partial results: `_id`s of upserted documents, keyed by the index of the model.
+    pub upserted_ids: std::collections::BTreeMap<usize, bson::Bson>,
 }
 
 impl Error {

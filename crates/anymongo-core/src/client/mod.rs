@@ -7,9 +7,17 @@ mod database;
 mod executor;
 mod topology;
 
+pub use crate::operation::UpdateModifications;
 pub use collection::{
     Collection, CursorType, Find, FindOne, FindOptions, InsertMany, InsertManyResult, InsertOne,
     InsertOneResult, InsertOptions,
+};
+pub use collection::{
+    CollectionBulkWrite, CollectionBulkWriteOptions, CollectionBulkWriteResult,
+    CollectionWriteModel, Delete, DeleteModel, DeleteOptions, DeleteResult, FindOneAndDelete,
+    FindOneAndDeleteOptions, FindOneAndReplace, FindOneAndReplaceOptions, FindOneAndUpdate,
+    FindOneAndUpdateOptions, Replace, ReplaceModel, ReplaceOptions, ReturnDocument, Update,
+    UpdateModel, UpdateOptions, UpdateResult,
 };
 pub use database::{Database, HandleOptions, RunCommandAction};
 

@@ -5,15 +5,22 @@
 mod admin_commands;
 mod aggregate;
 pub mod cursor_ops;
+mod find_and_modify;
 mod read_commands;
 mod run_command;
+mod update;
 mod write;
 
 pub use admin_commands::AdminCommand;
 pub use aggregate::{count_documents_pipeline, parse_count_documents, Aggregate, AggregateTarget};
 pub use cursor_ops::{CursorInfo, Find, GetMore, KillCursors};
+pub use find_and_modify::{FindAndModify, Modification};
 pub use read_commands::{Count, CursorCommand, Distinct, ListDatabases};
 pub use run_command::RunCommand;
+pub use update::{
+    replacement_document, validate_replacement, DeleteStatement, UpdateBody, UpdateModifications,
+    UpdateStatement,
+};
 pub use write::{WriteCommand, WriteKind, WriteOutcome};
 
 use bson::{Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};

@@ -2,11 +2,25 @@
 //! with builder methods, then `.await` it, as in the official driver. One file per family of
 //! actions.
 
+mod bulk_write;
+mod delete;
 mod find;
+mod find_and_modify;
 mod insert;
+mod update;
 
+pub use bulk_write::{
+    CollectionBulkWrite, CollectionBulkWriteOptions, CollectionBulkWriteResult,
+    CollectionWriteModel, DeleteModel, ReplaceModel, UpdateModel,
+};
+pub use delete::{Delete, DeleteOptions, DeleteResult};
 pub use find::{CursorType, Find, FindOne, FindOptions};
+pub use find_and_modify::{
+    FindOneAndDelete, FindOneAndDeleteOptions, FindOneAndReplace, FindOneAndReplaceOptions,
+    FindOneAndUpdate, FindOneAndUpdateOptions, ReturnDocument,
+};
 pub use insert::{InsertMany, InsertManyResult, InsertOne, InsertOneResult, InsertOptions};
+pub use update::{Replace, ReplaceOptions, Update, UpdateOptions, UpdateResult};
 
 use std::marker::PhantomData;
 
