@@ -40,6 +40,19 @@ pub struct TestClient {
 }
 
 impl TestClient {
+    /// Every command this client sent (unfiltered), for failure reports.
+    pub fn started_commands(&self) -> Vec<Document> {
+        self.events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .filter_map(|e| match e {
+                CommandEvent::Started(s) => Some(s.command.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The command events this client observes, in order, after `observeEvents`,
     /// `ignoreCommandMonitoringEvents`, sensitive-command and `configureFailPoint` filtering.
     pub fn observed_events(&self) -> Vec<CommandEvent> {

@@ -3,8 +3,14 @@
 //! not implemented by the driver".
 
 use anymongo_core::bson::{doc, Bson, Document};
-use anymongo_core::client::FindOptions;
+use anymongo_core::client::{
+    CollectionBulkWriteOptions, CollectionBulkWriteResult, CollectionWriteModel, DeleteModel,
+    DeleteOptions, DeleteResult, FindOneAndDeleteOptions, FindOneAndReplaceOptions,
+    FindOneAndUpdateOptions, FindOptions, ReplaceModel, ReplaceOptions, ReturnDocument,
+    UpdateModel, UpdateOptions, UpdateResult,
+};
 use anymongo_core::error::{ErrorKind, WriteFailure};
+use anymongo_core::operation::UpdateModifications;
 use anymongo_core::{Collection, Database, Error};
 
 use super::entities::{Entities, Entity};
@@ -16,6 +22,15 @@ const IMPLEMENTED: &[&str] = &[
     "insertMany",
     "find",
     "findOne",
+    "updateOne",
+    "updateMany",
+    "replaceOne",
+    "deleteOne",
+    "deleteMany",
+    "findOneAndUpdate",
+    "findOneAndReplace",
+    "findOneAndDelete",
+    "bulkWrite",
     "dropCollection",
     "runCommand",
     "failPoint",
@@ -105,6 +120,42 @@ impl<'a> Args<'a> {
             Some(Bson::Double(f)) if f.fract() == 0.0 => Ok(Some(*f as i64)),
             Some(other) => Err(Flow::Fail(format!(
                 "{}: argument {key} is not an integer: {other}",
+                self.op
+            ))),
+        }
+    }
+
+    fn opt_docs(&self, key: &str) -> Result<Option<Vec<Document>>, Flow> {
+        if self.d.contains_key(key) {
+            self.docs(key).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// An update document or pipeline.
+    fn update(&self, key: &str) -> Result<UpdateModifications, Flow> {
+        match self.d.get(key) {
+            Some(Bson::Document(d)) => Ok(UpdateModifications::Document(d.clone())),
+            Some(Bson::Array(_)) => Ok(UpdateModifications::Pipeline(self.docs(key)?)),
+            other => Err(Flow::Fail(format!(
+                "{}: {key} is neither a document nor a pipeline: {other:?}",
+                self.op
+            ))),
+        }
+    }
+
+    fn return_document(&self) -> Result<Option<ReturnDocument>, Flow> {
+        match self.d.get("returnDocument") {
+            None => Ok(None),
+            Some(Bson::String(s)) if s.eq_ignore_ascii_case("before") => {
+                Ok(Some(ReturnDocument::Before))
+            }
+            Some(Bson::String(s)) if s.eq_ignore_ascii_case("after") => {
+                Ok(Some(ReturnDocument::After))
+            }
+            Some(other) => Err(Flow::Fail(format!(
+                "{}: bad returnDocument {other}",
                 self.op
             ))),
         }
@@ -309,6 +360,203 @@ async fn collection_op(
                 d.map(Bson::Document).unwrap_or(Bson::Null)
             }))
         }
+        "updateOne" | "updateMany" => {
+            args.allow(&[
+                "filter",
+                "update",
+                "upsert",
+                "arrayFilters",
+                "collation",
+                "hint",
+                "let",
+                "comment",
+                "bypassDocumentValidation",
+                "sort",
+            ])?;
+            let options = UpdateOptions {
+                array_filters: args.opt_docs("arrayFilters")?,
+                bypass_document_validation: args.opt_bool("bypassDocumentValidation")?,
+                upsert: args.opt_bool("upsert")?,
+                collation: args.opt_doc("collation")?,
+                hint: args.get("hint").cloned(),
+                let_vars: args.opt_doc("let")?,
+                comment: args.get("comment").cloned(),
+                sort: args.opt_doc("sort")?,
+                ..UpdateOptions::default()
+            };
+            let filter = args.doc("filter")?;
+            let update = args.update("update")?;
+            let action = if name == "updateOne" {
+                coll.update_one(filter, update)
+            } else {
+                coll.update_many(filter, update)
+            };
+            Ok(result(action.with_options(options).await, update_result))
+        }
+        "replaceOne" => {
+            args.allow(&[
+                "filter",
+                "replacement",
+                "upsert",
+                "collation",
+                "hint",
+                "let",
+                "comment",
+                "bypassDocumentValidation",
+                "sort",
+            ])?;
+            let options = ReplaceOptions {
+                bypass_document_validation: args.opt_bool("bypassDocumentValidation")?,
+                upsert: args.opt_bool("upsert")?,
+                collation: args.opt_doc("collation")?,
+                hint: args.get("hint").cloned(),
+                let_vars: args.opt_doc("let")?,
+                comment: args.get("comment").cloned(),
+                sort: args.opt_doc("sort")?,
+                ..ReplaceOptions::default()
+            };
+            let action = coll
+                .replace_one(args.doc("filter")?, args.doc("replacement")?)
+                .with_options(options);
+            Ok(result(action.await, update_result))
+        }
+        "deleteOne" | "deleteMany" => {
+            args.allow(&["filter", "collation", "hint", "let", "comment"])?;
+            let options = DeleteOptions {
+                collation: args.opt_doc("collation")?,
+                hint: args.get("hint").cloned(),
+                let_vars: args.opt_doc("let")?,
+                comment: args.get("comment").cloned(),
+                ..DeleteOptions::default()
+            };
+            let filter = args.doc("filter")?;
+            let action = if name == "deleteOne" {
+                coll.delete_one(filter)
+            } else {
+                coll.delete_many(filter)
+            };
+            Ok(result(
+                action.with_options(options).await,
+                |r: DeleteResult| Bson::Document(doc! { "deletedCount": r.deleted_count as i64 }),
+            ))
+        }
+        "findOneAndUpdate" => {
+            args.allow(&[
+                "filter",
+                "update",
+                "arrayFilters",
+                "bypassDocumentValidation",
+                "maxTimeMS",
+                "projection",
+                "returnDocument",
+                "sort",
+                "upsert",
+                "collation",
+                "hint",
+                "let",
+                "comment",
+            ])?;
+            let options = FindOneAndUpdateOptions {
+                array_filters: args.opt_docs("arrayFilters")?,
+                bypass_document_validation: args.opt_bool("bypassDocumentValidation")?,
+                max_time: args.opt_i64("maxTimeMS")?.map(duration_ms),
+                projection: args.opt_doc("projection")?,
+                return_document: args.return_document()?,
+                sort: args.opt_doc("sort")?,
+                upsert: args.opt_bool("upsert")?,
+                collation: args.opt_doc("collation")?,
+                hint: args.get("hint").cloned(),
+                let_vars: args.opt_doc("let")?,
+                comment: args.get("comment").cloned(),
+                ..FindOneAndUpdateOptions::default()
+            };
+            let action = coll
+                .find_one_and_update(args.doc("filter")?, args.update("update")?)
+                .with_options(options);
+            Ok(result(action.await, optional_document))
+        }
+        "findOneAndReplace" => {
+            args.allow(&[
+                "filter",
+                "replacement",
+                "bypassDocumentValidation",
+                "maxTimeMS",
+                "projection",
+                "returnDocument",
+                "sort",
+                "upsert",
+                "collation",
+                "hint",
+                "let",
+                "comment",
+            ])?;
+            let options = FindOneAndReplaceOptions {
+                bypass_document_validation: args.opt_bool("bypassDocumentValidation")?,
+                max_time: args.opt_i64("maxTimeMS")?.map(duration_ms),
+                projection: args.opt_doc("projection")?,
+                return_document: args.return_document()?,
+                sort: args.opt_doc("sort")?,
+                upsert: args.opt_bool("upsert")?,
+                collation: args.opt_doc("collation")?,
+                hint: args.get("hint").cloned(),
+                let_vars: args.opt_doc("let")?,
+                comment: args.get("comment").cloned(),
+                ..FindOneAndReplaceOptions::default()
+            };
+            let action = coll
+                .find_one_and_replace(args.doc("filter")?, args.doc("replacement")?)
+                .with_options(options);
+            Ok(result(action.await, optional_document))
+        }
+        "findOneAndDelete" => {
+            args.allow(&[
+                "filter",
+                "maxTimeMS",
+                "projection",
+                "sort",
+                "collation",
+                "hint",
+                "let",
+                "comment",
+            ])?;
+            let options = FindOneAndDeleteOptions {
+                max_time: args.opt_i64("maxTimeMS")?.map(duration_ms),
+                projection: args.opt_doc("projection")?,
+                sort: args.opt_doc("sort")?,
+                collation: args.opt_doc("collation")?,
+                hint: args.get("hint").cloned(),
+                let_vars: args.opt_doc("let")?,
+                comment: args.get("comment").cloned(),
+                ..FindOneAndDeleteOptions::default()
+            };
+            let action = coll
+                .find_one_and_delete(args.doc("filter")?)
+                .with_options(options);
+            Ok(result(action.await, optional_document))
+        }
+        "bulkWrite" => {
+            args.allow(&[
+                "requests",
+                "ordered",
+                "bypassDocumentValidation",
+                "comment",
+                "let",
+            ])?;
+            let models = args
+                .docs("requests")?
+                .iter()
+                .map(write_model)
+                .collect::<Result<Vec<_>, Flow>>()?;
+            let options = CollectionBulkWriteOptions {
+                ordered: args.opt_bool("ordered")?,
+                bypass_document_validation: args.opt_bool("bypassDocumentValidation")?,
+                comment: args.get("comment").cloned(),
+                let_vars: args.opt_doc("let")?,
+                ..CollectionBulkWriteOptions::default()
+            };
+            let action = coll.bulk_write(models).with_options(options);
+            Ok(result(action.await, bulk_write_result))
+        }
         other => Err(not_implemented(other)),
     }
 }
@@ -337,18 +585,110 @@ fn indexed(pairs: impl IntoIterator<Item = (usize, Bson)>) -> Document {
     pairs.into_iter().map(|(i, v)| (i.to_string(), v)).collect()
 }
 
+fn optional_document(d: Option<Document>) -> Bson {
+    d.map(Bson::Document).unwrap_or(Bson::Null)
+}
+
+fn update_result(r: UpdateResult) -> Bson {
+    let mut d = doc! {
+        "matchedCount": r.matched_count as i64,
+        "modifiedCount": r.modified_count as i64,
+        "upsertedCount": i64::from(r.upserted_id.is_some()),
+    };
+    if let Some(id) = r.upserted_id {
+        d.insert("upsertedId", id);
+    }
+    Bson::Document(d)
+}
+
+fn sorted(map: std::collections::HashMap<usize, Bson>) -> Document {
+    let mut pairs: Vec<_> = map.into_iter().collect();
+    pairs.sort_by_key(|(i, _)| *i);
+    indexed(pairs)
+}
+
+fn bulk_write_result(r: CollectionBulkWriteResult) -> Bson {
+    Bson::Document(doc! {
+        "insertedCount": r.inserted_count as i64,
+        "matchedCount": r.matched_count as i64,
+        "modifiedCount": r.modified_count as i64,
+        "deletedCount": r.deleted_count as i64,
+        "upsertedCount": r.upserted_count as i64,
+        "insertedIds": sorted(r.inserted_ids),
+        "upsertedIds": sorted(r.upserted_ids),
+    })
+}
+
+/// One `requests` item of `bulkWrite` as a write model.
+fn write_model(request: &Document) -> Result<CollectionWriteModel<Document>, Flow> {
+    let (kind, body) = request
+        .iter()
+        .next()
+        .ok_or_else(|| Flow::Fail("empty bulkWrite request".into()))?;
+    let body = body
+        .as_document()
+        .ok_or_else(|| Flow::Fail(format!("bulkWrite {kind} is not a document")))?;
+    let op = format!("bulkWrite {kind}");
+    let args = Args { op: &op, d: body };
+    Ok(match kind.as_str() {
+        "insertOne" => {
+            args.allow(&["document"])?;
+            CollectionWriteModel::InsertOne(args.doc("document")?)
+        }
+        "updateOne" | "updateMany" => {
+            args.allow(&[
+                "filter",
+                "update",
+                "upsert",
+                "arrayFilters",
+                "collation",
+                "hint",
+            ])?;
+            let mut model = UpdateModel::new(args.doc("filter")?, args.update("update")?);
+            model.upsert = args.opt_bool("upsert")?;
+            model.array_filters = args.opt_docs("arrayFilters")?;
+            model.collation = args.opt_doc("collation")?;
+            model.hint = args.get("hint").cloned();
+            if kind == "updateOne" {
+                CollectionWriteModel::UpdateOne(model)
+            } else {
+                CollectionWriteModel::UpdateMany(model)
+            }
+        }
+        "replaceOne" => {
+            args.allow(&["filter", "replacement", "upsert", "collation", "hint"])?;
+            let mut model = ReplaceModel::new(args.doc("filter")?, args.doc("replacement")?);
+            model.upsert = args.opt_bool("upsert")?;
+            model.collation = args.opt_doc("collation")?;
+            model.hint = args.get("hint").cloned();
+            CollectionWriteModel::ReplaceOne(model)
+        }
+        "deleteOne" | "deleteMany" => {
+            args.allow(&["filter", "collation", "hint"])?;
+            let mut model = DeleteModel::new(args.doc("filter")?);
+            model.collation = args.opt_doc("collation")?;
+            model.hint = args.get("hint").cloned();
+            if kind == "deleteOne" {
+                CollectionWriteModel::DeleteOne(model)
+            } else {
+                CollectionWriteModel::DeleteMany(model)
+            }
+        }
+        other => return Err(Flow::Fail(format!("unknown bulkWrite request {other}"))),
+    })
+}
+
 /// The partial result an error carries, as the operation's result would look (bulk writes).
 pub fn partial_result(e: &Error) -> Option<Bson> {
     match e.kind() {
-        // Only inserts report partial results so far: every other count is zero.
         ErrorKind::BulkWrite(b) => Some(Bson::Document(doc! {
             "insertedCount": b.inserted_ids.len() as i64,
             "insertedIds": indexed(b.inserted_ids.clone()),
-            "deletedCount": 0_i64,
-            "matchedCount": 0_i64,
-            "modifiedCount": 0_i64,
-            "upsertedCount": 0_i64,
-            "upsertedIds": {},
+            "matchedCount": b.matched_count as i64,
+            "modifiedCount": b.modified_count as i64,
+            "deletedCount": b.deleted_count as i64,
+            "upsertedCount": b.upserted_ids.len() as i64,
+            "upsertedIds": indexed(b.upserted_ids.clone()),
         })),
         _ => None,
     }
