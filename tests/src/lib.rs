@@ -21,6 +21,7 @@ use std::time::Duration;
 use anymongo_core::rt::{BoxFuture, RuntimeExt, RuntimeHandle};
 
 pub mod client_conformance;
+pub mod crud_write_conformance;
 pub mod harness;
 pub mod rt_conformance;
 pub mod unified;
@@ -131,6 +132,17 @@ registry![
     rt_conformance::current_inside_and_outside,
     rt_conformance::server_hello_roundtrip,
     client_conformance::quickstart_flow,
+    crud_write_conformance::update_with_operators,
+    crud_write_conformance::update_with_pipeline,
+    crud_write_conformance::replace_one_typed,
+    crud_write_conformance::delete_one_and_many,
+    crud_write_conformance::find_one_and_modify,
+    crud_write_conformance::bulk_write_mixed,
+    crud_write_conformance::bulk_write_ordered_stops,
+    crud_write_conformance::bulk_write_unordered_continues,
+    crud_write_conformance::unacknowledged_writes_use_more_to_come,
+    crud_write_conformance::write_concern_errors_surface,
+    crud_write_conformance::options_reach_the_wire,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).

@@ -254,11 +254,17 @@ mod tests {
                 "hint": "x_1",
             }
         );
-        let one = UpdateStatement::new(
+        let mut one = UpdateStatement::new(
             doc! {},
             UpdateBody::Modifications(vec![doc! { "$set": { "b": "$a" } }].into()),
             false,
         );
+        one.sort = Some(doc! { "b": -1 });
+        assert_eq!(
+            one.to_document().unwrap(),
+            doc! { "q": {}, "u": [{ "$set": { "b": "$a" } }], "sort": { "b": -1 } }
+        );
+        one.sort = None;
         assert_eq!(
             one.to_document().unwrap(),
             doc! { "q": {}, "u": [{ "$set": { "b": "$a" } }] }

@@ -433,7 +433,8 @@ struct Accumulator {
 }
 
 impl Accumulator {
-    fn add(&mut self, group: &[Prepared], outcomes: &[WriteOutcome]) {
+    /// `ordered`: a batch stopped at its first write error, so later statements did not run.
+    fn add(&mut self, group: &[Prepared], outcomes: &[WriteOutcome], ordered: bool) {
         let kind = group.first().map(|p| p.kind);
         let index_of = |i: usize| group.get(i).map(|p| p.index).unwrap_or(i);
         let mut totals = Totals::default();
@@ -442,8 +443,12 @@ impl Accumulator {
             Some(WriteKind::Insert) => {
                 self.result.inserted_count += totals.n;
                 for outcome in outcomes {
+                    let first_error = outcome.write_errors.iter().map(|w| w.index).min();
                     for i in outcome.range.clone() {
                         if outcome.write_errors.iter().any(|w| w.index == i) {
+                            continue;
+                        }
+                        if ordered && first_error.is_some_and(|f| i > f) {
                             continue;
                         }
                         if let Some(p) = group.get(i) {
@@ -598,7 +603,7 @@ impl<'a, T: Serialize + Send + Sync> IntoFuture for CollectionBulkWrite<'a, T> {
                     }
                     continue;
                 }
-                acc.add(&group, &outcomes);
+                acc.add(&group, &outcomes, ordered);
                 if ordered && !acc.write_errors.is_empty() {
                     break;
                 }
@@ -715,6 +720,7 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            false,
         );
         // Updates (models 2, 5, 6): statement 1 (model 5) upserted.
         acc.add(
@@ -726,6 +732,7 @@ mod tests {
                 range: 0..3,
                 ..Default::default()
             }],
+            false,
         );
         acc.add(
             &groups[2],
@@ -734,6 +741,7 @@ mod tests {
                 range: 0..2,
                 ..Default::default()
             }],
+            false,
         );
         let err = acc.finish().unwrap_err();
         let ErrorKind::BulkWrite(f) = err.kind() else {
@@ -752,6 +760,54 @@ mod tests {
     }
 
     #[test]
+    fn command_options() {
+        let wc = WriteConcern {
+            w: Some(crate::options::Acknowledgment::Nodes(0)),
+            ..Default::default()
+        };
+        assert!(is_unacknowledged(Some(&wc)));
+        assert!(!is_unacknowledged(None));
+        assert_eq!(
+            write_command_options(
+                Some(&wc),
+                Some(false),
+                Some(&Bson::String("c".into())),
+                Some(&doc! { "x": 1 }),
+            ),
+            doc! {
+                "writeConcern": { "w": 0i64 }, "bypassDocumentValidation": false,
+                "comment": "c", "let": { "x": 1 },
+            }
+        );
+        assert!(write_command_options(None, None, None, None).is_empty());
+    }
+
+    #[test]
+    fn ordered_inserts_after_the_first_error_did_not_run() {
+        let models: Vec<CollectionWriteModel<Document>> = (0..4)
+            .map(|i| CollectionWriteModel::insert_one(doc! { "_id": i }))
+            .collect();
+        let groups = group(prepare(models).unwrap(), true);
+        let mut acc = Accumulator::default();
+        acc.add(
+            &groups[0],
+            &[WriteOutcome {
+                n: 1,
+                range: 0..4,
+                write_errors: vec![write_error(1)],
+                ..Default::default()
+            }],
+            true,
+        );
+        let err = acc.finish().unwrap_err();
+        let ErrorKind::BulkWrite(f) = err.kind() else {
+            panic!("{err:?}")
+        };
+        assert_eq!(f.inserted_ids.keys().copied().collect::<Vec<_>>(), vec![0]);
+        assert_eq!(f.write_errors[0].index, 1);
+    }
+
+    #[test]
     fn a_clean_run_is_a_result() {
         let groups = group(prepare(models()).unwrap(), true);
         let mut acc = Accumulator::default();
@@ -762,6 +818,7 @@ mod tests {
                 range: 0..2,
                 ..Default::default()
             }],
+            false,
         );
         acc.add(
             &groups[1],
@@ -771,6 +828,7 @@ mod tests {
                 range: 0..1,
                 ..Default::default()
             }],
+            false,
         );
         let r = acc.finish().unwrap();
         assert_eq!(r.inserted_count, 2);
@@ -798,6 +856,7 @@ mod tests {
                 }),
                 ..Default::default()
             }],
+            false,
         );
         let err = acc.finish().unwrap_err();
         assert!(err.contains_label("RetryableWriteError"));

@@ -16,7 +16,7 @@ use crate::operation::{DeleteStatement, WriteKind};
 use crate::options::WriteConcern;
 use crate::rt::BoxFuture;
 
-/// What a delete did.
+/// What a delete did. An unacknowledged (`w: 0`) write gets no reply, so its count is 0.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DeleteResult {
     /// Documents deleted.

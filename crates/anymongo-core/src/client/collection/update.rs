@@ -25,7 +25,8 @@ use crate::operation::{
 use crate::options::WriteConcern;
 use crate::rt::BoxFuture;
 
-/// What an update or replace did.
+/// What an update or replace did. An unacknowledged (`w: 0`) write gets no reply, so its
+/// result is all zeros and `upserted_id: None`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct UpdateResult {
     /// Documents matched by the filter (0 when the write upserted).
