@@ -9,6 +9,13 @@ mod topology;
 
 pub use crate::operation::UpdateModifications;
 pub use collection::{
+    Aggregate, AggregateOptions, CountDocuments, CountOptions, CreateIndex, CreateIndexOptions,
+    CreateIndexResult, CreateIndexes, CreateIndexesResult, Distinct, DistinctOptions, DropIndex,
+    DropIndexOptions, EstimatedDocumentCount, EstimatedDocumentCountOptions, IndexModel,
+    IndexModelBuilder, IndexOptions, IndexOptionsBuilder, IndexVersion, ListIndexNames,
+    ListIndexes, ListIndexesOptions,
+};
+pub use collection::{
     Collection, CursorType, Find, FindOne, FindOptions, InsertMany, InsertManyResult, InsertOne,
     InsertOneResult, InsertOptions,
 };
@@ -18,6 +25,13 @@ pub use collection::{
     FindOneAndDeleteOptions, FindOneAndReplace, FindOneAndReplaceOptions, FindOneAndUpdate,
     FindOneAndUpdateOptions, Replace, ReplaceModel, ReplaceOptions, ReturnDocument, Update,
     UpdateModel, UpdateOptions, UpdateResult,
+};
+pub use database::{
+    CollectionSpecification, CollectionSpecificationInfo, CollectionType, CreateCollection,
+    CreateCollectionOptions, DatabaseSpecification, DropDatabase, DropDatabaseOptions,
+    ListCollectionNames, ListCollections, ListCollectionsOptions, ListDatabases,
+    ListDatabasesOptions, RunCursorCommand, RunCursorCommandOptions, ValidationAction,
+    ValidationLevel,
 };
 pub use database::{Database, HandleOptions, RunCommandAction};
 

@@ -2,22 +2,36 @@
 //! with builder methods, then `.await` it, as in the official driver. One file per family of
 //! actions.
 
+mod aggregate;
 mod bulk_write;
+mod count;
 mod delete;
+mod distinct;
 mod find;
 mod find_and_modify;
+mod index;
 mod insert;
 mod update;
 
+pub use aggregate::{Aggregate, AggregateOptions};
 pub use bulk_write::{
     CollectionBulkWrite, CollectionBulkWriteOptions, CollectionBulkWriteResult,
     CollectionWriteModel, DeleteModel, ReplaceModel, UpdateModel,
 };
+pub use count::{
+    CountDocuments, CountOptions, EstimatedDocumentCount, EstimatedDocumentCountOptions,
+};
 pub use delete::{Delete, DeleteOptions, DeleteResult};
+pub use distinct::{Distinct, DistinctOptions};
 pub use find::{CursorType, Find, FindOne, FindOptions};
 pub use find_and_modify::{
     FindOneAndDelete, FindOneAndDeleteOptions, FindOneAndReplace, FindOneAndReplaceOptions,
     FindOneAndUpdate, FindOneAndUpdateOptions, ReturnDocument,
+};
+pub use index::{
+    CreateIndex, CreateIndexOptions, CreateIndexResult, CreateIndexes, CreateIndexesResult,
+    DropIndex, DropIndexOptions, IndexModel, IndexModelBuilder, IndexOptions, IndexOptionsBuilder,
+    IndexVersion, ListIndexNames, ListIndexes, ListIndexesOptions,
 };
 pub use insert::{InsertMany, InsertManyResult, InsertOne, InsertOneResult, InsertOptions};
 pub use update::{Replace, ReplaceOptions, Update, UpdateOptions, UpdateResult};
