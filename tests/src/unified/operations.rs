@@ -4,10 +4,11 @@
 
 use anymongo_core::bson::{doc, Bson, Document};
 use anymongo_core::client::{
-    CollectionBulkWriteOptions, CollectionBulkWriteResult, CollectionWriteModel, DeleteModel,
-    DeleteOptions, DeleteResult, FindOneAndDeleteOptions, FindOneAndReplaceOptions,
-    FindOneAndUpdateOptions, FindOptions, ReplaceModel, ReplaceOptions, ReturnDocument,
-    UpdateModel, UpdateOptions, UpdateResult,
+    AggregateOptions, CollectionBulkWriteOptions, CollectionBulkWriteResult, CollectionWriteModel,
+    CountOptions, CreateCollectionOptions, DeleteModel, DeleteOptions, DeleteResult,
+    DistinctOptions, EstimatedDocumentCountOptions, FindOneAndDeleteOptions,
+    FindOneAndReplaceOptions, FindOneAndUpdateOptions, FindOptions, IndexModel, IndexOptions,
+    ReplaceModel, ReplaceOptions, ReturnDocument, UpdateModel, UpdateOptions, UpdateResult,
 };
 use anymongo_core::error::{ErrorKind, WriteFailure};
 use anymongo_core::operation::UpdateModifications;
@@ -31,6 +32,12 @@ const IMPLEMENTED: &[&str] = &[
     "findOneAndReplace",
     "findOneAndDelete",
     "bulkWrite",
+    "aggregate",
+    "countDocuments",
+    "estimatedDocumentCount",
+    "distinct",
+    "createIndex",
+    "createCollection",
     "dropCollection",
     "runCommand",
     "failPoint",
@@ -158,6 +165,15 @@ impl<'a> Args<'a> {
                 "{}: bad returnDocument {other}",
                 self.op
             ))),
+        }
+    }
+
+    fn opt_u64(&self, key: &str) -> Result<Option<u64>, Flow> {
+        match self.opt_i64(key)? {
+            None => Ok(None),
+            Some(n) => u64::try_from(n)
+                .map(Some)
+                .map_err(|_| Flow::Fail(format!("{}: argument {key} is negative: {n}", self.op))),
         }
     }
 
@@ -557,6 +573,99 @@ async fn collection_op(
             let action = coll.bulk_write(models).with_options(options);
             Ok(result(action.await, bulk_write_result))
         }
+        "aggregate" => {
+            let options = aggregate_options(args)?;
+            let action = coll.aggregate(args.docs("pipeline")?).with_options(options);
+            match action.await {
+                Ok(cursor) => Ok(drain(cursor).await),
+                Err(e) => Ok(Outcome::Error(e)),
+            }
+        }
+        "countDocuments" => {
+            args.allow(&[
+                "filter",
+                "collation",
+                "hint",
+                "limit",
+                "maxTimeMS",
+                "skip",
+                "comment",
+            ])?;
+            let options = CountOptions {
+                collation: args.opt_doc("collation")?,
+                hint: args.get("hint").cloned(),
+                limit: args.opt_u64("limit")?,
+                max_time: args.opt_i64("maxTimeMS")?.map(duration_ms),
+                skip: args.opt_u64("skip")?,
+                comment: args.get("comment").cloned(),
+                ..CountOptions::default()
+            };
+            let action = coll
+                .count_documents(args.opt_doc("filter")?.unwrap_or_default())
+                .with_options(options);
+            Ok(result(action.await, count))
+        }
+        "estimatedDocumentCount" => {
+            args.allow(&["maxTimeMS", "comment"])?;
+            let options = EstimatedDocumentCountOptions {
+                max_time: args.opt_i64("maxTimeMS")?.map(duration_ms),
+                comment: args.get("comment").cloned(),
+                ..EstimatedDocumentCountOptions::default()
+            };
+            let action = coll.estimated_document_count().with_options(options);
+            Ok(result(action.await, count))
+        }
+        "distinct" => {
+            args.allow(&[
+                "fieldName",
+                "filter",
+                "maxTimeMS",
+                "collation",
+                "comment",
+                "hint",
+            ])?;
+            let options = DistinctOptions {
+                max_time: args.opt_i64("maxTimeMS")?.map(duration_ms),
+                collation: args.opt_doc("collation")?,
+                comment: args.get("comment").cloned(),
+                hint: args.get("hint").cloned(),
+                ..DistinctOptions::default()
+            };
+            let action = coll
+                .distinct(
+                    args.str("fieldName")?,
+                    args.opt_doc("filter")?.unwrap_or_default(),
+                )
+                .with_options(options);
+            Ok(result(action.await, Bson::Array))
+        }
+        "createIndex" => {
+            args.allow(&[
+                "keys",
+                "name",
+                "unique",
+                "sparse",
+                "hidden",
+                "expireAfterSeconds",
+            ])?;
+            let options = IndexOptions {
+                name: args.get("name").and_then(Bson::as_str).map(String::from),
+                unique: args.opt_bool("unique")?,
+                sparse: args.opt_bool("sparse")?,
+                hidden: args.opt_bool("hidden")?,
+                expire_after: args
+                    .opt_u64("expireAfterSeconds")?
+                    .map(std::time::Duration::from_secs),
+                ..IndexOptions::default()
+            };
+            let model = IndexModel {
+                keys: args.doc("keys")?,
+                options: Some(options),
+            };
+            Ok(result(coll.create_index(model).await, |r| {
+                Bson::String(r.index_name)
+            }))
+        }
         other => Err(not_implemented(other)),
     }
 }
@@ -567,6 +676,40 @@ async fn database_op(name: &str, args: &Args<'_>, db: &Database) -> Result<Outco
             args.allow(&["collection"])?;
             let coll = db.collection::<Document>(args.str("collection")?);
             Ok(result(coll.drop().await, |()| Bson::Null))
+        }
+        "aggregate" => {
+            let options = aggregate_options(args)?;
+            let action = db.aggregate(args.docs("pipeline")?).with_options(options);
+            match action.await {
+                Ok(cursor) => Ok(drain(cursor).await),
+                Err(e) => Ok(Outcome::Error(e)),
+            }
+        }
+        "createCollection" => {
+            args.allow(&[
+                "collection",
+                "viewOn",
+                "pipeline",
+                "capped",
+                "size",
+                "max",
+                "validator",
+                "collation",
+            ])?;
+            let options = CreateCollectionOptions {
+                view_on: args.get("viewOn").and_then(Bson::as_str).map(String::from),
+                pipeline: args.opt_docs("pipeline")?,
+                capped: args.opt_bool("capped")?,
+                size: args.opt_u64("size")?,
+                max: args.opt_u64("max")?,
+                validator: args.opt_doc("validator")?,
+                collation: args.opt_doc("collation")?,
+                ..CreateCollectionOptions::default()
+            };
+            let action = db
+                .create_collection(args.str("collection")?)
+                .with_options(options);
+            Ok(result(action.await, |()| Bson::Null))
         }
         "runCommand" => {
             args.allow(&["command", "commandName", "readPreference"])?;
@@ -583,6 +726,52 @@ async fn database_op(name: &str, args: &Args<'_>, db: &Database) -> Result<Outco
 /// `{"0": v0, "1": v1, ...}` from `(index, value)` pairs.
 fn indexed(pairs: impl IntoIterator<Item = (usize, Bson)>) -> Document {
     pairs.into_iter().map(|(i, v)| (i.to_string(), v)).collect()
+}
+
+fn count(n: u64) -> Bson {
+    Bson::Int64(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// Every document of a cursor, or the error that stopped it.
+async fn drain(mut cursor: anymongo_core::Cursor<Document>) -> Outcome {
+    let mut docs = Vec::new();
+    while let Some(next) = cursor.next_document().await {
+        match next {
+            Ok(d) => docs.push(Bson::Document(d)),
+            Err(e) => return Outcome::Error(e),
+        }
+    }
+    Outcome::Value(Bson::Array(docs))
+}
+
+/// The options of `aggregate` (collection or database).
+fn aggregate_options(args: &Args<'_>) -> Result<AggregateOptions, Flow> {
+    args.allow(&[
+        "pipeline",
+        "allowDiskUse",
+        "batchSize",
+        "bypassDocumentValidation",
+        "collation",
+        "comment",
+        "hint",
+        "maxTimeMS",
+        "maxAwaitTimeMS",
+        "let",
+    ])?;
+    Ok(AggregateOptions {
+        allow_disk_use: args.opt_bool("allowDiskUse")?,
+        batch_size: args
+            .opt_u64("batchSize")?
+            .map(|b| u32::try_from(b).unwrap_or(u32::MAX)),
+        bypass_document_validation: args.opt_bool("bypassDocumentValidation")?,
+        collation: args.opt_doc("collation")?,
+        comment: args.get("comment").cloned(),
+        hint: args.get("hint").cloned(),
+        max_time: args.opt_i64("maxTimeMS")?.map(duration_ms),
+        max_await_time: args.opt_i64("maxAwaitTimeMS")?.map(duration_ms),
+        let_vars: args.opt_doc("let")?,
+        ..AggregateOptions::default()
+    })
 }
 
 fn optional_document(d: Option<Document>) -> Bson {
