@@ -950,3 +950,116 @@ impl ErrorView {
         view
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anymongo_core::error::{BulkWriteFailure, CommandError, WriteError};
+
+    #[test]
+    fn unknown_arguments_skip() {
+        let d = doc! { "filter": {}, "rawData": true };
+        let args = Args { op: "find", d: &d };
+        assert_eq!(
+            args.allow(&["filter"]),
+            Err(Flow::Skip(
+                "argument rawData of operation find not supported by the driver".into()
+            ))
+        );
+        assert_eq!(args.allow(&["filter", "rawData"]), Ok(()));
+    }
+
+    #[test]
+    fn typed_arguments() {
+        let d = doc! { "n": 3.0, "neg": -1, "b": "x", "u": [{ "$set": { "a": 1 } }] };
+        let args = Args { op: "op", d: &d };
+        assert_eq!(args.opt_i64("n"), Ok(Some(3)));
+        assert!(matches!(args.opt_u64("neg"), Err(Flow::Fail(_))));
+        assert!(matches!(args.opt_bool("b"), Err(Flow::Fail(_))));
+        assert!(matches!(
+            args.update("u"),
+            Ok(UpdateModifications::Pipeline(p)) if p.len() == 1
+        ));
+        assert!(matches!(args.update("b"), Err(Flow::Fail(_))));
+    }
+
+    #[test]
+    fn bulk_write_requests_become_models() {
+        let m = write_model(
+            &doc! { "updateMany": { "filter": {}, "update": { "$inc": { "x": 1 } }, "upsert": true } },
+        );
+        assert!(matches!(m, Ok(CollectionWriteModel::UpdateMany(u)) if u.upsert == Some(true)));
+        let m = write_model(&doc! { "deleteOne": { "filter": { "_id": 1 }, "hint": "_id_" } });
+        assert!(matches!(m, Ok(CollectionWriteModel::DeleteOne(d)) if d.hint.is_some()));
+        let m = write_model(
+            &doc! { "updateOne": { "filter": {}, "update": {}, "sort": { "_id": 1 } } },
+        );
+        assert!(matches!(m, Err(Flow::Skip(_))));
+        assert!(matches!(
+            write_model(&doc! { "upsertOne": {} }),
+            Err(Flow::Fail(_))
+        ));
+    }
+
+    #[test]
+    fn results_as_documents() {
+        let r = update_result(UpdateResult {
+            matched_count: 0,
+            modified_count: 0,
+            upserted_id: Some(Bson::Int32(4)),
+        });
+        assert_eq!(
+            r,
+            Bson::Document(
+                doc! { "matchedCount": 0_i64, "modifiedCount": 0_i64, "upsertedCount": 1_i64, "upsertedId": 4 }
+            )
+        );
+        let r = update_result(UpdateResult::default());
+        assert_eq!(
+            r.as_document().map(|d| d.contains_key("upsertedId")),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn error_views() {
+        let e = Error::new(ErrorKind::Command(CommandError {
+            code: 8,
+            code_name: "UnknownError".into(),
+            message: "boom".into(),
+            topology_version: None,
+        }));
+        let v = ErrorView::of(&e);
+        assert!(!v.is_client_error);
+        assert_eq!(v.code, Some(8));
+        assert_eq!(
+            v.response.as_ref().and_then(|r| r.get_i32("code").ok()),
+            Some(8)
+        );
+        let v = ErrorView::of(&Error::invalid_argument("bad"));
+        assert!(v.is_client_error);
+        assert_eq!(v.code, None);
+        let mut failure = BulkWriteFailure::default();
+        failure.write_errors.push(WriteError {
+            index: 1,
+            code: 11000,
+            code_name: None,
+            message: "dup".into(),
+            details: None,
+        });
+        failure.inserted_ids.insert(0, Bson::Int32(1));
+        let e = Error::new(ErrorKind::BulkWrite(failure));
+        assert_eq!(ErrorView::of(&e).code, Some(11000));
+        let partial = partial_result(&e).and_then(|p| p.as_document().cloned());
+        assert_eq!(
+            partial
+                .as_ref()
+                .and_then(|p| p.get_i64("insertedCount").ok()),
+            Some(1)
+        );
+        assert_eq!(
+            partial.and_then(|p| p.get_document("insertedIds").ok().cloned()),
+            Some(doc! { "0": 1 })
+        );
+    }
+}
