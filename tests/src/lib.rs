@@ -21,6 +21,7 @@ use std::time::Duration;
 use anymongo_core::rt::{BoxFuture, RuntimeExt, RuntimeHandle};
 
 pub mod client_conformance;
+pub mod crud_read_conformance;
 pub mod crud_write_conformance;
 pub mod harness;
 pub mod rt_conformance;
@@ -143,6 +144,21 @@ registry![
     crud_write_conformance::unacknowledged_writes_use_more_to_come,
     crud_write_conformance::write_concern_errors_surface,
     crud_write_conformance::options_reach_the_wire,
+    crud_read_conformance::aggregate_counts_distinct,
+    crud_read_conformance::aggregate_write_stage_is_a_write,
+    crud_read_conformance::index_management,
+    crud_read_conformance::list_indexes_models,
+    crud_read_conformance::collections_and_databases,
+    crud_read_conformance::collection_options_and_filters,
+    crud_read_conformance::bson_round_trip_server,
+    crud_read_conformance::bson_round_trip_fake,
+    crud_read_conformance::find_10000_drains_through_get_more,
+    crud_read_conformance::dropped_cursor_sends_kill_cursors,
+    crud_read_conformance::tailable_await_get_more_max_time,
+    crud_read_conformance::raw_cursor,
+    crud_read_conformance::read_settings_inheritance,
+    crud_read_conformance::duplicate_key_is_write_error,
+    crud_read_conformance::run_cursor_command,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).

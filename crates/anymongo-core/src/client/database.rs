@@ -298,6 +298,21 @@ impl CreateCollectionOptions {
         Ok(d)
     }
 
+    /// The document-valued option named `name` on the wire.
+    fn document_slot(&mut self, name: &str) -> Option<&mut Option<Document>> {
+        Some(match name {
+            "storageEngine" => &mut self.storage_engine,
+            "validator" => &mut self.validator,
+            "collation" => &mut self.collation,
+            "indexOptionDefaults" => &mut self.index_option_defaults,
+            "timeseries" => &mut self.timeseries,
+            "changeStreamPreAndPostImages" => &mut self.change_stream_pre_and_post_images,
+            "clusteredIndex" => &mut self.clustered_index,
+            "encryptedFields" => &mut self.encrypted_fields,
+            _ => return None,
+        })
+    }
+
     /// Reads a `listCollections` entry's `options`; fields of an unexpected type go to `other`.
     fn from_document(options: Document) -> Self {
         let mut o = CreateCollectionOptions::default();
@@ -338,35 +353,13 @@ impl CreateCollectionOptions {
                         stages.iter().map(|s| s.as_document().cloned()).collect();
                     docs.map(|d| o.pipeline = Some(d)).is_some()
                 }
-                (name, Bson::Document(d)) => {
-                    let slot = match name {
-                        "storageEngine" => &mut o.storage_engine,
-                        "validator" => &mut o.validator,
-                        "collation" => &mut o.collation,
-                        "indexOptionDefaults" => &mut o.index_option_defaults,
-                        "timeseries" => &mut o.timeseries,
-                        "changeStreamPreAndPostImages" => &mut o.change_stream_pre_and_post_images,
-                        "clusteredIndex" => &mut o.clustered_index,
-                        "encryptedFields" => &mut o.encrypted_fields,
-                        _ => &mut None,
-                    };
-                    if matches!(
-                        name,
-                        "storageEngine"
-                            | "validator"
-                            | "collation"
-                            | "indexOptionDefaults"
-                            | "timeseries"
-                            | "changeStreamPreAndPostImages"
-                            | "clusteredIndex"
-                            | "encryptedFields"
-                    ) {
+                (name, Bson::Document(d)) => match o.document_slot(name) {
+                    Some(slot) => {
                         *slot = Some(d.clone());
                         true
-                    } else {
-                        false
                     }
-                }
+                    None => false,
+                },
                 _ => false,
             };
             if !handled {
@@ -952,6 +945,28 @@ mod tests {
         assert!(view.info.read_only);
         assert_eq!(view.info.uuid, None);
         assert!(CollectionSpecification::from_document(doc! { "type": "view" }).is_err());
+        let o = CreateCollectionOptions::from_document(doc! {
+            "viewOn": "c", "pipeline": [{ "$match": {} }], "timeseries": { "timeField": "t" },
+            "validationLevel": "strict", "validationAction": "error", "size": -1,
+        });
+        assert_eq!(o.view_on.as_deref(), Some("c"));
+        assert_eq!(o.pipeline, Some(vec![doc! { "$match": {} }]));
+        assert_eq!(o.timeseries, Some(doc! { "timeField": "t" }));
+        assert_eq!(o.validation_level, Some(ValidationLevel::Strict));
+        assert_eq!(o.validation_action, Some(ValidationAction::Error));
+        assert_eq!(
+            o.other,
+            doc! { "size": -1 },
+            "a negative size is kept, not a u64"
+        );
+        // And back into `create` fields.
+        let fields = o.to_command_fields(None).unwrap();
+        assert_eq!(fields.get_str("viewOn").ok(), Some("c"));
+        assert_eq!(
+            fields.get_document("timeseries").ok(),
+            Some(&doc! { "timeField": "t" })
+        );
+        assert_eq!(fields.get_i32("size").ok(), Some(-1));
     }
 
     #[test]
