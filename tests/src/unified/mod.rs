@@ -8,8 +8,13 @@
 //! - [`operations`]: operation name → anymongo API; results and errors as BSON.
 //! - [`matching`]: the format's matching rules and `$$` operators.
 //!
-//! `tests/tests/unified.rs` runs the CRUD suite against `ANYMONGO_URI` (and files needing fail
-//! points against the testkit fake server) and prints `N passed, N failed, N skipped`.
+//! `tests/tests/unified.rs` runs the CRUD suite against `ANYMONGO_URI` (and the tests that
+//! configure fail points against the testkit fake server, which reports version 8.0.0) and prints
+//! every skip with its reason, the reasons grouped, and `N passed, N failed, N skipped`.
+//!
+//! Diagnosis: `UNIFIED_VERBOSE=1` adds the commands each failed test sent to its message;
+//! `UNIFIED_NO_SKIPS=1` also runs the tests of [`runner::SKIPS`] (to re-check that each entry
+//! still fails for the stated reason).
 
 pub mod entities;
 pub mod matching;
