@@ -54,15 +54,14 @@ const NX_OUT: &str = "nx-27017 deviation: the $out aggregation stage is not supp
 const NX_DOCUMENTS: &str = "nx-27017 deviation: database aggregate with $documents/$merge fails (\"argument of type 'int' is not iterable\")";
 /// nx-27017 and null `_id`s.
 const NX_NULL_ID: &str =
-    "nx-27017 deviation: a document with a null _id is not counted by {_id: {$type: \"null\"}}";
+    "nx-27017 deviation: a null _id is replaced by a generated ObjectId on insert and upsert";
 /// nx-27017 returns distinct values unsorted.
 const NX_DISTINCT_ORDER: &str =
     "nx-27017 deviation: distinct returns its values in another order than mongod (which sorts them here)";
 /// nx-27017 has no views.
 const NX_VIEWS: &str = "nx-27017 deviation: count on a view returns 0 (views are not applied)";
-/// nx-27017 does not enforce unique indexes.
-const NX_UNIQUE: &str =
-    "nx-27017 deviation: a unique index created with createIndexes is not enforced (no DuplicateKey)";
+/// nx-27017's findAndModify upsert drops the update operators.
+const NX_UNIQUE: &str = "nx-27017 deviation: a findAndModify upsert does not apply its $set (so the unique index is never violated: no DuplicateKey)";
 /// find_one_and_* with `w: 0`.
 const BUG_FAM_UNACK: &str = "driver bug: find_one_and_{update,replace,delete} ignore an unacknowledged write concern (no moreToCome; the server's document is returned instead of nothing)";
 
