@@ -35,6 +35,7 @@ pub mod rt_conformance;
 pub mod transcript;
 
 pub use transcript::Transcript;
+pub mod unified;
 
 /// The error type of a harness's `current()` constructor.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;

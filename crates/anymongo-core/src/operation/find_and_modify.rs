@@ -30,6 +30,8 @@ pub struct FindAndModify {
     /// `upsert`, `arrayFilters`, `collation`, `hint`, `maxTimeMS`, `writeConcern`, `comment`,
     /// `let`, `bypassDocumentValidation`.
     pub options: Document,
+    /// Send unacknowledged (`w: 0`): `moreToCome`, no reply, no document returned.
+    pub unacknowledged: bool,
 }
 
 impl FindAndModify {
@@ -67,7 +69,9 @@ impl Operation for FindAndModify {
     }
 
     fn build(&mut self, _description: &StreamDescription) -> Result<Command> {
-        Ok(Command::new(self.db.clone(), self.body()?))
+        let mut command = Command::new(self.db.clone(), self.body()?);
+        command.more_to_come = self.unacknowledged;
+        Ok(command)
     }
 
     fn handle_response(
@@ -75,6 +79,9 @@ impl Operation for FindAndModify {
         response: RawDocumentBuf,
         _description: &StreamDescription,
     ) -> Result<Option<RawDocumentBuf>> {
+        if self.unacknowledged {
+            return Ok(None);
+        }
         if let Ok(wce) = response.get_document("writeConcernError") {
             let details = wce
                 .get_document("errInfo")
@@ -123,6 +130,7 @@ mod tests {
             query: doc! { "a": 1 },
             modification,
             options,
+            unacknowledged: false,
         }
     }
 
@@ -215,5 +223,17 @@ mod tests {
             err.kind(),
             ErrorKind::Write(WriteFailure::WriteConcernError(_))
         ));
+    }
+
+    #[test]
+    fn unacknowledged_sends_more_to_come_and_returns_nothing() {
+        let mut op = op(Modification::Delete, doc! { "writeConcern": { "w": 0 } });
+        op.unacknowledged = true;
+        let reply = doc! { "n": 0 };
+        let description = description();
+        let command = op.build(&description).unwrap();
+        assert!(command.more_to_come);
+        let raw = RawDocumentBuf::try_from(&reply).unwrap();
+        assert_eq!(op.handle_response(raw, &description).unwrap(), None);
     }
 }

@@ -207,6 +207,7 @@ async fn run<T: DeserializeOwned>(
         query,
         modification,
         options: fields.to_document()?,
+        unacknowledged: fields.write_concern.is_some_and(|wc| !wc.is_acknowledged()),
     };
     match coll.db.client().execute(op).await? {
         Some(raw) => Ok(Some(bson::deserialize_from_slice(raw.as_bytes())?)),
