@@ -62,7 +62,6 @@ const NX_DISTINCT_ORDER: &str =
 const NX_VIEWS: &str = "nx-27017 deviation: count on a view returns 0 (views are not applied)";
 /// nx-27017's findAndModify upsert drops the update operators.
 const NX_UNIQUE: &str = "nx-27017 deviation: a findAndModify upsert does not apply its $set (so the unique index is never violated: no DuplicateKey)";
-/// find_one_and_* with `w: 0`.
 
 /// Tests skipped on purpose: `(substring of "file/test description", reason)`. Checked after
 /// `runOnRequirements` and the operations' availability, so those skips are reported as such.
