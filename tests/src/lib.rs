@@ -23,6 +23,7 @@ use anymongo_core::rt::{BoxFuture, RuntimeExt, RuntimeHandle};
 pub mod client_conformance;
 pub mod harness;
 pub mod rt_conformance;
+pub mod sdam_conformance;
 
 /// The error type of a harness's `current()` constructor.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -130,6 +131,17 @@ registry![
     rt_conformance::current_inside_and_outside,
     rt_conformance::server_hello_roundtrip,
     client_conformance::quickstart_flow,
+    sdam_conformance::real_standalone_discovered,
+    sdam_conformance::real_server_restart_rediscovered,
+    sdam_conformance::streaming_protocol_when_supported,
+    sdam_conformance::polling_when_asked,
+    sdam_conformance::polling_without_topology_version,
+    sdam_conformance::closing_stops_every_task,
+    sdam_conformance::selection_waits_for_a_server,
+    sdam_conformance::selection_timeout_lists_servers,
+    sdam_conformance::replica_set_discovery_and_failover,
+    sdam_conformance::replica_set_secondary_killed_and_revived,
+    sdam_conformance::replica_set_read_preference_tags,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).

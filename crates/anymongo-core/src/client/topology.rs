@@ -11,9 +11,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bson::{doc, Document};
+use bson::Document;
 use futures::channel::oneshot;
 use futures::task::AtomicWaker;
 
@@ -23,11 +23,14 @@ use crate::conn::{Connection, Establisher, HandshakeRequest};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventHandler};
 use crate::operation::{check_ok, Command};
-use crate::options::{ClientOptions, ReadPreference, ReadPreferenceMode, ServerAddress};
+use crate::options::{
+    ClientOptions, ReadPreference, ReadPreferenceMode, ServerAddress, ServerMonitoringMode,
+};
 use crate::rt::{deadline_after, Runtime, RuntimeExt};
 use crate::sdam::{
-    ApplicationError, CheckError, ConnectionPhase, ServerType, Topology as Machine, TopologyAction,
-    TopologyDescription, TopologyOptions, TopologyType,
+    next_check, ApplicationError, CheckError, CheckInfo, ConnectionPhase, NextCheck, ServerType,
+    Topology as Machine, TopologyAction, TopologyDescription, TopologyOptions, TopologyType,
+    TopologyVersion, MIN_HEARTBEAT_FREQUENCY,
 };
 use crate::selection::{self, Criteria};
 
@@ -101,17 +104,21 @@ impl MonitorSignal {
     }
 }
 
-/// Completes when the monitor is stopped, asked to check, or reset.
-struct Signalled<'a>(&'a MonitorSignal, bool);
+/// Completes when the task is stopped, or (if included) asked to check or reset.
+struct Signalled<'a> {
+    signal: &'a MonitorSignal,
+    check_now: bool,
+    reset: bool,
+}
 
 impl Future for Signalled<'_> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let (signal, include_check) = (self.0, self.1);
+        let signal = self.signal;
         signal.waker.register(cx.waker());
         let fired = signal.stopped.load(Ordering::SeqCst)
-            || signal.reset.load(Ordering::SeqCst)
-            || (include_check && signal.check_now.load(Ordering::SeqCst));
+            || (self.reset && signal.reset.load(Ordering::SeqCst))
+            || (self.check_now && signal.check_now.load(Ordering::SeqCst));
         if fired {
             Poll::Ready(())
         } else {
@@ -122,8 +129,22 @@ impl Future for Signalled<'_> {
 
 struct ServerEntry {
     pool: ServerPool,
+    /// The monitor's signals.
     signal: Arc<MonitorSignal>,
+    /// The RTT task's (a task of its own: one waker per task).
+    rtt_signal: Arc<MonitorSignal>,
     operations: Arc<AtomicUsize>,
+}
+
+impl ServerEntry {
+    /// Stops the monitor and the RTT task and closes the pool.
+    fn stop(&self) {
+        for signal in [&self.signal, &self.rtt_signal] {
+            signal.stopped.store(true, Ordering::SeqCst);
+            signal.notify();
+        }
+        self.pool.close();
+    }
 }
 
 struct State {
@@ -248,9 +269,7 @@ impl Topology {
         state.machine.close();
         self.shared.process(&mut state);
         for (_, entry) in state.servers.drain() {
-            entry.signal.stopped.store(true, Ordering::SeqCst);
-            entry.signal.notify();
-            entry.pool.close();
+            entry.stop();
         }
         state.waiters.clear();
         drop(state);
@@ -424,9 +443,7 @@ impl Shared {
                 }
                 TopologyAction::StopMonitoring { address } => {
                     if let Some(entry) = state.servers.remove(&address) {
-                        entry.signal.stopped.store(true, Ordering::SeqCst);
-                        entry.signal.notify();
-                        entry.pool.close();
+                        entry.stop();
                     }
                 }
                 TopologyAction::RequestImmediateCheck { address } => {
@@ -540,19 +557,23 @@ impl Shared {
             .expect("default pool options are valid")
         });
         let signal = Arc::new(MonitorSignal::default());
+        let rtt_signal = Arc::new(MonitorSignal::default());
         let monitor = Monitor {
             shared: Arc::downgrade(self),
             address: address.clone(),
             signal: signal.clone(),
+            rtt_signal: rtt_signal.clone(),
             establisher: self.establisher(address),
             runtime: self.runtime.clone(),
             heartbeat_frequency: self.heartbeat_frequency,
             connect_timeout: o.connect_timeout.unwrap_or(Duration::from_secs(10)),
+            streaming: streaming_enabled(o.effective_server_monitoring_mode()),
         };
         self.runtime.spawn(Box::pin(monitor.run()));
         ServerEntry {
             pool,
             signal,
+            rtt_signal,
             operations: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -583,48 +604,103 @@ impl Shared {
         }
     }
 
-    /// Feeds a monitor's check outcome to the machine.
+    /// Feeds a monitor's successful check to the machine: `rtt` is the sample it measured
+    /// (`None` for awaited replies, whose RTT comes from the RTT task).
     fn handle_check(
         self: &Arc<Self>,
         address: &ServerAddress,
-        outcome: std::result::Result<&Document, &Error>,
+        reply: &Document,
         duration: Duration,
+        rtt: Option<Duration>,
+        awaited: bool,
     ) {
         let mut state = lock(&self.state);
         let now = self.runtime.now();
-        match outcome {
-            Ok(reply) => {
-                state
-                    .machine
-                    .heartbeat_succeeded(address, duration, reply.clone(), false);
-                state
-                    .machine
-                    .handle_hello(address, Ok(reply), Some(duration), now);
-            }
-            Err(error) => {
-                let failure = CheckError::from_error(error);
-                state
-                    .machine
-                    .heartbeat_failed(address, duration, &failure, false);
-                state.machine.handle_hello(address, Err(failure), None, now);
-            }
-        }
+        state
+            .machine
+            .heartbeat_succeeded(address, duration, reply.clone(), awaited);
+        state.machine.handle_hello(address, Ok(reply), rtt, now);
+        self.process(&mut state);
+    }
+
+    /// Feeds a monitor's failed check to the machine.
+    fn handle_check_failure(
+        self: &Arc<Self>,
+        address: &ServerAddress,
+        failure: CheckError,
+        duration: Duration,
+        awaited: bool,
+    ) {
+        let mut state = lock(&self.state);
+        let now = self.runtime.now();
+        state
+            .machine
+            .heartbeat_failed(address, duration, &failure, awaited);
+        state.machine.handle_hello(address, Err(failure), None, now);
         self.process(&mut state);
     }
 }
 
-/// The minimum time between two checks of one server.
-const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+/// Whether the process runs on a Function-as-a-Service platform (the handshake spec's
+/// `client.env` rules), where `serverMonitoringMode=auto` means polling.
+fn is_faas() -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    std::env::var("AWS_EXECUTION_ENV").is_ok_and(|v| v.starts_with("AWS_Lambda_"))
+        || set("AWS_LAMBDA_RUNTIME_API")
+        || set("FUNCTIONS_WORKER_RUNTIME")
+        || set("K_SERVICE")
+        || set("FUNCTION_NAME")
+        || set("VERCEL")
+}
 
-/// A server monitor: checks its server every `heartbeatFrequencyMS`, or sooner when asked.
+/// Whether monitors may use the streaming protocol under `mode` (the server must support it
+/// too: its hello replies carry a `topologyVersion`).
+pub(crate) fn streaming_enabled(mode: ServerMonitoringMode) -> bool {
+    match mode {
+        ServerMonitoringMode::Stream => true,
+        ServerMonitoringMode::Poll => false,
+        ServerMonitoringMode::Auto => !is_faas(),
+    }
+}
+
+/// A successful check.
+struct CheckReply {
+    reply: Document,
+    /// The RTT sample this check measured: `None` for awaited (streamed) replies.
+    rtt: Option<Duration>,
+    /// Whether the reply came from an awaitable hello (streaming protocol).
+    awaited: bool,
+}
+
+/// The monitoring connection and whether the server is streaming replies on it.
+#[derive(Default)]
+struct MonitorConn {
+    conn: Option<Connection>,
+    more_to_come: bool,
+    next_id: u64,
+}
+
+impl MonitorConn {
+    fn close(&mut self) {
+        self.conn = None;
+        self.more_to_come = false;
+    }
+}
+
+/// A server monitor: checks its server every `heartbeatFrequencyMS` (polling), or keeps an
+/// awaitable hello outstanding (streaming) when the server supports it and streaming is enabled.
 struct Monitor {
     shared: Weak<Shared>,
     address: ServerAddress,
     signal: Arc<MonitorSignal>,
+    /// Stops the RTT task (started once the server is found to support streaming).
+    rtt_signal: Arc<MonitorSignal>,
     establisher: Establisher,
     runtime: Arc<dyn Runtime>,
     heartbeat_frequency: Duration,
+    /// `connectTimeoutMS`; zero means no limit.
     connect_timeout: Duration,
+    streaming: bool,
 }
 
 impl Monitor {
@@ -633,35 +709,41 @@ impl Monitor {
     }
 
     async fn run(self) {
-        let mut conn: Option<Connection> = None;
-        let mut next_id = 0u64;
-        let mut retried = false;
+        let mut mc = MonitorConn::default();
+        let mut rtt_started = false;
         loop {
             if self.stopped() {
                 return;
             }
             if self.signal.reset.swap(false, Ordering::SeqCst) {
-                conn = None;
+                mc.close();
             }
+            // A request that arrives while a check is in progress is ignored (the check is
+            // its answer); one that arrives while sleeping wakes the monitor.
             self.signal.check_now.store(false, Ordering::SeqCst);
-            let check_started = self.runtime.now();
-            let previous_type = {
+            let info = {
                 let Some(shared) = self.shared.upgrade() else {
                     return;
                 };
                 let mut state = lock(&shared.state);
-                state.machine.heartbeat_started(&self.address, false);
-                let t = state
-                    .machine
-                    .description()
-                    .server(&self.address)
-                    .map_or(ServerType::Unknown, |s| s.server_type);
+                let Some(info) = state.machine.check_info(&self.address) else {
+                    // The server left the topology.
+                    return;
+                };
+                let awaited = mc.conn.is_some()
+                    && (mc.more_to_come || (self.streaming && info.topology_version.is_some()));
+                state.machine.heartbeat_started(&self.address, awaited);
                 shared.process(&mut state);
-                t
+                info
             };
+            let check_started = self.runtime.now();
             let outcome = {
-                let check = self.check(&mut conn, &mut next_id);
-                let stop = Signalled(&self.signal, false);
+                let check = self.check(&mut mc, &info);
+                let stop = Signalled {
+                    signal: &self.signal,
+                    check_now: false,
+                    reset: true,
+                };
                 match futures::future::select(Box::pin(check), stop).await {
                     futures::future::Either::Left((outcome, _)) => Some(outcome),
                     futures::future::Either::Right(_) => None,
@@ -671,8 +753,11 @@ impl Monitor {
                 if self.stopped() {
                     return;
                 }
-                // Reset while checking: start over with a new connection.
-                conn = None;
+                // Cancelled: an application connection met a network error and the server is
+                // Unknown now. Close the connection, then wait before checking again.
+                self.signal.reset.store(false, Ordering::SeqCst);
+                mc.close();
+                self.wait(&mut mc).await;
                 continue;
             };
             let duration = self.runtime.now().saturating_duration_since(check_started);
@@ -682,63 +767,255 @@ impl Monitor {
             if self.stopped() {
                 return;
             }
-            let failed = outcome.is_err();
-            match &outcome {
-                Ok(reply) => shared.handle_check(&self.address, Ok(reply), duration),
-                Err(e) => {
-                    conn = None;
-                    shared.handle_check(&self.address, Err(e), duration);
+            let next = match &outcome {
+                Ok(reply) => {
+                    let tv = reply
+                        .reply
+                        .get_document("topologyVersion")
+                        .ok()
+                        .and_then(TopologyVersion::from_document);
+                    shared.handle_check(
+                        &self.address,
+                        &reply.reply,
+                        duration,
+                        reply.rtt,
+                        reply.awaited,
+                    );
+                    if self.streaming && tv.is_some() && !rtt_started {
+                        rtt_started = true;
+                        self.start_rtt_task();
+                    }
+                    next_check(
+                        info.server_type,
+                        Ok(tv.as_ref()),
+                        self.streaming,
+                        mc.more_to_come,
+                    )
                 }
-            }
-            drop(shared);
-            // SDAM: after a network error on a known server, retry once at once.
-            if failed && previous_type != ServerType::Unknown && !retried {
-                retried = true;
-                continue;
-            }
-            retried = false;
-            self.wait(check_started).await;
-        }
-    }
-
-    /// One check: connect and handshake if needed (the handshake reply is the check's reply),
-    /// else send hello on the existing connection.
-    async fn check(&self, conn: &mut Option<Connection>, next_id: &mut u64) -> Result<Document> {
-        if let Some(c) = conn.as_mut() {
-            let hello_ok = c.description().is_some_and(|d| d.hello_ok);
-            let body = if hello_ok {
-                doc! { "hello": 1 }
-            } else {
-                doc! { "isMaster": 1 }
+                Err(e) => {
+                    let awaited = mc.more_to_come
+                        || (self.streaming && mc.conn.is_some() && info.topology_version.is_some());
+                    mc.close();
+                    let failure = CheckError::from_error(e);
+                    let kind = failure.kind;
+                    shared.handle_check_failure(&self.address, failure, duration, awaited);
+                    next_check(info.server_type, Err(kind), self.streaming, false)
+                }
             };
-            let cmd = Command::new("admin", body);
-            let reply = c.send_command(&cmd, crate::conn::next_request_id()).await?;
-            check_ok(&reply)?;
-            return crate::conn::handshake::to_document(&reply);
+            drop(shared);
+            if next == NextCheck::AfterHeartbeat {
+                self.wait(&mut mc).await;
+            }
         }
-        *next_id += 1;
-        let (mut c, reply) = self.establisher.establish(*next_id, 0, false).await?;
-        // Monitors use connectTimeoutMS as their socket timeout.
-        c.set_socket_timeout(Some(self.connect_timeout));
-        *conn = Some(c);
-        Ok(reply)
     }
 
-    /// Sleeps until the next check is due: `heartbeatFrequencyMS` after the last one started, or
-    /// sooner (but at least 500 ms after it) when a check is requested.
-    async fn wait(&self, last_check: Instant) {
-        let regular = deadline_after(last_check, self.heartbeat_frequency);
-        let earliest = deadline_after(last_check, MIN_HEARTBEAT_INTERVAL);
-        let sleep = self.runtime.sleep_until(regular);
-        let signalled = Signalled(&self.signal, true);
-        if let futures::future::Either::Right(_) = futures::future::select(sleep, signalled).await {
-            if self.stopped() || self.signal.reset.load(Ordering::SeqCst) {
+    /// One check: connect and handshake if there is no connection (the handshake reply is the
+    /// check's reply, its duration an RTT sample); read the next streamed reply; start an
+    /// awaitable hello (streaming); or send a plain hello (polling).
+    async fn check(&self, mc: &mut MonitorConn, info: &CheckInfo) -> Result<CheckReply> {
+        let Some(c) = mc.conn.as_mut() else {
+            mc.next_id += 1;
+            let started = self.runtime.now();
+            let (mut c, reply) = self.establisher.establish(mc.next_id, 0, false).await?;
+            let rtt = self.runtime.now().saturating_duration_since(started);
+            // Monitors use connectTimeoutMS as their socket timeout.
+            c.set_socket_timeout(Some(self.connect_timeout));
+            mc.conn = Some(c);
+            return Ok(CheckReply {
+                reply,
+                rtt: Some(rtt),
+                awaited: false,
+            });
+        };
+        if mc.more_to_come {
+            let (raw, more) = c.read_streamed_reply().await?;
+            mc.more_to_come = more;
+            check_ok(&raw)?;
+            return Ok(CheckReply {
+                reply: crate::conn::handshake::to_document(&raw)?,
+                rtt: None,
+                awaited: true,
+            });
+        }
+        let mut body = hello_command(c.description().is_some_and(|d| d.hello_ok));
+        match info.topology_version.as_ref().filter(|_| self.streaming) {
+            Some(tv) => {
+                body.insert("topologyVersion", tv.to_document());
+                body.insert(
+                    "maxAwaitTimeMS",
+                    i64::try_from(self.heartbeat_frequency.as_millis()).unwrap_or(i64::MAX),
+                );
+                // connectTimeoutMS + heartbeatFrequencyMS for awaited replies (unlimited stays
+                // unlimited).
+                c.set_socket_timeout(
+                    (!self.connect_timeout.is_zero())
+                        .then(|| self.connect_timeout + self.heartbeat_frequency),
+                );
+                let cmd = Command::new("admin", body);
+                let (raw, more) = c
+                    .send_exhaust_allowed(&cmd, crate::conn::next_request_id())
+                    .await?;
+                mc.more_to_come = more;
+                check_ok(&raw)?;
+                Ok(CheckReply {
+                    reply: crate::conn::handshake::to_document(&raw)?,
+                    rtt: None,
+                    awaited: true,
+                })
+            }
+            None => {
+                c.set_socket_timeout(Some(self.connect_timeout));
+                let cmd = Command::new("admin", body);
+                let started = self.runtime.now();
+                let raw = c.send_command(&cmd, crate::conn::next_request_id()).await?;
+                let rtt = self.runtime.now().saturating_duration_since(started);
+                check_ok(&raw)?;
+                Ok(CheckReply {
+                    reply: crate::conn::handshake::to_document(&raw)?,
+                    rtt: Some(rtt),
+                    awaited: false,
+                })
+            }
+        }
+    }
+
+    /// Sleeps until the next check is due: `heartbeatFrequencyMS` after the last check ended,
+    /// or sooner when a check is requested, but never sooner than `minHeartbeatFrequencyMS`.
+    /// A reset while sleeping closes the connection and goes on sleeping.
+    async fn wait(&self, mc: &mut MonitorConn) {
+        let ended = self.runtime.now();
+        let regular = deadline_after(ended, self.heartbeat_frequency);
+        let earliest = deadline_after(ended, MIN_HEARTBEAT_FREQUENCY);
+        let mut sleep = self.runtime.sleep_until(regular);
+        loop {
+            let signalled = Signalled {
+                signal: &self.signal,
+                check_now: true,
+                reset: true,
+            };
+            match futures::future::select(sleep, signalled).await {
+                futures::future::Either::Left(_) => return,
+                futures::future::Either::Right((_, rest)) => sleep = rest,
+            }
+            if self.stopped() {
                 return;
             }
-            // A check was requested: honour the minimum interval between checks.
-            if self.runtime.now() < earliest {
-                self.runtime.sleep_until(earliest).await;
+            if self.signal.reset.swap(false, Ordering::SeqCst) {
+                mc.close();
+            }
+            if self.signal.check_now.load(Ordering::SeqCst) {
+                // A check was requested: honour the minimum interval between checks.
+                if self.runtime.now() < earliest {
+                    let min_sleep = self.runtime.sleep_until(earliest);
+                    let stop = Signalled {
+                        signal: &self.signal,
+                        check_now: false,
+                        reset: false,
+                    };
+                    futures::future::select(min_sleep, stop).await;
+                }
+                return;
             }
         }
+    }
+
+    fn start_rtt_task(&self) {
+        if self.rtt_signal.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        let task = RttTask {
+            shared: self.shared.clone(),
+            address: self.address.clone(),
+            signal: self.rtt_signal.clone(),
+            establisher: self.establisher.clone(),
+            runtime: self.runtime.clone(),
+            heartbeat_frequency: self.heartbeat_frequency,
+            connect_timeout: self.connect_timeout,
+        };
+        self.runtime.spawn(Box::pin(task.run()));
+    }
+}
+
+/// `{hello: 1, helloOk: true}`, or the legacy hello when the server did not say `helloOk`.
+fn hello_command(hello_ok: bool) -> Document {
+    let mut body = Document::new();
+    body.insert(if hello_ok { "hello" } else { "isMaster" }, 1);
+    body.insert("helloOk", true);
+    body
+}
+
+/// Measures a streaming server's RTT every `heartbeatFrequencyMS` with a plain hello on its own
+/// connection, feeding [`Machine::handle_rtt_sample`]. Publishes no events; its errors never
+/// touch the topology (the connection is just reopened next time).
+struct RttTask {
+    shared: Weak<Shared>,
+    address: ServerAddress,
+    signal: Arc<MonitorSignal>,
+    establisher: Establisher,
+    runtime: Arc<dyn Runtime>,
+    heartbeat_frequency: Duration,
+    connect_timeout: Duration,
+}
+
+impl RttTask {
+    async fn run(self) {
+        let mut conn: Option<Connection> = None;
+        let mut next_id = 0u64;
+        loop {
+            if self.signal.stopped.load(Ordering::SeqCst) {
+                return;
+            }
+            let sample = {
+                let ping = self.ping(&mut conn, &mut next_id);
+                let stop = Signalled {
+                    signal: &self.signal,
+                    check_now: false,
+                    reset: false,
+                };
+                match futures::future::select(Box::pin(ping), stop).await {
+                    futures::future::Either::Left((sample, _)) => sample,
+                    futures::future::Either::Right(_) => return,
+                }
+            };
+            match sample {
+                Ok(rtt) => {
+                    let Some(shared) = self.shared.upgrade() else {
+                        return;
+                    };
+                    let mut state = lock(&shared.state);
+                    state.machine.handle_rtt_sample(&self.address, rtt);
+                }
+                Err(_) => conn = None,
+            }
+            let sleep = self
+                .runtime
+                .sleep_until(deadline_after(self.runtime.now(), self.heartbeat_frequency));
+            let stop = Signalled {
+                signal: &self.signal,
+                check_now: false,
+                reset: false,
+            };
+            futures::future::select(sleep, stop).await;
+        }
+    }
+
+    /// One RTT sample: the handshake's duration on a new connection, else a hello's.
+    async fn ping(&self, conn: &mut Option<Connection>, next_id: &mut u64) -> Result<Duration> {
+        let started = self.runtime.now();
+        match conn.as_mut() {
+            None => {
+                *next_id += 1;
+                let (mut c, _) = self.establisher.establish(*next_id, 0, false).await?;
+                c.set_socket_timeout(Some(self.connect_timeout));
+                *conn = Some(c);
+            }
+            Some(c) => {
+                let body = hello_command(c.description().is_some_and(|d| d.hello_ok));
+                let cmd = Command::new("admin", body);
+                let raw = c.send_command(&cmd, crate::conn::next_request_id()).await?;
+                check_ok(&raw)?;
+            }
+        }
+        Ok(self.runtime.now().saturating_duration_since(started))
     }
 }
