@@ -142,6 +142,7 @@ registry![
     sdam_conformance::replica_set_discovery_and_failover,
     sdam_conformance::replica_set_secondary_killed_and_revived,
     sdam_conformance::replica_set_read_preference_tags,
+    sdam_conformance::sharded_retry_avoids_failed_mongos,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).

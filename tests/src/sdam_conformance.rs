@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use anymongo_core::options::{ReadPreference, ReadPreferenceMode, ServerAddress};
 use anymongo_core::rt::RuntimeExt;
 use anymongo_core::sdam::{SdamEvent, ServerType, TopologyDescription, TopologyType};
 use anymongo_core::{Client, ClientOptions, ErrorKind};
-use anymongo_testkit::{FakeServer, ReplicaSet};
+use anymongo_testkit::{FakeServer, ReplicaSet, Reply};
 use futures::TryStreamExt;
 
 use crate::{Env, Outcome};
@@ -676,6 +677,60 @@ pub async fn replica_set_read_preference_tags(env: Env) -> Outcome {
             );
         }
     }
+    client.shutdown().await;
+    Outcome::Pass
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sharded clusters (testkit servers answering as mongos)
+// ---------------------------------------------------------------------------------------------
+
+/// A retried read in a sharded cluster goes to another mongos than the one where the first
+/// attempt failed (deprioritized servers).
+pub async fn sharded_retry_avoids_failed_mongos(env: Env) -> Outcome {
+    let mongoses: Vec<FakeServer> = (0..2)
+        .map(|_| FakeServer::builder().hello_field("msg", "isdbgrid").start())
+        .collect();
+    // The first find anywhere fails with a retryable error (HostUnreachable) that leaves the
+    // server selectable; every later find runs normally.
+    let failed = Arc::new(AtomicBool::new(false));
+    for m in &mongoses {
+        m.seed("sdam_sharded", "c", vec![doc! { "_id": 1 }])
+            .expect("seed");
+        let failed = failed.clone();
+        m.on("find", move |_| {
+            if failed.swap(true, Ordering::SeqCst) {
+                Reply::Default
+            } else {
+                Reply::Document(doc! { "ok": 0.0, "code": 6, "errmsg": "scripted failure" })
+            }
+        });
+    }
+    let hosts: Vec<String> = mongoses.iter().map(|m| m.host()).collect();
+    let uri = format!("mongodb://{}/", hosts.join(","));
+    let client = client_for(&env, &uri, 10_000, "");
+    wait_for_topology(&env, &client, "two mongoses", |td| {
+        td.topology_type == TopologyType::Sharded
+            && hosts
+                .iter()
+                .all(|h| server_type(td, h) == Some(ServerType::Mongos))
+    })
+    .await;
+    let docs: Vec<Document> = client
+        .database("sdam_sharded")
+        .collection::<Document>("c")
+        .find(doc! {})
+        .await
+        .expect("the retried find succeeds")
+        .try_collect()
+        .await
+        .expect("iterate");
+    assert_eq!(docs.len(), 1);
+    let finds: Vec<usize> = mongoses
+        .iter()
+        .map(|m| m.commands_named("find").len())
+        .collect();
+    assert_eq!(finds, vec![1, 1], "the retry went to the other mongos");
     client.shutdown().await;
     Outcome::Pass
 }

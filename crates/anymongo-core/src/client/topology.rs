@@ -315,11 +315,14 @@ impl Topology {
     }
 
     /// Selects a server for a read with `rp`, or for a write when `rp` is `None`, waiting for
-    /// the topology to change up to `serverSelectionTimeoutMS`.
+    /// the topology to change up to `serverSelectionTimeoutMS`. In a sharded cluster the
+    /// `deprioritized` servers (where a retried operation failed) are chosen only if no other
+    /// server is suitable.
     pub(crate) async fn select_server(
         &self,
         rp: Option<&ReadPreference>,
         write: bool,
+        deprioritized: &[ServerAddress],
     ) -> Result<SelectedServer> {
         let shared = &self.shared;
         let criteria = if write {
@@ -335,12 +338,17 @@ impl Topology {
                     return Err(Error::new(ErrorKind::Shutdown));
                 }
                 let description = state.machine.description();
+                let deprioritized = if description.topology_type == TopologyType::Sharded {
+                    deprioritized
+                } else {
+                    &[]
+                };
                 let picked = selection::select(
                     description,
                     &criteria,
                     shared.local_threshold,
                     shared.heartbeat_frequency,
-                    &[],
+                    deprioritized,
                     &mut rand::rng(),
                     |a| {
                         state
