@@ -729,7 +729,7 @@ impl Monitor {
             // A request that arrives while a check is in progress is ignored (the check is
             // its answer); one that arrives while sleeping wakes the monitor.
             self.signal.check_now.store(false, Ordering::SeqCst);
-            let info = {
+            let (info, awaited) = {
                 let Some(shared) = self.shared.upgrade() else {
                     return;
                 };
@@ -742,7 +742,7 @@ impl Monitor {
                     && (mc.more_to_come || (self.streaming && info.topology_version.is_some()));
                 state.machine.heartbeat_started(&self.address, awaited);
                 shared.process(&mut state);
-                info
+                (info, awaited)
             };
             let check_started = self.runtime.now();
             let outcome = {
@@ -801,8 +801,6 @@ impl Monitor {
                     )
                 }
                 Err(e) => {
-                    let awaited = mc.more_to_come
-                        || (self.streaming && mc.conn.is_some() && info.topology_version.is_some());
                     mc.close();
                     let failure = CheckError::from_error(e);
                     let kind = failure.kind;
@@ -1025,5 +1023,608 @@ impl RttTask {
             }
         }
         Ok(self.runtime.now().saturating_duration_since(started))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The monitors on a virtual clock, against a scripted in-memory server: check intervals,
+    //! the minimum interval between requested checks, the retry after a network error, the
+    //! streaming protocol with its RTT task, and that closing ends every task.
+
+    use std::collections::VecDeque;
+    use std::io;
+    use std::net::SocketAddr;
+    use std::task::Waker;
+    use std::time::Instant;
+
+    use bson::{doc, oid::ObjectId, RawDocumentBuf};
+
+    use super::*;
+    use crate::cmap::testing::VirtualRuntime;
+    use crate::rt::{BoxFuture, Sleep, Stream};
+    use crate::sdam::SdamEvent;
+    use crate::wire::{self, Body, Decoder, Message, MsgFlags, OpMsg, OpReply};
+
+    /// One request the scripted server received.
+    #[derive(Clone, Debug)]
+    struct Request {
+        at: Instant,
+        conn: u64,
+        command: Document,
+        exhaust: bool,
+    }
+
+    /// The scripted server's state, shared by its connections.
+    struct Script {
+        up: bool,
+        /// Bumped when the server is killed: older connections are dead.
+        epoch: u64,
+        /// Whether hello replies carry a topologyVersion (streaming support).
+        streaming: bool,
+        process_id: ObjectId,
+        counter: i64,
+        open: usize,
+        next_conn: u64,
+        connects: Vec<(Instant, bool)>,
+        requests: Vec<Request>,
+        wakers: Vec<Waker>,
+    }
+
+    fn lock_script(s: &Mutex<Script>) -> MutexGuard<'_, Script> {
+        s.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    impl Script {
+        fn hello(&self) -> Document {
+            let mut d = doc! {
+                "isWritablePrimary": true,
+                "helloOk": true,
+                "minWireVersion": 0,
+                "maxWireVersion": 21,
+                "maxBsonObjectSize": 16_777_216,
+                "maxMessageSizeBytes": 48_000_000,
+                "maxWriteBatchSize": 100_000,
+            };
+            if self.streaming {
+                d.insert(
+                    "topologyVersion",
+                    doc! { "processId": self.process_id, "counter": self.counter },
+                );
+            }
+            d.insert("ok", 1.0);
+            d
+        }
+
+        fn wake_all(&mut self) {
+            for w in self.wakers.drain(..) {
+                w.wake();
+            }
+        }
+    }
+
+    /// An awaitable hello the server answers once its counter moves or `due` passes.
+    struct Awaiting {
+        due: Instant,
+        counter: i64,
+        response_to: i32,
+        exhaust: bool,
+        max_await: Duration,
+    }
+
+    struct MemStream {
+        id: u64,
+        epoch: u64,
+        script: Arc<Mutex<Script>>,
+        rt: VirtualRuntime,
+        decoder: Decoder,
+        out: VecDeque<u8>,
+        awaiting: Option<Awaiting>,
+        sleep: Option<Pin<Box<dyn Sleep>>>,
+        next_reply_id: i32,
+    }
+
+    impl MemStream {
+        fn dead(&self, script: &Script) -> bool {
+            script.epoch != self.epoch
+        }
+
+        fn push_reply(&mut self, response_to: i32, body: Body) -> i32 {
+            self.next_reply_id += 1;
+            let message = Message {
+                request_id: self.next_reply_id,
+                response_to,
+                body,
+                compressor_id: None,
+            };
+            let mut bytes = Vec::new();
+            wire::encode(&message, None, &mut bytes).expect("encode a reply");
+            self.out.extend(bytes);
+            self.next_reply_id
+        }
+
+        fn handle(&mut self, message: Message) {
+            let now = self.rt.now();
+            let mut script = lock_script(&self.script);
+            match message.body {
+                Body::Query(q) => {
+                    let command = Document::try_from(q.query.as_ref()).expect("query document");
+                    script.requests.push(Request {
+                        at: now,
+                        conn: self.id,
+                        command,
+                        exhaust: false,
+                    });
+                    let reply = RawDocumentBuf::try_from(&script.hello()).expect("hello");
+                    drop(script);
+                    self.push_reply(
+                        message.request_id,
+                        Body::Reply(OpReply {
+                            response_flags: 0,
+                            cursor_id: 0,
+                            starting_from: 0,
+                            documents: vec![reply],
+                        }),
+                    );
+                }
+                Body::Msg(m) => {
+                    let command = Document::try_from(m.body.as_ref()).expect("command document");
+                    let exhaust = m.flags.contains(MsgFlags::EXHAUST_ALLOWED);
+                    script.requests.push(Request {
+                        at: now,
+                        conn: self.id,
+                        command: command.clone(),
+                        exhaust,
+                    });
+                    let awaited = command
+                        .get_document("topologyVersion")
+                        .ok()
+                        .and_then(|tv| tv.get_i64("counter").ok());
+                    let max_await = command.get_i64("maxAwaitTimeMS").ok();
+                    if let (Some(counter), Some(ms)) = (awaited, max_await) {
+                        let max_await = Duration::from_millis(ms as u64);
+                        self.awaiting = Some(Awaiting {
+                            due: now + max_await,
+                            counter,
+                            response_to: message.request_id,
+                            exhaust,
+                            max_await,
+                        });
+                        return;
+                    }
+                    let reply = if command.contains_key("hello") || command.contains_key("isMaster")
+                    {
+                        script.hello()
+                    } else {
+                        doc! { "ok": 1.0 }
+                    };
+                    drop(script);
+                    self.reply_msg(message.request_id, &reply, false);
+                }
+                Body::Reply(_) => {}
+            }
+        }
+
+        fn reply_msg(&mut self, response_to: i32, reply: &Document, more_to_come: bool) -> i32 {
+            let flags = if more_to_come {
+                MsgFlags::MORE_TO_COME
+            } else {
+                MsgFlags::default()
+            };
+            let body = RawDocumentBuf::try_from(reply).expect("reply");
+            self.push_reply(
+                response_to,
+                Body::Msg(OpMsg {
+                    flags,
+                    body,
+                    sequences: Vec::new(),
+                }),
+            )
+        }
+    }
+
+    impl Stream for MemStream {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            loop {
+                {
+                    let mut script = lock_script(&self.script);
+                    if self.dead(&script) {
+                        return Poll::Ready(Ok(0));
+                    }
+                    if !script.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                        script.wakers.push(cx.waker().clone());
+                    }
+                }
+                if !self.out.is_empty() {
+                    let n = buf.len().min(self.out.len());
+                    for (slot, byte) in buf.iter_mut().zip(self.out.drain(..n)) {
+                        *slot = byte;
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                let Some(a) = self.awaiting.take() else {
+                    return Poll::Pending;
+                };
+                let (counter, hello) = {
+                    let script = lock_script(&self.script);
+                    (script.counter, script.hello())
+                };
+                if counter != a.counter || self.rt.now() >= a.due {
+                    self.sleep = None;
+                    let id = self.reply_msg(a.response_to, &hello, a.exhaust);
+                    if a.exhaust {
+                        self.awaiting = Some(Awaiting {
+                            due: self.rt.now() + a.max_await,
+                            counter,
+                            response_to: id,
+                            ..a
+                        });
+                    }
+                    continue;
+                }
+                let due = a.due;
+                self.awaiting = Some(a);
+                let rt = self.rt.clone();
+                let sleep = self.sleep.get_or_insert_with(|| rt.sleep_until(due));
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.sleep = None;
+            }
+        }
+
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            if self.dead(&lock_script(&self.script)) {
+                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
+            let spare = self.decoder.spare(buf.len());
+            spare[..buf.len()].copy_from_slice(buf);
+            self.decoder.commit(buf.len());
+            while let Some(message) = self.decoder.decode().expect("a valid request") {
+                self.handle(message);
+            }
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl Drop for MemStream {
+        fn drop(&mut self) {
+            lock_script(&self.script).open -= 1;
+        }
+    }
+
+    /// The virtual runtime, with `connect` reaching the scripted server.
+    struct TestRuntime {
+        rt: VirtualRuntime,
+        script: Arc<Mutex<Script>>,
+    }
+
+    impl Runtime for TestRuntime {
+        fn name(&self) -> &'static str {
+            "virtual"
+        }
+        fn spawn(&self, fut: BoxFuture<'static, ()>) {
+            self.rt.spawn(fut)
+        }
+        fn now(&self) -> Instant {
+            self.rt.now()
+        }
+        fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+            self.rt.sleep_until(deadline)
+        }
+        fn connect(&self, _addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Stream>>> {
+            let script = self.script.clone();
+            let rt = self.rt.clone();
+            Box::pin(async move {
+                let mut s = lock_script(&script);
+                let up = s.up;
+                s.connects.push((rt.now(), up));
+                if !up {
+                    return Err(io::ErrorKind::ConnectionRefused.into());
+                }
+                s.open += 1;
+                s.next_conn += 1;
+                let stream = MemStream {
+                    id: s.next_conn,
+                    epoch: s.epoch,
+                    script: script.clone(),
+                    rt: rt.clone(),
+                    decoder: Decoder::new(wire::DEFAULT_MAX_MESSAGE_SIZE),
+                    out: VecDeque::new(),
+                    awaiting: None,
+                    sleep: None,
+                    next_reply_id: 0,
+                };
+                Ok(Box::new(stream) as Box<dyn Stream>)
+            })
+        }
+        fn resolve(
+            &self,
+            _host: &str,
+            port: u16,
+        ) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
+            Box::pin(async move { Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))]) })
+        }
+    }
+
+    struct Fixture {
+        rt: VirtualRuntime,
+        script: Arc<Mutex<Script>>,
+        topology: Topology,
+        events: Arc<Mutex<Vec<SdamEvent>>>,
+        start: Instant,
+    }
+
+    impl Fixture {
+        fn new(streaming_server: bool, uri_options: &str) -> Fixture {
+            let rt = VirtualRuntime::new();
+            let script = Arc::new(Mutex::new(Script {
+                up: true,
+                epoch: 0,
+                streaming: streaming_server,
+                process_id: ObjectId::new(),
+                counter: 0,
+                open: 0,
+                next_conn: 0,
+                connects: Vec::new(),
+                requests: Vec::new(),
+                wakers: Vec::new(),
+            }));
+            let runtime: Arc<dyn Runtime> = Arc::new(TestRuntime {
+                rt: rt.clone(),
+                script: script.clone(),
+            });
+            let options = ClientOptions::parse(&format!(
+                "mongodb://db.example:27017/?directConnection=true&heartbeatFrequencyMS=1000\
+                 &serverSelectionTimeoutMS=5000{uri_options}"
+            ))
+            .expect("options");
+            let events = Arc::new(Mutex::new(Vec::new()));
+            let sink = events.clone();
+            let handler = EventHandler::new(move |e| {
+                if let Event::Sdam(e) = e {
+                    sink.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(e.clone());
+                }
+            });
+            let start = rt.now();
+            let topology = Topology::start(runtime, options, Some(handler)).expect("topology");
+            Fixture {
+                rt,
+                script,
+                topology,
+                events,
+                start,
+            }
+        }
+
+        /// Runs every task until the virtual clock reads `start + at`.
+        fn run_until(&self, at: Duration) {
+            let sleep = self.rt.sleep_until(self.start + at);
+            assert_eq!(self.rt.block_on(sleep), Some(()));
+        }
+
+        fn script(&self) -> MutexGuard<'_, Script> {
+            lock_script(&self.script)
+        }
+
+        /// When the requests on connection `conn` arrived, relative to the start.
+        fn request_times(&self, conn: u64) -> Vec<Duration> {
+            self.script()
+                .requests
+                .iter()
+                .filter(|r| r.conn == conn)
+                .map(|r| r.at - self.start)
+                .collect()
+        }
+
+        fn kill_server(&self) {
+            let mut s = self.script();
+            s.up = false;
+            s.epoch += 1;
+            s.wake_all();
+        }
+
+        fn heartbeats(&self, want_awaited: bool) -> usize {
+            self.events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|e| {
+                    matches!(e, SdamEvent::ServerHeartbeatSucceeded { awaited, .. }
+                        if *awaited == want_awaited)
+                })
+                .count()
+        }
+
+        fn server_type(&self) -> ServerType {
+            self.topology
+                .description()
+                .servers
+                .values()
+                .next()
+                .map_or(ServerType::Unknown, |s| s.server_type)
+        }
+    }
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn polling_checks_every_heartbeat_and_requested_checks_wait_500ms() {
+        let f = Fixture::new(false, "&serverMonitoringMode=poll");
+        f.run_until(secs(3.1));
+        assert_eq!(f.server_type(), ServerType::Standalone);
+        // The handshake, then one hello per heartbeat, counted from the end of the last check.
+        assert_eq!(
+            f.request_times(1),
+            vec![secs(0.0), secs(1.0), secs(2.0), secs(3.0)]
+        );
+        assert!(f
+            .script()
+            .requests
+            .iter()
+            .skip(1)
+            .all(|r| r.command.contains_key("hello") && !r.command.contains_key("maxAwaitTimeMS")));
+        // An immediate check requested 100 ms after a check runs 500 ms after that check.
+        {
+            let mut state = lock(&f.topology.shared.state);
+            state.machine.request_immediate_checks();
+            f.topology.shared.process(&mut state);
+        }
+        f.run_until(secs(3.49));
+        assert_eq!(f.request_times(1).len(), 4);
+        f.run_until(secs(4.6));
+        assert_eq!(
+            f.request_times(1)[4..],
+            [secs(3.5), secs(4.5)],
+            "the requested check, then the next regular one"
+        );
+        // Polling uses no RTT connection.
+        assert_eq!(f.script().open, 1);
+        assert_eq!(f.heartbeats(true), 0);
+        f.topology.close();
+        f.run_until(secs(4.7));
+        assert_eq!(f.script().open, 0);
+    }
+
+    #[test]
+    fn network_error_on_a_known_server_is_retried_once_at_once() {
+        let f = Fixture::new(false, "&serverMonitoringMode=poll");
+        f.run_until(secs(1.5));
+        assert_eq!(f.server_type(), ServerType::Standalone);
+        f.kill_server();
+        f.run_until(secs(4.5));
+        assert_eq!(f.server_type(), ServerType::Unknown);
+        let connects: Vec<(Duration, bool)> = f
+            .script()
+            .connects
+            .iter()
+            .map(|(t, ok)| (*t - f.start, *ok))
+            .collect();
+        // The check at 2 s fails on the old connection and is retried at once on a new one;
+        // then the (Unknown) server is checked once per heartbeat.
+        assert_eq!(
+            connects,
+            vec![
+                (secs(0.0), true),
+                (secs(2.0), false),
+                (secs(3.0), false),
+                (secs(4.0), false)
+            ]
+        );
+        let error = f
+            .topology
+            .description()
+            .servers
+            .values()
+            .next()
+            .and_then(|s| s.error.clone());
+        assert!(error.is_some());
+        // Back up: the next check finds it.
+        {
+            let mut s = f.script();
+            s.up = true;
+        }
+        f.run_until(secs(5.1));
+        assert_eq!(f.server_type(), ServerType::Standalone);
+        f.topology.close();
+        f.run_until(secs(5.2));
+        assert_eq!(f.script().open, 0);
+    }
+
+    #[test]
+    fn streaming_protocol_with_rtt_task_and_close_ends_both() {
+        let f = Fixture::new(true, "&serverMonitoringMode=stream");
+        f.run_until(secs(3.5));
+        assert_eq!(f.server_type(), ServerType::Standalone);
+        // The monitor's connection and the RTT task's.
+        assert_eq!(f.script().open, 2);
+        let requests = f.script().requests.clone();
+        // One awaitable hello with exhaustAllowed; the server streams the rest.
+        let awaitable: Vec<&Request> = requests
+            .iter()
+            .filter(|r| r.command.contains_key("maxAwaitTimeMS"))
+            .collect();
+        assert_eq!(awaitable.len(), 1, "{requests:?}");
+        assert!(awaitable[0].exhaust);
+        assert_eq!(awaitable[0].conn, 1);
+        assert_eq!(
+            awaitable[0].command.get_i64("maxAwaitTimeMS").ok(),
+            Some(1000)
+        );
+        // Streamed replies every maxAwaitTimeMS (at 1, 2 and 3 s).
+        assert_eq!(f.heartbeats(true), 3);
+        // The RTT task: its handshake, then a plain hello every heartbeat.
+        assert_eq!(
+            f.request_times(2),
+            vec![secs(0.0), secs(1.0), secs(2.0), secs(3.0)]
+        );
+        let rtt = f
+            .topology
+            .description()
+            .servers
+            .values()
+            .next()
+            .and_then(|s| s.round_trip_time);
+        assert!(rtt.is_some());
+        // A topology change is streamed at once, without a request.
+        {
+            let mut s = f.script();
+            s.counter += 1;
+            s.wake_all();
+        }
+        f.run_until(secs(3.5) + Duration::from_millis(1));
+        assert_eq!(f.heartbeats(true), 4);
+        assert_eq!(f.script().requests.len(), requests.len());
+
+        f.topology.close();
+        f.run_until(secs(3.6));
+        assert_eq!(f.script().open, 0, "monitor and RTT connections closed");
+        let seen = f.script().requests.len();
+        f.run_until(secs(60.0));
+        assert_eq!(
+            f.script().requests.len(),
+            seen,
+            "no task outlived the close"
+        );
+    }
+
+    #[test]
+    fn selection_times_out_listing_the_topology() {
+        let f = Fixture::new(false, "&serverMonitoringMode=poll");
+        f.kill_server();
+        let topology = &f.topology;
+        let result =
+            f.rt.block_on(async { topology.select_server(None, true, &[]).await.map(|_| ()) })
+                .expect("selection completes");
+        let Err(error) = result else {
+            panic!("selected a server that is down");
+        };
+        assert_eq!(f.rt.now() - f.start, secs(5.0));
+        let message = error.to_string();
+        assert!(
+            message.contains("db.example:27017") && message.contains("Unknown"),
+            "{message}"
+        );
+        f.topology.close();
     }
 }
