@@ -14,12 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anymongo_core::bson::{doc, Bson, Document};
+use anymongo_core::cmap::CmapEvent;
 use anymongo_core::event::{Event, EventHandler};
 use anymongo_core::options::{ReadPreference, ReadPreferenceMode, ServerAddress};
 use anymongo_core::rt::RuntimeExt;
 use anymongo_core::sdam::{SdamEvent, ServerType, TopologyDescription, TopologyType};
 use anymongo_core::{Client, ClientOptions, ErrorKind};
-use anymongo_testkit::{FakeServer, ReplicaSet, Reply};
+use anymongo_testkit::{FailPoint, FakeServer, FaultAction, ReplicaSet, Reply, Times};
 use futures::TryStreamExt;
 
 use crate::{Env, Outcome};
@@ -731,6 +732,102 @@ pub async fn sharded_retry_avoids_failed_mongos(env: Env) -> Outcome {
         .map(|m| m.commands_named("find").len())
         .collect();
     assert_eq!(finds, vec![1, 1], "the retry went to the other mongos");
+    client.shutdown().await;
+    Outcome::Pass
+}
+
+// ---------------------------------------------------------------------------------------------
+// Application errors feed discovery
+// ---------------------------------------------------------------------------------------------
+
+/// What a recorder saw happen to one server.
+#[derive(Default)]
+struct ServerHistory {
+    /// Server types in the order descriptions changed.
+    types: Vec<ServerType>,
+    pool_cleared: usize,
+}
+
+fn history_recorder(host: String) -> (Arc<Mutex<ServerHistory>>, EventHandler) {
+    let seen = Arc::new(Mutex::new(ServerHistory::default()));
+    let sink = seen.clone();
+    let handler = EventHandler::new(move |e| {
+        let mut h = sink.lock().unwrap_or_else(|p| p.into_inner());
+        match e {
+            Event::Sdam(SdamEvent::ServerDescriptionChanged { address, new, .. })
+                if address.to_string() == host =>
+            {
+                h.types.push(new.server_type)
+            }
+            Event::Cmap(CmapEvent::PoolCleared { address, .. }) if address.to_string() == host => {
+                h.pool_cleared += 1
+            }
+            _ => {}
+        }
+    });
+    (seen, handler)
+}
+
+/// A "not writable primary" error from the primary marks it Unknown (and asks for a check,
+/// which finds it again); a network error on an application connection marks it Unknown and
+/// clears its pool. The operation after each succeeds.
+pub async fn application_errors_mark_the_server_unknown(env: Env) -> Outcome {
+    let rs = ReplicaSet::start(3, "rs_app_errors");
+    let hosts = rs.hosts();
+    let (seen, handler) = history_recorder(hosts[0].clone());
+    let client = client_with_events(&env, &rs.uri(), "", handler);
+    wait_for_topology(&env, &client, "the primary", |td| {
+        primary_host(td).as_deref() == Some(hosts[0].as_str())
+    })
+    .await;
+    let coll = client
+        .database("sdam_app_errors")
+        .collection::<Document>("c");
+    let history = || {
+        let h = seen.lock().unwrap_or_else(|p| p.into_inner());
+        (h.types.clone(), h.pool_cleared)
+    };
+    let (types_before, _) = history();
+
+    rs.members()[0].queue_reply(
+        "insert",
+        doc! { "ok": 0.0, "code": 10107, "codeName": "NotWritablePrimary", "errmsg": "not primary" },
+    );
+    let err = coll
+        .insert_one(doc! { "n": 1 })
+        .await
+        .expect_err("the scripted error");
+    assert_eq!(err.code(), Some(10107), "{err}");
+    let (types, cleared) = history();
+    assert_eq!(
+        types[types_before.len()..].first(),
+        Some(&ServerType::Unknown),
+        "marked Unknown at once: {types:?}"
+    );
+    assert_eq!(cleared, 0, "NotWritablePrimary does not clear the pool");
+    coll.insert_one(doc! { "n": 2 })
+        .await
+        .expect("the primary is found again");
+
+    let (types_before, _) = history();
+    rs.members()[0].fail_point(FailPoint::new(
+        Times::N(1),
+        ["insert"],
+        FaultAction::CloseBeforeReply,
+    ));
+    coll.insert_one(doc! { "n": 3 })
+        .await
+        .expect_err("the connection was closed");
+    let (types, cleared) = history();
+    assert_eq!(
+        types[types_before.len()..].first(),
+        Some(&ServerType::Unknown),
+        "marked Unknown at once: {types:?}"
+    );
+    assert_eq!(cleared, 1, "a network error clears the pool");
+    coll.insert_one(doc! { "n": 4 })
+        .await
+        .expect("the primary is found again");
     client.shutdown().await;
     Outcome::Pass
 }
