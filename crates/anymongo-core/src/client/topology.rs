@@ -2,8 +2,19 @@
 //! [`sdam::Topology`](crate::sdam::Topology), a pool per server, and server selection that waits
 //! for the topology to change.
 //!
-//! Everything runs on the client's runtime. Monitors hold only a weak reference to the shared
-//! state, and each watches a stop signal, so no task outlives the client.
+//! Monitoring follows the server monitoring spec. A monitor's first check is its connection's
+//! handshake. When the server's hello carries a `topologyVersion` and `serverMonitoringMode`
+//! allows it (stream, or auto off FaaS platforms), the monitor then keeps an awaitable hello
+//! (`topologyVersion` + `maxAwaitTimeMS`, OP_MSG `exhaustAllowed`) outstanding and processes each
+//! streamed reply at once, while an RTT task measures the round trip with plain hellos on a
+//! connection of its own every `heartbeatFrequencyMS`. Otherwise it polls: a hello every
+//! `heartbeatFrequencyMS` after the previous check ended, sooner when a check is requested but
+//! never sooner than 500 ms. After a network error on a known server it checks again at once,
+//! once ([`sdam::next_check`](crate::sdam::next_check)).
+//!
+//! Everything runs on the client's runtime. Monitors and RTT tasks hold only a weak reference to
+//! the shared state and each watches a stop signal (which also interrupts a check or a streamed
+//! read in progress), so no task outlives the client.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -1462,6 +1473,13 @@ mod tests {
                 .next()
                 .map_or(ServerType::Unknown, |s| s.server_type)
         }
+    }
+
+    #[test]
+    fn monitoring_mode_decides_streaming() {
+        assert!(streaming_enabled(ServerMonitoringMode::Stream));
+        assert!(!streaming_enabled(ServerMonitoringMode::Poll));
+        assert_eq!(streaming_enabled(ServerMonitoringMode::Auto), !is_faas());
     }
 
     fn secs(s: f64) -> Duration {
