@@ -144,6 +144,7 @@ registry![
     sdam_conformance::replica_set_read_preference_tags,
     sdam_conformance::sharded_retry_avoids_failed_mongos,
     sdam_conformance::application_errors_mark_the_server_unknown,
+    sdam_conformance::load_balanced_mode_uses_the_pool_unmonitored,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).

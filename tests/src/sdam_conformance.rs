@@ -831,3 +831,39 @@ pub async fn application_errors_mark_the_server_unknown(env: Env) -> Outcome {
     client.shutdown().await;
     Outcome::Pass
 }
+
+/// Load-balanced mode: the single server is a LoadBalancer without a monitor, and operations
+/// run through its pool.
+pub async fn load_balanced_mode_uses_the_pool_unmonitored(env: Env) -> Outcome {
+    let server = FakeServer::builder()
+        .hello_field("serviceId", anymongo_core::bson::oid::ObjectId::new())
+        .start();
+    let uri = format!(
+        "mongodb://{}/?loadBalanced=true&serverSelectionTimeoutMS=5000",
+        server.host()
+    );
+    let client = Client::with_uri_str_and_runtime(&uri, env.rt.clone()).expect("client");
+    let td = client.topology_description();
+    assert_eq!(td.topology_type, TopologyType::LoadBalanced);
+    assert_eq!(
+        server_type(&td, &server.host()),
+        Some(ServerType::LoadBalancer)
+    );
+    client
+        .database("admin")
+        .run_command(doc! { "ping": 1 })
+        .await
+        .expect("ping through the load balancer");
+    assert_eq!(
+        server.open_connections(),
+        1,
+        "only the pooled connection: no monitor"
+    );
+    client.shutdown().await;
+    assert!(
+        eventually(&env, || server.open_connections() == 0).await,
+        "connections left open after shutdown: {}",
+        server.open_connections()
+    );
+    Outcome::Pass
+}

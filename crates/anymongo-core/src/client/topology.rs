@@ -456,7 +456,7 @@ impl Shared {
                 TopologyAction::StartMonitoring { address } => {
                     if !state.servers.contains_key(&address) && !self.closed.load(Ordering::SeqCst)
                     {
-                        let entry = self.start_server(&address);
+                        let entry = self.start_server(&address, true);
                         state.servers.insert(address, entry);
                     }
                 }
@@ -487,6 +487,12 @@ impl Shared {
                     }
                 }
                 TopologyAction::MarkPoolReady { address } => {
+                    if !state.servers.contains_key(&address) && !self.closed.load(Ordering::SeqCst)
+                    {
+                        // Load-balanced mode: the server is never monitored but needs a pool.
+                        let entry = self.start_server(&address, false);
+                        state.servers.insert(address.clone(), entry);
+                    }
                     if let Some(entry) = state.servers.get(&address) {
                         entry.pool.ready();
                     }
@@ -525,7 +531,8 @@ impl Shared {
         )
     }
 
-    fn start_server(self: &Arc<Self>, address: &ServerAddress) -> ServerEntry {
+    /// Creates the server's pool and, with `monitor`, starts its monitor.
+    fn start_server(self: &Arc<Self>, address: &ServerAddress, monitor: bool) -> ServerEntry {
         let o = &self.options;
         let events = self.events.clone();
         let weak = Arc::downgrade(self);
@@ -577,6 +584,15 @@ impl Shared {
         });
         let signal = Arc::new(MonitorSignal::default());
         let rtt_signal = Arc::new(MonitorSignal::default());
+        let entry = ServerEntry {
+            pool,
+            signal: signal.clone(),
+            rtt_signal: rtt_signal.clone(),
+            operations: Arc::new(AtomicUsize::new(0)),
+        };
+        if !monitor {
+            return entry;
+        }
         let monitor = Monitor {
             shared: Arc::downgrade(self),
             address: address.clone(),
@@ -589,12 +605,7 @@ impl Shared {
             streaming: streaming_enabled(o.effective_server_monitoring_mode()),
         };
         self.runtime.spawn(Box::pin(monitor.run()));
-        ServerEntry {
-            pool,
-            signal,
-            rtt_signal,
-            operations: Arc::new(AtomicUsize::new(0)),
-        }
+        entry
     }
 
     fn handle_application_error(
