@@ -32,10 +32,11 @@ pub mod driver_conformance;
 pub mod harness;
 pub mod pitfalls;
 pub mod rt_conformance;
+pub mod sdam_conformance;
 pub mod transcript;
+pub mod unified;
 
 pub use transcript::Transcript;
-pub mod unified;
 
 /// The error type of a harness's `current()` constructor.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -221,6 +222,20 @@ registry![
     pitfalls::connections_close_after_runtime_gone,
     pitfalls::shutdown_stops_background_tasks,
     pitfalls::client_used_from_spawned_task,
+    sdam_conformance::real_standalone_discovered,
+    sdam_conformance::real_server_restart_rediscovered,
+    sdam_conformance::streaming_protocol_when_supported,
+    sdam_conformance::polling_when_asked,
+    sdam_conformance::polling_without_topology_version,
+    sdam_conformance::closing_stops_every_task,
+    sdam_conformance::selection_waits_for_a_server,
+    sdam_conformance::selection_timeout_lists_servers,
+    sdam_conformance::replica_set_discovery_and_failover,
+    sdam_conformance::replica_set_secondary_killed_and_revived,
+    sdam_conformance::replica_set_read_preference_tags,
+    sdam_conformance::sharded_retry_avoids_failed_mongos,
+    sdam_conformance::application_errors_mark_the_server_unknown,
+    sdam_conformance::load_balanced_mode_uses_the_pool_unmonitored,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).

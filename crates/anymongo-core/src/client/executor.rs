@@ -51,6 +51,8 @@ pub(crate) enum Target<'a> {
     Select {
         read_preference: Option<&'a ReadPreference>,
         write: bool,
+        /// The server a failed first attempt ran on: a retry avoids it in sharded clusters.
+        deprioritized: Option<&'a ServerAddress>,
     },
     /// The server a cursor lives on.
     Pinned(&'a ServerAddress),
@@ -69,15 +71,20 @@ impl Client {
     ) -> Result<(ServerAddress, O::Output)> {
         let rp = op.read_preference().cloned();
         let read = is_read(&op);
-        let target = || Target::Select {
+        let target = |deprioritized| Target::Select {
             read_preference: rp.as_ref(),
             write: !read,
+            deprioritized,
         };
         let retry = self.inner.options.retry_reads != Some(false) && read;
-        match self.run_once(&mut op, target()).await {
+        let mut first_server = None;
+        match self
+            .run_attempt(&mut op, target(None), &mut first_server)
+            .await
+        {
             Ok(out) => Ok(out),
             Err(e) if retry && is_retryable_read_error(&e) => {
-                self.run_once(&mut op, target()).await
+                self.run_once(&mut op, target(first_server.as_ref())).await
             }
             Err(e) => Err(e),
         }
@@ -101,6 +108,7 @@ impl Client {
             let target = Target::Select {
                 read_preference: None,
                 write: true,
+                deprioritized: None,
             };
             let (_, outcome) = self.run_once(op, target).await?;
             let failed = !outcome.write_errors.is_empty();
@@ -140,10 +148,15 @@ impl Client {
             Target::Select {
                 read_preference,
                 write,
+                deprioritized,
             } => {
                 self.inner
                     .topology
-                    .select_server(*read_preference, *write)
+                    .select_server(
+                        *read_preference,
+                        *write,
+                        deprioritized.map(std::slice::from_ref).unwrap_or_default(),
+                    )
                     .await
             }
             Target::Pinned(address) => self.inner.topology.server(address).ok_or_else(|| {
@@ -160,8 +173,19 @@ impl Client {
         op: &mut O,
         target: Target<'_>,
     ) -> Result<(ServerAddress, O::Output)> {
+        self.run_attempt(op, target, &mut None).await
+    }
+
+    /// [`run_once`](Self::run_once), noting in `selected` the server it selected.
+    async fn run_attempt<O: Operation>(
+        &self,
+        op: &mut O,
+        target: Target<'_>,
+        selected: &mut Option<ServerAddress>,
+    ) -> Result<(ServerAddress, O::Output)> {
         let server = self.select(&target).await?;
         let address = server.address.clone();
+        *selected = Some(address.clone());
         let mut conn = match server.pool.check_out().await {
             Ok(c) => c,
             Err(e) => {

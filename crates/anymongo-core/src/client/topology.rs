@@ -2,8 +2,19 @@
 //! [`sdam::Topology`](crate::sdam::Topology), a pool per server, and server selection that waits
 //! for the topology to change.
 //!
-//! Everything runs on the client's runtime. Monitors hold only a weak reference to the shared
-//! state, and each watches a stop signal, so no task outlives the client.
+//! Monitoring follows the server monitoring spec. A monitor's first check is its connection's
+//! handshake. When the server's hello carries a `topologyVersion` and `serverMonitoringMode`
+//! allows it (stream, or auto off FaaS platforms), the monitor then keeps an awaitable hello
+//! (`topologyVersion` + `maxAwaitTimeMS`, OP_MSG `exhaustAllowed`) outstanding and processes each
+//! streamed reply at once, while an RTT task measures the round trip with plain hellos on a
+//! connection of its own every `heartbeatFrequencyMS`. Otherwise it polls: a hello every
+//! `heartbeatFrequencyMS` after the previous check ended, sooner when a check is requested but
+//! never sooner than 500 ms. After a network error on a known server it checks again at once,
+//! once ([`sdam::next_check`](crate::sdam::next_check)).
+//!
+//! Everything runs on the client's runtime. Monitors and RTT tasks hold only a weak reference to
+//! the shared state and each watches a stop signal (which also interrupts a check or a streamed
+//! read in progress), so no task outlives the client.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,9 +22,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bson::{doc, Document};
+use bson::Document;
 use futures::channel::oneshot;
 use futures::task::AtomicWaker;
 
@@ -23,11 +34,14 @@ use crate::conn::{Connection, Establisher, HandshakeRequest};
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventHandler};
 use crate::operation::{check_ok, Command};
-use crate::options::{ClientOptions, ReadPreference, ReadPreferenceMode, ServerAddress};
+use crate::options::{
+    ClientOptions, ReadPreference, ReadPreferenceMode, ServerAddress, ServerMonitoringMode,
+};
 use crate::rt::{deadline_after, Runtime, RuntimeExt};
 use crate::sdam::{
-    ApplicationError, CheckError, ConnectionPhase, ServerType, Topology as Machine, TopologyAction,
-    TopologyDescription, TopologyOptions, TopologyType,
+    next_check, ApplicationError, CheckError, CheckInfo, ConnectionPhase, NextCheck, ServerType,
+    Topology as Machine, TopologyAction, TopologyDescription, TopologyOptions, TopologyType,
+    TopologyVersion, MIN_HEARTBEAT_FREQUENCY,
 };
 use crate::selection::{self, Criteria};
 
@@ -101,17 +115,21 @@ impl MonitorSignal {
     }
 }
 
-/// Completes when the monitor is stopped, asked to check, or reset.
-struct Signalled<'a>(&'a MonitorSignal, bool);
+/// Completes when the task is stopped, or (if included) asked to check or reset.
+struct Signalled<'a> {
+    signal: &'a MonitorSignal,
+    check_now: bool,
+    reset: bool,
+}
 
 impl Future for Signalled<'_> {
     type Output = ();
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let (signal, include_check) = (self.0, self.1);
+        let signal = self.signal;
         signal.waker.register(cx.waker());
         let fired = signal.stopped.load(Ordering::SeqCst)
-            || signal.reset.load(Ordering::SeqCst)
-            || (include_check && signal.check_now.load(Ordering::SeqCst));
+            || (self.reset && signal.reset.load(Ordering::SeqCst))
+            || (self.check_now && signal.check_now.load(Ordering::SeqCst));
         if fired {
             Poll::Ready(())
         } else {
@@ -122,8 +140,22 @@ impl Future for Signalled<'_> {
 
 struct ServerEntry {
     pool: ServerPool,
+    /// The monitor's signals.
     signal: Arc<MonitorSignal>,
+    /// The RTT task's (a task of its own: one waker per task).
+    rtt_signal: Arc<MonitorSignal>,
     operations: Arc<AtomicUsize>,
+}
+
+impl ServerEntry {
+    /// Stops the monitor and the RTT task and closes the pool.
+    fn stop(&self) {
+        for signal in [&self.signal, &self.rtt_signal] {
+            signal.stopped.store(true, Ordering::SeqCst);
+            signal.notify();
+        }
+        self.pool.close();
+    }
 }
 
 struct State {
@@ -248,9 +280,7 @@ impl Topology {
         state.machine.close();
         self.shared.process(&mut state);
         for (_, entry) in state.servers.drain() {
-            entry.signal.stopped.store(true, Ordering::SeqCst);
-            entry.signal.notify();
-            entry.pool.close();
+            entry.stop();
         }
         state.waiters.clear();
         drop(state);
@@ -296,11 +326,14 @@ impl Topology {
     }
 
     /// Selects a server for a read with `rp`, or for a write when `rp` is `None`, waiting for
-    /// the topology to change up to `serverSelectionTimeoutMS`.
+    /// the topology to change up to `serverSelectionTimeoutMS`. In a sharded cluster the
+    /// `deprioritized` servers (where a retried operation failed) are chosen only if no other
+    /// server is suitable.
     pub(crate) async fn select_server(
         &self,
         rp: Option<&ReadPreference>,
         write: bool,
+        deprioritized: &[ServerAddress],
     ) -> Result<SelectedServer> {
         let shared = &self.shared;
         let criteria = if write {
@@ -316,12 +349,17 @@ impl Topology {
                     return Err(Error::new(ErrorKind::Shutdown));
                 }
                 let description = state.machine.description();
+                let deprioritized = if description.topology_type == TopologyType::Sharded {
+                    deprioritized
+                } else {
+                    &[]
+                };
                 let picked = selection::select(
                     description,
                     &criteria,
                     shared.local_threshold,
                     shared.heartbeat_frequency,
-                    &[],
+                    deprioritized,
                     &mut rand::rng(),
                     |a| {
                         state
@@ -418,15 +456,13 @@ impl Shared {
                 TopologyAction::StartMonitoring { address } => {
                     if !state.servers.contains_key(&address) && !self.closed.load(Ordering::SeqCst)
                     {
-                        let entry = self.start_server(&address);
+                        let entry = self.start_server(&address, true);
                         state.servers.insert(address, entry);
                     }
                 }
                 TopologyAction::StopMonitoring { address } => {
                     if let Some(entry) = state.servers.remove(&address) {
-                        entry.signal.stopped.store(true, Ordering::SeqCst);
-                        entry.signal.notify();
-                        entry.pool.close();
+                        entry.stop();
                     }
                 }
                 TopologyAction::RequestImmediateCheck { address } => {
@@ -451,6 +487,12 @@ impl Shared {
                     }
                 }
                 TopologyAction::MarkPoolReady { address } => {
+                    if !state.servers.contains_key(&address) && !self.closed.load(Ordering::SeqCst)
+                    {
+                        // Load-balanced mode: the server is never monitored but needs a pool.
+                        let entry = self.start_server(&address, false);
+                        state.servers.insert(address.clone(), entry);
+                    }
                     if let Some(entry) = state.servers.get(&address) {
                         entry.pool.ready();
                     }
@@ -489,7 +531,8 @@ impl Shared {
         )
     }
 
-    fn start_server(self: &Arc<Self>, address: &ServerAddress) -> ServerEntry {
+    /// Creates the server's pool and, with `monitor`, starts its monitor.
+    fn start_server(self: &Arc<Self>, address: &ServerAddress, monitor: bool) -> ServerEntry {
         let o = &self.options;
         let events = self.events.clone();
         let weak = Arc::downgrade(self);
@@ -540,21 +583,29 @@ impl Shared {
             .expect("default pool options are valid")
         });
         let signal = Arc::new(MonitorSignal::default());
+        let rtt_signal = Arc::new(MonitorSignal::default());
+        let entry = ServerEntry {
+            pool,
+            signal: signal.clone(),
+            rtt_signal: rtt_signal.clone(),
+            operations: Arc::new(AtomicUsize::new(0)),
+        };
+        if !monitor {
+            return entry;
+        }
         let monitor = Monitor {
             shared: Arc::downgrade(self),
             address: address.clone(),
             signal: signal.clone(),
+            rtt_signal: rtt_signal.clone(),
             establisher: self.establisher(address),
             runtime: self.runtime.clone(),
             heartbeat_frequency: self.heartbeat_frequency,
             connect_timeout: o.connect_timeout.unwrap_or(Duration::from_secs(10)),
+            streaming: streaming_enabled(o.effective_server_monitoring_mode()),
         };
         self.runtime.spawn(Box::pin(monitor.run()));
-        ServerEntry {
-            pool,
-            signal,
-            operations: Arc::new(AtomicUsize::new(0)),
-        }
+        entry
     }
 
     fn handle_application_error(
@@ -583,48 +634,103 @@ impl Shared {
         }
     }
 
-    /// Feeds a monitor's check outcome to the machine.
+    /// Feeds a monitor's successful check to the machine: `rtt` is the sample it measured
+    /// (`None` for awaited replies, whose RTT comes from the RTT task).
     fn handle_check(
         self: &Arc<Self>,
         address: &ServerAddress,
-        outcome: std::result::Result<&Document, &Error>,
+        reply: &Document,
         duration: Duration,
+        rtt: Option<Duration>,
+        awaited: bool,
     ) {
         let mut state = lock(&self.state);
         let now = self.runtime.now();
-        match outcome {
-            Ok(reply) => {
-                state
-                    .machine
-                    .heartbeat_succeeded(address, duration, reply.clone(), false);
-                state
-                    .machine
-                    .handle_hello(address, Ok(reply), Some(duration), now);
-            }
-            Err(error) => {
-                let failure = CheckError::from_error(error);
-                state
-                    .machine
-                    .heartbeat_failed(address, duration, &failure, false);
-                state.machine.handle_hello(address, Err(failure), None, now);
-            }
-        }
+        state
+            .machine
+            .heartbeat_succeeded(address, duration, reply.clone(), awaited);
+        state.machine.handle_hello(address, Ok(reply), rtt, now);
+        self.process(&mut state);
+    }
+
+    /// Feeds a monitor's failed check to the machine.
+    fn handle_check_failure(
+        self: &Arc<Self>,
+        address: &ServerAddress,
+        failure: CheckError,
+        duration: Duration,
+        awaited: bool,
+    ) {
+        let mut state = lock(&self.state);
+        let now = self.runtime.now();
+        state
+            .machine
+            .heartbeat_failed(address, duration, &failure, awaited);
+        state.machine.handle_hello(address, Err(failure), None, now);
         self.process(&mut state);
     }
 }
 
-/// The minimum time between two checks of one server.
-const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+/// Whether the process runs on a Function-as-a-Service platform (the handshake spec's
+/// `client.env` rules), where `serverMonitoringMode=auto` means polling.
+fn is_faas() -> bool {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    std::env::var("AWS_EXECUTION_ENV").is_ok_and(|v| v.starts_with("AWS_Lambda_"))
+        || set("AWS_LAMBDA_RUNTIME_API")
+        || set("FUNCTIONS_WORKER_RUNTIME")
+        || set("K_SERVICE")
+        || set("FUNCTION_NAME")
+        || set("VERCEL")
+}
 
-/// A server monitor: checks its server every `heartbeatFrequencyMS`, or sooner when asked.
+/// Whether monitors may use the streaming protocol under `mode` (the server must support it
+/// too: its hello replies carry a `topologyVersion`).
+pub(crate) fn streaming_enabled(mode: ServerMonitoringMode) -> bool {
+    match mode {
+        ServerMonitoringMode::Stream => true,
+        ServerMonitoringMode::Poll => false,
+        ServerMonitoringMode::Auto => !is_faas(),
+    }
+}
+
+/// A successful check.
+struct CheckReply {
+    reply: Document,
+    /// The RTT sample this check measured: `None` for awaited (streamed) replies.
+    rtt: Option<Duration>,
+    /// Whether the reply came from an awaitable hello (streaming protocol).
+    awaited: bool,
+}
+
+/// The monitoring connection and whether the server is streaming replies on it.
+#[derive(Default)]
+struct MonitorConn {
+    conn: Option<Connection>,
+    more_to_come: bool,
+    next_id: u64,
+}
+
+impl MonitorConn {
+    fn close(&mut self) {
+        self.conn = None;
+        self.more_to_come = false;
+    }
+}
+
+/// A server monitor: checks its server every `heartbeatFrequencyMS` (polling), or keeps an
+/// awaitable hello outstanding (streaming) when the server supports it and streaming is enabled.
 struct Monitor {
     shared: Weak<Shared>,
     address: ServerAddress,
     signal: Arc<MonitorSignal>,
+    /// Stops the RTT task (started once the server is found to support streaming).
+    rtt_signal: Arc<MonitorSignal>,
     establisher: Establisher,
     runtime: Arc<dyn Runtime>,
     heartbeat_frequency: Duration,
+    /// `connectTimeoutMS`; zero means no limit.
     connect_timeout: Duration,
+    streaming: bool,
 }
 
 impl Monitor {
@@ -633,35 +739,41 @@ impl Monitor {
     }
 
     async fn run(self) {
-        let mut conn: Option<Connection> = None;
-        let mut next_id = 0u64;
-        let mut retried = false;
+        let mut mc = MonitorConn::default();
+        let mut rtt_started = false;
         loop {
             if self.stopped() {
                 return;
             }
             if self.signal.reset.swap(false, Ordering::SeqCst) {
-                conn = None;
+                mc.close();
             }
+            // A request that arrives while a check is in progress is ignored (the check is
+            // its answer); one that arrives while sleeping wakes the monitor.
             self.signal.check_now.store(false, Ordering::SeqCst);
-            let check_started = self.runtime.now();
-            let previous_type = {
+            let (info, awaited) = {
                 let Some(shared) = self.shared.upgrade() else {
                     return;
                 };
                 let mut state = lock(&shared.state);
-                state.machine.heartbeat_started(&self.address, false);
-                let t = state
-                    .machine
-                    .description()
-                    .server(&self.address)
-                    .map_or(ServerType::Unknown, |s| s.server_type);
+                let Some(info) = state.machine.check_info(&self.address) else {
+                    // The server left the topology.
+                    return;
+                };
+                let awaited = mc.conn.is_some()
+                    && (mc.more_to_come || (self.streaming && info.topology_version.is_some()));
+                state.machine.heartbeat_started(&self.address, awaited);
                 shared.process(&mut state);
-                t
+                (info, awaited)
             };
+            let check_started = self.runtime.now();
             let outcome = {
-                let check = self.check(&mut conn, &mut next_id);
-                let stop = Signalled(&self.signal, false);
+                let check = self.check(&mut mc, &info);
+                let stop = Signalled {
+                    signal: &self.signal,
+                    check_now: false,
+                    reset: true,
+                };
                 match futures::future::select(Box::pin(check), stop).await {
                     futures::future::Either::Left((outcome, _)) => Some(outcome),
                     futures::future::Either::Right(_) => None,
@@ -671,8 +783,11 @@ impl Monitor {
                 if self.stopped() {
                     return;
                 }
-                // Reset while checking: start over with a new connection.
-                conn = None;
+                // Cancelled: an application connection met a network error and the server is
+                // Unknown now. Close the connection, then wait before checking again.
+                self.signal.reset.store(false, Ordering::SeqCst);
+                mc.close();
+                self.wait(&mut mc).await;
                 continue;
             };
             let duration = self.runtime.now().saturating_duration_since(check_started);
@@ -682,63 +797,863 @@ impl Monitor {
             if self.stopped() {
                 return;
             }
-            let failed = outcome.is_err();
-            match &outcome {
-                Ok(reply) => shared.handle_check(&self.address, Ok(reply), duration),
-                Err(e) => {
-                    conn = None;
-                    shared.handle_check(&self.address, Err(e), duration);
+            let next = match &outcome {
+                Ok(reply) => {
+                    let tv = reply
+                        .reply
+                        .get_document("topologyVersion")
+                        .ok()
+                        .and_then(TopologyVersion::from_document);
+                    shared.handle_check(
+                        &self.address,
+                        &reply.reply,
+                        duration,
+                        reply.rtt,
+                        reply.awaited,
+                    );
+                    if self.streaming && tv.is_some() && !rtt_started {
+                        rtt_started = true;
+                        self.start_rtt_task();
+                    }
+                    next_check(
+                        info.server_type,
+                        Ok(tv.as_ref()),
+                        self.streaming,
+                        mc.more_to_come,
+                    )
                 }
-            }
-            drop(shared);
-            // SDAM: after a network error on a known server, retry once at once.
-            if failed && previous_type != ServerType::Unknown && !retried {
-                retried = true;
-                continue;
-            }
-            retried = false;
-            self.wait(check_started).await;
-        }
-    }
-
-    /// One check: connect and handshake if needed (the handshake reply is the check's reply),
-    /// else send hello on the existing connection.
-    async fn check(&self, conn: &mut Option<Connection>, next_id: &mut u64) -> Result<Document> {
-        if let Some(c) = conn.as_mut() {
-            let hello_ok = c.description().is_some_and(|d| d.hello_ok);
-            let body = if hello_ok {
-                doc! { "hello": 1 }
-            } else {
-                doc! { "isMaster": 1 }
+                Err(e) => {
+                    mc.close();
+                    let failure = CheckError::from_error(e);
+                    let kind = failure.kind;
+                    shared.handle_check_failure(&self.address, failure, duration, awaited);
+                    next_check(info.server_type, Err(kind), self.streaming, false)
+                }
             };
-            let cmd = Command::new("admin", body);
-            let reply = c.send_command(&cmd, crate::conn::next_request_id()).await?;
-            check_ok(&reply)?;
-            return crate::conn::handshake::to_document(&reply);
+            drop(shared);
+            if next == NextCheck::AfterHeartbeat {
+                self.wait(&mut mc).await;
+            }
         }
-        *next_id += 1;
-        let (mut c, reply) = self.establisher.establish(*next_id, 0, false).await?;
-        // Monitors use connectTimeoutMS as their socket timeout.
-        c.set_socket_timeout(Some(self.connect_timeout));
-        *conn = Some(c);
-        Ok(reply)
     }
 
-    /// Sleeps until the next check is due: `heartbeatFrequencyMS` after the last one started, or
-    /// sooner (but at least 500 ms after it) when a check is requested.
-    async fn wait(&self, last_check: Instant) {
-        let regular = deadline_after(last_check, self.heartbeat_frequency);
-        let earliest = deadline_after(last_check, MIN_HEARTBEAT_INTERVAL);
-        let sleep = self.runtime.sleep_until(regular);
-        let signalled = Signalled(&self.signal, true);
-        if let futures::future::Either::Right(_) = futures::future::select(sleep, signalled).await {
-            if self.stopped() || self.signal.reset.load(Ordering::SeqCst) {
+    /// One check: connect and handshake if there is no connection (the handshake reply is the
+    /// check's reply, its duration an RTT sample); read the next streamed reply; start an
+    /// awaitable hello (streaming); or send a plain hello (polling).
+    async fn check(&self, mc: &mut MonitorConn, info: &CheckInfo) -> Result<CheckReply> {
+        let Some(c) = mc.conn.as_mut() else {
+            mc.next_id += 1;
+            let started = self.runtime.now();
+            let (mut c, reply) = self.establisher.establish(mc.next_id, 0, false).await?;
+            let rtt = self.runtime.now().saturating_duration_since(started);
+            // Monitors use connectTimeoutMS as their socket timeout.
+            c.set_socket_timeout(Some(self.connect_timeout));
+            mc.conn = Some(c);
+            return Ok(CheckReply {
+                reply,
+                rtt: Some(rtt),
+                awaited: false,
+            });
+        };
+        if mc.more_to_come {
+            let (raw, more) = c.read_streamed_reply().await?;
+            mc.more_to_come = more;
+            check_ok(&raw)?;
+            return Ok(CheckReply {
+                reply: crate::conn::handshake::to_document(&raw)?,
+                rtt: None,
+                awaited: true,
+            });
+        }
+        let mut body = hello_command(c.description().is_some_and(|d| d.hello_ok));
+        match info.topology_version.as_ref().filter(|_| self.streaming) {
+            Some(tv) => {
+                body.insert("topologyVersion", tv.to_document());
+                body.insert(
+                    "maxAwaitTimeMS",
+                    i64::try_from(self.heartbeat_frequency.as_millis()).unwrap_or(i64::MAX),
+                );
+                // connectTimeoutMS + heartbeatFrequencyMS for awaited replies (unlimited stays
+                // unlimited).
+                c.set_socket_timeout(
+                    (!self.connect_timeout.is_zero())
+                        .then(|| self.connect_timeout + self.heartbeat_frequency),
+                );
+                let cmd = Command::new("admin", body);
+                let (raw, more) = c
+                    .send_exhaust_allowed(&cmd, crate::conn::next_request_id())
+                    .await?;
+                mc.more_to_come = more;
+                check_ok(&raw)?;
+                Ok(CheckReply {
+                    reply: crate::conn::handshake::to_document(&raw)?,
+                    rtt: None,
+                    awaited: true,
+                })
+            }
+            None => {
+                c.set_socket_timeout(Some(self.connect_timeout));
+                let cmd = Command::new("admin", body);
+                let started = self.runtime.now();
+                let raw = c.send_command(&cmd, crate::conn::next_request_id()).await?;
+                let rtt = self.runtime.now().saturating_duration_since(started);
+                check_ok(&raw)?;
+                Ok(CheckReply {
+                    reply: crate::conn::handshake::to_document(&raw)?,
+                    rtt: Some(rtt),
+                    awaited: false,
+                })
+            }
+        }
+    }
+
+    /// Sleeps until the next check is due: `heartbeatFrequencyMS` after the last check ended,
+    /// or sooner when a check is requested, but never sooner than `minHeartbeatFrequencyMS`.
+    /// A reset while sleeping closes the connection and goes on sleeping.
+    async fn wait(&self, mc: &mut MonitorConn) {
+        let ended = self.runtime.now();
+        let regular = deadline_after(ended, self.heartbeat_frequency);
+        let earliest = deadline_after(ended, MIN_HEARTBEAT_FREQUENCY);
+        let mut sleep = self.runtime.sleep_until(regular);
+        loop {
+            let signalled = Signalled {
+                signal: &self.signal,
+                check_now: true,
+                reset: true,
+            };
+            match futures::future::select(sleep, signalled).await {
+                futures::future::Either::Left(_) => return,
+                futures::future::Either::Right((_, rest)) => sleep = rest,
+            }
+            if self.stopped() {
                 return;
             }
-            // A check was requested: honour the minimum interval between checks.
-            if self.runtime.now() < earliest {
-                self.runtime.sleep_until(earliest).await;
+            if self.signal.reset.swap(false, Ordering::SeqCst) {
+                mc.close();
+            }
+            if self.signal.check_now.load(Ordering::SeqCst) {
+                // A check was requested: honour the minimum interval between checks.
+                if self.runtime.now() < earliest {
+                    let min_sleep = self.runtime.sleep_until(earliest);
+                    let stop = Signalled {
+                        signal: &self.signal,
+                        check_now: false,
+                        reset: false,
+                    };
+                    futures::future::select(min_sleep, stop).await;
+                }
+                return;
             }
         }
+    }
+
+    fn start_rtt_task(&self) {
+        if self.rtt_signal.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        let task = RttTask {
+            shared: self.shared.clone(),
+            address: self.address.clone(),
+            signal: self.rtt_signal.clone(),
+            establisher: self.establisher.clone(),
+            runtime: self.runtime.clone(),
+            heartbeat_frequency: self.heartbeat_frequency,
+            connect_timeout: self.connect_timeout,
+        };
+        self.runtime.spawn(Box::pin(task.run()));
+    }
+}
+
+/// `{hello: 1, helloOk: true}`, or the legacy hello when the server did not say `helloOk`.
+fn hello_command(hello_ok: bool) -> Document {
+    let mut body = Document::new();
+    body.insert(if hello_ok { "hello" } else { "isMaster" }, 1);
+    body.insert("helloOk", true);
+    body
+}
+
+/// Measures a streaming server's RTT every `heartbeatFrequencyMS` with a plain hello on its own
+/// connection, feeding [`Machine::handle_rtt_sample`]. Publishes no events; its errors never
+/// touch the topology (the connection is just reopened next time).
+struct RttTask {
+    shared: Weak<Shared>,
+    address: ServerAddress,
+    signal: Arc<MonitorSignal>,
+    establisher: Establisher,
+    runtime: Arc<dyn Runtime>,
+    heartbeat_frequency: Duration,
+    connect_timeout: Duration,
+}
+
+impl RttTask {
+    async fn run(self) {
+        let mut conn: Option<Connection> = None;
+        let mut next_id = 0u64;
+        loop {
+            if self.signal.stopped.load(Ordering::SeqCst) {
+                return;
+            }
+            let sample = {
+                let ping = self.ping(&mut conn, &mut next_id);
+                let stop = Signalled {
+                    signal: &self.signal,
+                    check_now: false,
+                    reset: false,
+                };
+                match futures::future::select(Box::pin(ping), stop).await {
+                    futures::future::Either::Left((sample, _)) => sample,
+                    futures::future::Either::Right(_) => return,
+                }
+            };
+            match sample {
+                Ok(rtt) => {
+                    let Some(shared) = self.shared.upgrade() else {
+                        return;
+                    };
+                    let mut state = lock(&shared.state);
+                    state.machine.handle_rtt_sample(&self.address, rtt);
+                }
+                Err(_) => conn = None,
+            }
+            let sleep = self
+                .runtime
+                .sleep_until(deadline_after(self.runtime.now(), self.heartbeat_frequency));
+            let stop = Signalled {
+                signal: &self.signal,
+                check_now: false,
+                reset: false,
+            };
+            futures::future::select(sleep, stop).await;
+        }
+    }
+
+    /// One RTT sample: the handshake's duration on a new connection, else a hello's.
+    async fn ping(&self, conn: &mut Option<Connection>, next_id: &mut u64) -> Result<Duration> {
+        let started = self.runtime.now();
+        match conn.as_mut() {
+            None => {
+                *next_id += 1;
+                let (mut c, _) = self.establisher.establish(*next_id, 0, false).await?;
+                c.set_socket_timeout(Some(self.connect_timeout));
+                *conn = Some(c);
+            }
+            Some(c) => {
+                let body = hello_command(c.description().is_some_and(|d| d.hello_ok));
+                let cmd = Command::new("admin", body);
+                let raw = c.send_command(&cmd, crate::conn::next_request_id()).await?;
+                check_ok(&raw)?;
+            }
+        }
+        Ok(self.runtime.now().saturating_duration_since(started))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The monitors on a virtual clock, against a scripted in-memory server: check intervals,
+    //! the minimum interval between requested checks, the retry after a network error, the
+    //! streaming protocol with its RTT task, and that closing ends every task.
+
+    use std::collections::VecDeque;
+    use std::io;
+    use std::net::SocketAddr;
+    use std::task::Waker;
+    use std::time::Instant;
+
+    use bson::{doc, oid::ObjectId, RawDocumentBuf};
+
+    use super::*;
+    use crate::cmap::testing::VirtualRuntime;
+    use crate::rt::{BoxFuture, Sleep, Stream};
+    use crate::sdam::SdamEvent;
+    use crate::wire::{self, Body, Decoder, Message, MsgFlags, OpMsg, OpReply};
+
+    /// One request the scripted server received.
+    #[derive(Clone, Debug)]
+    struct Request {
+        at: Instant,
+        conn: u64,
+        command: Document,
+        exhaust: bool,
+    }
+
+    /// The scripted server's state, shared by its connections.
+    struct Script {
+        up: bool,
+        /// Bumped when the server is killed: older connections are dead.
+        epoch: u64,
+        /// Whether hello replies carry a topologyVersion (streaming support).
+        streaming: bool,
+        process_id: ObjectId,
+        counter: i64,
+        open: usize,
+        next_conn: u64,
+        connects: Vec<(Instant, bool)>,
+        requests: Vec<Request>,
+        wakers: Vec<Waker>,
+    }
+
+    fn lock_script(s: &Mutex<Script>) -> MutexGuard<'_, Script> {
+        s.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    impl Script {
+        fn hello(&self) -> Document {
+            let mut d = doc! {
+                "isWritablePrimary": true,
+                "helloOk": true,
+                "minWireVersion": 0,
+                "maxWireVersion": 21,
+                "maxBsonObjectSize": 16_777_216,
+                "maxMessageSizeBytes": 48_000_000,
+                "maxWriteBatchSize": 100_000,
+            };
+            if self.streaming {
+                d.insert(
+                    "topologyVersion",
+                    doc! { "processId": self.process_id, "counter": self.counter },
+                );
+            }
+            d.insert("ok", 1.0);
+            d
+        }
+
+        fn wake_all(&mut self) {
+            for w in self.wakers.drain(..) {
+                w.wake();
+            }
+        }
+    }
+
+    /// An awaitable hello the server answers once its counter moves or `due` passes.
+    struct Awaiting {
+        due: Instant,
+        counter: i64,
+        response_to: i32,
+        exhaust: bool,
+        max_await: Duration,
+    }
+
+    struct MemStream {
+        id: u64,
+        epoch: u64,
+        script: Arc<Mutex<Script>>,
+        rt: VirtualRuntime,
+        decoder: Decoder,
+        out: VecDeque<u8>,
+        awaiting: Option<Awaiting>,
+        sleep: Option<Pin<Box<dyn Sleep>>>,
+        next_reply_id: i32,
+    }
+
+    impl MemStream {
+        fn dead(&self, script: &Script) -> bool {
+            script.epoch != self.epoch
+        }
+
+        fn push_reply(&mut self, response_to: i32, body: Body) -> i32 {
+            self.next_reply_id += 1;
+            let message = Message {
+                request_id: self.next_reply_id,
+                response_to,
+                body,
+                compressor_id: None,
+            };
+            let mut bytes = Vec::new();
+            wire::encode(&message, None, &mut bytes).expect("encode a reply");
+            self.out.extend(bytes);
+            self.next_reply_id
+        }
+
+        fn handle(&mut self, message: Message) {
+            let now = self.rt.now();
+            let mut script = lock_script(&self.script);
+            match message.body {
+                Body::Query(q) => {
+                    let command = Document::try_from(q.query.as_ref()).expect("query document");
+                    script.requests.push(Request {
+                        at: now,
+                        conn: self.id,
+                        command,
+                        exhaust: false,
+                    });
+                    let reply = RawDocumentBuf::try_from(&script.hello()).expect("hello");
+                    drop(script);
+                    self.push_reply(
+                        message.request_id,
+                        Body::Reply(OpReply {
+                            response_flags: 0,
+                            cursor_id: 0,
+                            starting_from: 0,
+                            documents: vec![reply],
+                        }),
+                    );
+                }
+                Body::Msg(m) => {
+                    let command = Document::try_from(m.body.as_ref()).expect("command document");
+                    let exhaust = m.flags.contains(MsgFlags::EXHAUST_ALLOWED);
+                    script.requests.push(Request {
+                        at: now,
+                        conn: self.id,
+                        command: command.clone(),
+                        exhaust,
+                    });
+                    let awaited = command
+                        .get_document("topologyVersion")
+                        .ok()
+                        .and_then(|tv| tv.get_i64("counter").ok());
+                    let max_await = command.get_i64("maxAwaitTimeMS").ok();
+                    if let (Some(counter), Some(ms)) = (awaited, max_await) {
+                        let max_await = Duration::from_millis(ms as u64);
+                        self.awaiting = Some(Awaiting {
+                            due: now + max_await,
+                            counter,
+                            response_to: message.request_id,
+                            exhaust,
+                            max_await,
+                        });
+                        return;
+                    }
+                    let reply = if command.contains_key("hello") || command.contains_key("isMaster")
+                    {
+                        script.hello()
+                    } else {
+                        doc! { "ok": 1.0 }
+                    };
+                    drop(script);
+                    self.reply_msg(message.request_id, &reply, false);
+                }
+                Body::Reply(_) => {}
+            }
+        }
+
+        fn reply_msg(&mut self, response_to: i32, reply: &Document, more_to_come: bool) -> i32 {
+            let flags = if more_to_come {
+                MsgFlags::MORE_TO_COME
+            } else {
+                MsgFlags::default()
+            };
+            let body = RawDocumentBuf::try_from(reply).expect("reply");
+            self.push_reply(
+                response_to,
+                Body::Msg(OpMsg {
+                    flags,
+                    body,
+                    sequences: Vec::new(),
+                }),
+            )
+        }
+    }
+
+    impl Stream for MemStream {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            loop {
+                {
+                    let mut script = lock_script(&self.script);
+                    if self.dead(&script) {
+                        return Poll::Ready(Ok(0));
+                    }
+                    if !script.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                        script.wakers.push(cx.waker().clone());
+                    }
+                }
+                if !self.out.is_empty() {
+                    let n = buf.len().min(self.out.len());
+                    for (slot, byte) in buf.iter_mut().zip(self.out.drain(..n)) {
+                        *slot = byte;
+                    }
+                    return Poll::Ready(Ok(n));
+                }
+                let Some(a) = self.awaiting.take() else {
+                    return Poll::Pending;
+                };
+                let (counter, hello) = {
+                    let script = lock_script(&self.script);
+                    (script.counter, script.hello())
+                };
+                if counter != a.counter || self.rt.now() >= a.due {
+                    self.sleep = None;
+                    let id = self.reply_msg(a.response_to, &hello, a.exhaust);
+                    if a.exhaust {
+                        self.awaiting = Some(Awaiting {
+                            due: self.rt.now() + a.max_await,
+                            counter,
+                            response_to: id,
+                            ..a
+                        });
+                    }
+                    continue;
+                }
+                let due = a.due;
+                self.awaiting = Some(a);
+                let rt = self.rt.clone();
+                let sleep = self.sleep.get_or_insert_with(|| rt.sleep_until(due));
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.sleep = None;
+            }
+        }
+
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            if self.dead(&lock_script(&self.script)) {
+                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
+            let spare = self.decoder.spare(buf.len());
+            spare[..buf.len()].copy_from_slice(buf);
+            self.decoder.commit(buf.len());
+            while let Some(message) = self.decoder.decode().expect("a valid request") {
+                self.handle(message);
+            }
+            Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl Drop for MemStream {
+        fn drop(&mut self) {
+            lock_script(&self.script).open -= 1;
+        }
+    }
+
+    /// The virtual runtime, with `connect` reaching the scripted server.
+    struct TestRuntime {
+        rt: VirtualRuntime,
+        script: Arc<Mutex<Script>>,
+    }
+
+    impl Runtime for TestRuntime {
+        fn name(&self) -> &'static str {
+            "virtual"
+        }
+        fn spawn(&self, fut: BoxFuture<'static, ()>) {
+            self.rt.spawn(fut)
+        }
+        fn now(&self) -> Instant {
+            self.rt.now()
+        }
+        fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+            self.rt.sleep_until(deadline)
+        }
+        fn connect(&self, _addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Stream>>> {
+            let script = self.script.clone();
+            let rt = self.rt.clone();
+            Box::pin(async move {
+                let mut s = lock_script(&script);
+                let up = s.up;
+                s.connects.push((rt.now(), up));
+                if !up {
+                    return Err(io::ErrorKind::ConnectionRefused.into());
+                }
+                s.open += 1;
+                s.next_conn += 1;
+                let stream = MemStream {
+                    id: s.next_conn,
+                    epoch: s.epoch,
+                    script: script.clone(),
+                    rt: rt.clone(),
+                    decoder: Decoder::new(wire::DEFAULT_MAX_MESSAGE_SIZE),
+                    out: VecDeque::new(),
+                    awaiting: None,
+                    sleep: None,
+                    next_reply_id: 0,
+                };
+                Ok(Box::new(stream) as Box<dyn Stream>)
+            })
+        }
+        fn resolve(
+            &self,
+            _host: &str,
+            port: u16,
+        ) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
+            Box::pin(async move { Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))]) })
+        }
+    }
+
+    struct Fixture {
+        rt: VirtualRuntime,
+        script: Arc<Mutex<Script>>,
+        topology: Topology,
+        events: Arc<Mutex<Vec<SdamEvent>>>,
+        start: Instant,
+    }
+
+    impl Fixture {
+        fn new(streaming_server: bool, uri_options: &str) -> Fixture {
+            let rt = VirtualRuntime::new();
+            let script = Arc::new(Mutex::new(Script {
+                up: true,
+                epoch: 0,
+                streaming: streaming_server,
+                process_id: ObjectId::new(),
+                counter: 0,
+                open: 0,
+                next_conn: 0,
+                connects: Vec::new(),
+                requests: Vec::new(),
+                wakers: Vec::new(),
+            }));
+            let runtime: Arc<dyn Runtime> = Arc::new(TestRuntime {
+                rt: rt.clone(),
+                script: script.clone(),
+            });
+            let options = ClientOptions::parse(&format!(
+                "mongodb://db.example:27017/?directConnection=true&heartbeatFrequencyMS=1000\
+                 &serverSelectionTimeoutMS=5000{uri_options}"
+            ))
+            .expect("options");
+            let events = Arc::new(Mutex::new(Vec::new()));
+            let sink = events.clone();
+            let handler = EventHandler::new(move |e| {
+                if let Event::Sdam(e) = e {
+                    sink.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(e.clone());
+                }
+            });
+            let start = rt.now();
+            let topology = Topology::start(runtime, options, Some(handler)).expect("topology");
+            Fixture {
+                rt,
+                script,
+                topology,
+                events,
+                start,
+            }
+        }
+
+        /// Runs every task until the virtual clock reads `start + at`.
+        fn run_until(&self, at: Duration) {
+            let sleep = self.rt.sleep_until(self.start + at);
+            assert_eq!(self.rt.block_on(sleep), Some(()));
+        }
+
+        fn script(&self) -> MutexGuard<'_, Script> {
+            lock_script(&self.script)
+        }
+
+        /// When the requests on connection `conn` arrived, relative to the start.
+        fn request_times(&self, conn: u64) -> Vec<Duration> {
+            self.script()
+                .requests
+                .iter()
+                .filter(|r| r.conn == conn)
+                .map(|r| r.at - self.start)
+                .collect()
+        }
+
+        fn kill_server(&self) {
+            let mut s = self.script();
+            s.up = false;
+            s.epoch += 1;
+            s.wake_all();
+        }
+
+        fn heartbeats(&self, want_awaited: bool) -> usize {
+            self.events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|e| {
+                    matches!(e, SdamEvent::ServerHeartbeatSucceeded { awaited, .. }
+                        if *awaited == want_awaited)
+                })
+                .count()
+        }
+
+        fn server_type(&self) -> ServerType {
+            self.topology
+                .description()
+                .servers
+                .values()
+                .next()
+                .map_or(ServerType::Unknown, |s| s.server_type)
+        }
+    }
+
+    #[test]
+    fn monitoring_mode_decides_streaming() {
+        assert!(streaming_enabled(ServerMonitoringMode::Stream));
+        assert!(!streaming_enabled(ServerMonitoringMode::Poll));
+        assert_eq!(streaming_enabled(ServerMonitoringMode::Auto), !is_faas());
+    }
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn polling_checks_every_heartbeat_and_requested_checks_wait_500ms() {
+        let f = Fixture::new(false, "&serverMonitoringMode=poll");
+        f.run_until(secs(3.1));
+        assert_eq!(f.server_type(), ServerType::Standalone);
+        // The handshake, then one hello per heartbeat, counted from the end of the last check.
+        assert_eq!(
+            f.request_times(1),
+            vec![secs(0.0), secs(1.0), secs(2.0), secs(3.0)]
+        );
+        assert!(f
+            .script()
+            .requests
+            .iter()
+            .skip(1)
+            .all(|r| r.command.contains_key("hello") && !r.command.contains_key("maxAwaitTimeMS")));
+        // An immediate check requested 100 ms after a check runs 500 ms after that check.
+        {
+            let mut state = lock(&f.topology.shared.state);
+            state.machine.request_immediate_checks();
+            f.topology.shared.process(&mut state);
+        }
+        f.run_until(secs(3.49));
+        assert_eq!(f.request_times(1).len(), 4);
+        f.run_until(secs(4.6));
+        assert_eq!(
+            f.request_times(1)[4..],
+            [secs(3.5), secs(4.5)],
+            "the requested check, then the next regular one"
+        );
+        // Polling uses no RTT connection.
+        assert_eq!(f.script().open, 1);
+        assert_eq!(f.heartbeats(true), 0);
+        f.topology.close();
+        f.run_until(secs(4.7));
+        assert_eq!(f.script().open, 0);
+    }
+
+    #[test]
+    fn network_error_on_a_known_server_is_retried_once_at_once() {
+        let f = Fixture::new(false, "&serverMonitoringMode=poll");
+        f.run_until(secs(1.5));
+        assert_eq!(f.server_type(), ServerType::Standalone);
+        f.kill_server();
+        f.run_until(secs(4.5));
+        assert_eq!(f.server_type(), ServerType::Unknown);
+        let connects: Vec<(Duration, bool)> = f
+            .script()
+            .connects
+            .iter()
+            .map(|(t, ok)| (*t - f.start, *ok))
+            .collect();
+        // The check at 2 s fails on the old connection and is retried at once on a new one;
+        // then the (Unknown) server is checked once per heartbeat.
+        assert_eq!(
+            connects,
+            vec![
+                (secs(0.0), true),
+                (secs(2.0), false),
+                (secs(3.0), false),
+                (secs(4.0), false)
+            ]
+        );
+        let error = f
+            .topology
+            .description()
+            .servers
+            .values()
+            .next()
+            .and_then(|s| s.error.clone());
+        assert!(error.is_some());
+        // Back up: the next check finds it.
+        {
+            let mut s = f.script();
+            s.up = true;
+        }
+        f.run_until(secs(5.1));
+        assert_eq!(f.server_type(), ServerType::Standalone);
+        f.topology.close();
+        f.run_until(secs(5.2));
+        assert_eq!(f.script().open, 0);
+    }
+
+    #[test]
+    fn streaming_protocol_with_rtt_task_and_close_ends_both() {
+        let f = Fixture::new(true, "&serverMonitoringMode=stream");
+        f.run_until(secs(3.5));
+        assert_eq!(f.server_type(), ServerType::Standalone);
+        // The monitor's connection and the RTT task's.
+        assert_eq!(f.script().open, 2);
+        let requests = f.script().requests.clone();
+        // One awaitable hello with exhaustAllowed; the server streams the rest.
+        let awaitable: Vec<&Request> = requests
+            .iter()
+            .filter(|r| r.command.contains_key("maxAwaitTimeMS"))
+            .collect();
+        assert_eq!(awaitable.len(), 1, "{requests:?}");
+        assert!(awaitable[0].exhaust);
+        assert_eq!(awaitable[0].conn, 1);
+        assert_eq!(
+            awaitable[0].command.get_i64("maxAwaitTimeMS").ok(),
+            Some(1000)
+        );
+        // Streamed replies every maxAwaitTimeMS (at 1, 2 and 3 s).
+        assert_eq!(f.heartbeats(true), 3);
+        // The RTT task: its handshake, then a plain hello every heartbeat.
+        assert_eq!(
+            f.request_times(2),
+            vec![secs(0.0), secs(1.0), secs(2.0), secs(3.0)]
+        );
+        let rtt = f
+            .topology
+            .description()
+            .servers
+            .values()
+            .next()
+            .and_then(|s| s.round_trip_time);
+        assert!(rtt.is_some());
+        // A topology change is streamed at once, without a request.
+        {
+            let mut s = f.script();
+            s.counter += 1;
+            s.wake_all();
+        }
+        f.run_until(secs(3.5) + Duration::from_millis(1));
+        assert_eq!(f.heartbeats(true), 4);
+        assert_eq!(f.script().requests.len(), requests.len());
+
+        f.topology.close();
+        f.run_until(secs(3.6));
+        assert_eq!(f.script().open, 0, "monitor and RTT connections closed");
+        let seen = f.script().requests.len();
+        f.run_until(secs(60.0));
+        assert_eq!(
+            f.script().requests.len(),
+            seen,
+            "no task outlived the close"
+        );
+    }
+
+    #[test]
+    fn selection_times_out_listing_the_topology() {
+        let f = Fixture::new(false, "&serverMonitoringMode=poll");
+        f.kill_server();
+        let topology = &f.topology;
+        let result =
+            f.rt.block_on(async { topology.select_server(None, true, &[]).await.map(|_| ()) })
+                .expect("selection completes");
+        let Err(error) = result else {
+            panic!("selected a server that is down");
+        };
+        assert_eq!(f.rt.now() - f.start, secs(5.0));
+        let message = error.to_string();
+        assert!(
+            message.contains("db.example:27017") && message.contains("Unknown"),
+            "{message}"
+        );
+        f.topology.close();
     }
 }

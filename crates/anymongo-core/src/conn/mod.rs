@@ -192,6 +192,78 @@ impl Connection {
         }
     }
 
+    /// Sends `command` as an OP_MSG with `exhaustAllowed` set (a streaming hello) and returns
+    /// the reply body and whether the server set `moreToCome` on it; if it did, read the next
+    /// replies with [`read_streamed_reply`](Self::read_streamed_reply).
+    pub async fn send_exhaust_allowed(
+        &mut self,
+        command: &Command,
+        request_id: i32,
+    ) -> Result<(RawDocumentBuf, bool)> {
+        let message = Message {
+            request_id,
+            response_to: 0,
+            body: Body::Msg(OpMsg {
+                flags: MsgFlags::EXHAUST_ALLOWED,
+                body: command.to_raw_body()?,
+                sequences: command.sequences.clone(),
+            }),
+            compressor_id: None,
+        };
+        let compressor = self.compressor.filter(|_| may_compress(&command.name));
+        let reply = self.exchange(&message, compressor.as_ref(), true).await?;
+        self.streamed_body(reply)
+    }
+
+    /// Reads the next reply of an exhaust stream (after a reply with `moreToCome`), bounded by
+    /// the socket timeout. Returns its body and whether `moreToCome` is still set.
+    pub async fn read_streamed_reply(&mut self) -> Result<(RawDocumentBuf, bool)> {
+        if self.broken {
+            return Err(Error::new(ErrorKind::Io(Arc::new(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "connection is no longer usable after a failed exchange",
+            )))));
+        }
+        self.in_flight = true;
+        let runtime = self.runtime.clone();
+        let result = match self.socket_timeout {
+            Some(t) => match runtime.timeout(t, self.read_message()).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::new(ErrorKind::Io(Arc::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("socket timeout of {t:?} elapsed"),
+                ))))),
+            },
+            None => self.read_message().await,
+        };
+        match result {
+            Ok(message) => {
+                self.in_flight = false;
+                self.streamed_body(Some(message))
+            }
+            Err(e) => {
+                self.broken = true;
+                Err(e)
+            }
+        }
+    }
+
+    fn streamed_body(&mut self, reply: Option<Message>) -> Result<(RawDocumentBuf, bool)> {
+        match reply {
+            Some(Message {
+                body: Body::Msg(msg),
+                ..
+            }) => Ok((msg.body, msg.flags.contains(MsgFlags::MORE_TO_COME))),
+            other => {
+                self.broken = true;
+                Err(Error::invalid_response(format!(
+                    "expected an OP_MSG reply, got {}",
+                    other.map_or("nothing", |m| body_name(&m.body))
+                )))
+            }
+        }
+    }
+
     /// Sends a legacy OP_QUERY command (only the first handshake uses it) and returns the
     /// first document of the OP_REPLY.
     pub async fn send_legacy_command(
