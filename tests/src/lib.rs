@@ -21,6 +21,7 @@ use std::time::Duration;
 use anymongo_core::rt::{BoxFuture, RuntimeExt, RuntimeHandle};
 
 pub mod client_conformance;
+pub mod conn_conformance;
 pub mod harness;
 pub mod rt_conformance;
 
@@ -130,6 +131,25 @@ registry![
     rt_conformance::current_inside_and_outside,
     rt_conformance::server_hello_roundtrip,
     client_conformance::quickstart_flow,
+    conn_conformance::cancellation_keeps_pool_sound,
+    conn_conformance::cmap_format_async_pool,
+    conn_conformance::handshake_metadata,
+    conn_conformance::wire_version_too_old,
+    conn_conformance::wire_version_too_new,
+    conn_conformance::connect_timeout_bounds_handshake,
+    conn_conformance::scram_sha256_negotiated_speculative,
+    conn_conformance::scram_sha1_explicit_speculative,
+    conn_conformance::scram_sha1_negotiated,
+    conn_conformance::scram_wrong_password,
+    conn_conformance::scram_wrong_server_signature,
+    conn_conformance::plain_auth,
+    conn_conformance::tls_verifies_ca,
+    conn_conformance::tls_verifies_hostname,
+    conn_conformance::tls_required_by_server,
+    conn_conformance::compression_snappy,
+    conn_conformance::compression_zlib,
+    conn_conformance::compression_zstd,
+    conn_conformance::compression_negotiates_first_shared,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).

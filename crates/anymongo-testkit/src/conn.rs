@@ -153,6 +153,8 @@ impl Conn {
                 name: req.name.clone(),
                 db: req.db.clone(),
                 command: req.cmd.clone(),
+                compressor_id: req.compressor_id,
+                op_query: req.kind == Kind::Query,
             });
         }
         if fast && commands::is_hello(&req.name) && self.replay_hello(&req) {

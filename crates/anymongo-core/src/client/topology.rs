@@ -717,7 +717,7 @@ impl Monitor {
             return crate::conn::handshake::to_document(&reply);
         }
         *next_id += 1;
-        let (mut c, reply) = self.establisher.establish(*next_id, 0, false).await?;
+        let (mut c, reply) = self.establisher.establish_for_monitoring(*next_id).await?;
         // Monitors use connectTimeoutMS as their socket timeout.
         c.set_socket_timeout(Some(self.connect_timeout));
         *conn = Some(c);

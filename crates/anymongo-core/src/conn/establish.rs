@@ -94,12 +94,32 @@ impl Establisher {
     }
 
     /// Opens connection `id` and runs the handshake; with `authenticate`, also authenticates.
-    /// Returns the connection and the handshake's hello reply.
+    /// A server whose wire versions do not overlap the driver's is refused with
+    /// `IncompatibleServer`. Returns the connection and the handshake's hello reply.
     pub async fn establish(
         &self,
         id: u64,
         generation: u64,
         authenticate: bool,
+    ) -> Result<(Connection, Document)> {
+        self.establish_inner(id, generation, authenticate, true)
+            .await
+    }
+
+    /// Opens a monitoring connection: the handshake only, no authentication, and no
+    /// wire-version judgement. The reply goes to discovery, which marks an incompatible
+    /// server's topology incompatible (so server selection fails at once with
+    /// `IncompatibleServer` instead of waiting for a server that never becomes known).
+    pub async fn establish_for_monitoring(&self, id: u64) -> Result<(Connection, Document)> {
+        self.establish_inner(id, 0, false, false).await
+    }
+
+    async fn establish_inner(
+        &self,
+        id: u64,
+        generation: u64,
+        authenticate: bool,
+        check_wire_version: bool,
     ) -> Result<(Connection, Document)> {
         let stream = self.open_stream().await?;
         let mut conn = Connection::new(
@@ -131,7 +151,10 @@ impl Establisher {
         };
         check_ok(&reply)?;
         let reply = to_document(&reply)?;
-        let description = StreamDescription::from_reply(&reply, &request.compressors)?;
+        let description = StreamDescription::parse(&reply, &request.compressors)?;
+        if check_wire_version {
+            description.check_wire_version()?;
+        }
         conn.set_description(description);
         if let Some(auth) = authenticator.as_mut() {
             authenticate_connection(&mut conn, auth, &reply).await?;
