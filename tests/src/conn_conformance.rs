@@ -243,10 +243,7 @@ async fn cancel_worker(
         let outcome = if rng.below(2) == 0 {
             // Race against a timer: 0..3 ms, sometimes 0 (cancel before the first byte).
             let micros = rng.below(3000);
-            match env.rt.timeout(Duration::from_micros(micros), op).await {
-                Ok(r) => Some(r),
-                Err(_) => None,
-            }
+            env.rt.timeout(Duration::from_micros(micros), op).await.ok()
         } else {
             let polls = 1 + rng.below(12) as u32;
             PollLimit {
@@ -374,6 +371,32 @@ pub async fn cancellation_keeps_pool_sound(env: Env) -> Outcome {
             _ => {}
         }
     }
+    let closed_mid_operation = events
+        .iter()
+        .filter(|e| {
+            matches!(e, CmapEvent::ConnectionClosed { reason, .. }
+                if *reason == anymongo_core::cmap::ConnectionClosedReason::Error)
+        })
+        .count();
+    let check_outs = events
+        .iter()
+        .filter(|e| matches!(e, CmapEvent::ConnectionCheckOutStarted { .. }))
+        .count();
+    let checked_out = events
+        .iter()
+        .filter(|e| matches!(e, CmapEvent::ConnectionCheckedOut { .. }))
+        .count();
+    println!(
+        "  cancellation/{}: {completed} completed, {cancelled} cancelled ({} abandoned while \
+         waiting for a connection, {closed_mid_operation} connections closed mid-exchange)",
+        env.harness.name,
+        check_outs - checked_out
+    );
+    // The run must have cancelled operations in flight, not only in the queue.
+    assert!(
+        closed_mid_operation > 0,
+        "no operation was cancelled mid-exchange"
+    );
     let still_out: Vec<_> = out.iter().filter(|(_, n)| **n != 0).collect();
     assert!(still_out.is_empty(), "never checked in: {still_out:?}");
     assert!(
@@ -635,6 +658,99 @@ pub async fn connect_timeout_bounds_handshake(env: Env) -> Outcome {
             .any(|e| matches!(e, CmapEvent::ConnectionCheckOutFailed { .. })),
         "no ConnectionCheckOutFailed"
     );
+    // CMAP backpressure: a network timeout during the hello is labelled as a possible overload,
+    // and (SDAM) it neither clears the pool nor marks the server Unknown (the error is handed
+    // to discovery before the operation returns).
+    for label in ["SystemOverloadedError", "RetryableError"] {
+        assert!(
+            err.contains_label(label),
+            "{label} missing: {:?}",
+            err.labels()
+        );
+    }
+    assert!(
+        !recorder
+            .cmap()
+            .iter()
+            .any(|e| matches!(e, CmapEvent::PoolCleared { .. })),
+        "a handshake timeout must not clear the pool"
+    );
+    assert!(
+        !recorder.sdam().iter().any(|e| matches!(e,
+            SdamEvent::ServerDescriptionChanged { new, .. } if new.server_type == ServerType::Unknown)),
+        "a handshake timeout must not mark the server Unknown"
+    );
+    client.shutdown().await;
+    Outcome::Pass
+}
+
+/// A monitor whose handshake exceeds connectTimeoutMS reports the server unreachable: server
+/// selection fails (after serverSelectionTimeoutMS) naming the timeout, and nothing hangs.
+pub async fn connect_timeout_bounds_monitor(env: Env) -> Outcome {
+    let server = FakeServer::builder().start();
+    server.fail_point(FailPoint::new(
+        Times::AlwaysOn,
+        ["isMaster", "hello"],
+        FaultAction::Delay(Duration::from_secs(5)),
+    ));
+    let uri = with(
+        &server.uri(),
+        "connectTimeoutMS=200&serverSelectionTimeoutMS=1000",
+    );
+    let client = client(&env, &uri);
+    let err = ping(&client).await.expect_err("no server can be selected");
+    assert!(
+        matches!(err.kind(), ErrorKind::ServerSelection { .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("timed out") || text.contains("timeout"),
+        "the selection error does not name the timeout: {text}"
+    );
+    client.shutdown().await;
+    Outcome::Pass
+}
+
+/// A reply cut short, garbage, an oversized header or a closed socket: the operation fails with
+/// a typed error, the connection is closed rather than pooled, and the next operation works.
+pub async fn broken_replies_never_reach_the_pool(env: Env) -> Outcome {
+    let server = FakeServer::builder().start();
+    let uri = with(&server.uri(), "heartbeatFrequencyMS=60000");
+    let (client, recorder) = client_with_events(&env, &uri);
+    ping(&client).await.expect("first ping");
+    for fault in [
+        FaultAction::CloseAfterHalf,
+        FaultAction::Garbage,
+        FaultAction::OversizedHeader,
+        FaultAction::CloseBeforeReply,
+    ] {
+        recorder.clear();
+        server.fail_point(FailPoint::new(Times::N(1), ["ping"], fault.clone()));
+        let err = ping(&client).await.expect_err("a broken reply must fail");
+        assert!(
+            matches!(
+                err.kind(),
+                ErrorKind::Io(_) | ErrorKind::InvalidResponse { .. }
+            ),
+            "{fault:?}: {err}"
+        );
+        let used = recorder.command_connection_ids();
+        let broken = *used.first().expect("the ping's connection");
+        let cmap = recorder.cmap();
+        assert!(
+            cmap.iter().any(|e| matches!(e,
+                CmapEvent::ConnectionClosed { connection_id, .. } if *connection_id == broken)),
+            "{fault:?}: connection {broken} was not closed"
+        );
+        recorder.clear();
+        ping(&client).await.expect("the next ping");
+        let next = recorder.command_connection_ids();
+        assert!(
+            !next.contains(&broken),
+            "{fault:?}: the broken connection {broken} was reused"
+        );
+    }
     client.shutdown().await;
     Outcome::Pass
 }
@@ -764,6 +880,11 @@ pub async fn scram_wrong_password(env: Env) -> Outcome {
         assert!(
             matches!(err.kind(), ErrorKind::Authentication { .. }),
             "{mech}: expected an authentication error, got {err}"
+        );
+        assert!(
+            !err.contains_label("SystemOverloadedError"),
+            "{mech}: authentication errors are no sign of overload: {:?}",
+            err.labels()
         );
         let shown = format!("{err} {err:?}");
         assert!(
