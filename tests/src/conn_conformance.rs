@@ -267,6 +267,35 @@ async fn cancel_worker(
 /// and the next operations succeed.
 pub async fn cancellation_keeps_pool_sound(env: Env) -> Outcome {
     let server = FakeServer::builder().start();
+    let uri = server.uri();
+    cancellation_storm(env, server, uri, cancel_iterations()).await
+}
+
+/// The same storm over TLS, with SCRAM authentication and snappy compression: cancellation
+/// also lands inside TLS records, compressed messages and authentication conversations.
+pub async fn cancellation_over_tls_scram_and_compression(env: Env) -> Outcome {
+    use anymongo_core::options::Compressor;
+    let identity = TlsIdentity::generate().expect("identity");
+    let server = FakeServer::builder()
+        .tls(identity.clone())
+        .users([User::new("alice", "admin", PASSWORD)])
+        .compressors(&[Compressor::Snappy])
+        .start();
+    let uri = format!(
+        "mongodb://alice:{PASSWORD}@{}/?directConnection=true&tls=true&tlsCAFile={}&compressors=snappy",
+        server.host(),
+        identity.ca_path.display()
+    );
+    cancellation_storm(env, server, uri, cancel_iterations() / 2).await
+}
+
+/// Runs the cancellation storm against `server` (reached with `base_uri`, which has a `?`).
+async fn cancellation_storm(
+    env: Env,
+    server: FakeServer,
+    base_uri: String,
+    iterations: u64,
+) -> Outcome {
     let docs: Vec<Document> = (0..SEEDED_DOCS)
         .map(|k| {
             let (v, pad) = seeded(k);
@@ -289,7 +318,7 @@ pub async fn cancellation_keeps_pool_sound(env: Env) -> Outcome {
         });
     }
     let uri = with(
-        &server.uri(),
+        &base_uri,
         &format!("maxPoolSize={MAX_POOL}&heartbeatFrequencyMS=60000&appName=cancel"),
     );
     let (client, recorder) = client_with_events(&env, &uri);
@@ -301,7 +330,6 @@ pub async fn cancellation_keeps_pool_sound(env: Env) -> Outcome {
         .expect("first ping");
 
     let seed = 0x00c0_ffee_u64 ^ env.harness.name.len() as u64;
-    let iterations = cancel_iterations();
     let workers = 4u64;
     let per_worker = iterations.div_ceil(workers);
     let stats = futures::future::join_all(

@@ -132,6 +132,7 @@ registry![
     rt_conformance::server_hello_roundtrip,
     client_conformance::quickstart_flow,
     conn_conformance::cancellation_keeps_pool_sound,
+    conn_conformance::cancellation_over_tls_scram_and_compression,
     conn_conformance::cmap_format_async_pool,
     conn_conformance::handshake_metadata,
     conn_conformance::wire_version_too_old,
