@@ -744,6 +744,50 @@ pub async fn connect_timeout_bounds_monitor(env: Env) -> Outcome {
     Outcome::Pass
 }
 
+/// A reply slower than socketTimeoutMS fails the operation with a network timeout; the
+/// connection (whose reply is still on its way) is closed, not pooled; the next operation works
+/// on another connection; and (SDAM) a timeout after the handshake neither clears the pool nor
+/// marks the server Unknown.
+pub async fn socket_timeout_closes_connection(env: Env) -> Outcome {
+    let server = FakeServer::builder().start();
+    let uri = with(
+        &server.uri(),
+        "socketTimeoutMS=200&heartbeatFrequencyMS=60000",
+    );
+    let (client, recorder) = client_with_events(&env, &uri);
+    ping(&client).await.expect("first ping");
+    server.fail_point(FailPoint::new(
+        Times::N(1),
+        ["ping"],
+        FaultAction::Delay(Duration::from_secs(2)),
+    ));
+    recorder.clear();
+    let err = ping(&client).await.expect_err("the reply is too slow");
+    assert_eq!(io_kind(&err), Some(std::io::ErrorKind::TimedOut), "{err}");
+    let slow = *recorder
+        .command_connection_ids()
+        .first()
+        .expect("the ping's connection");
+    let cmap = recorder.cmap();
+    assert!(
+        cmap.iter().any(|e| matches!(e,
+            CmapEvent::ConnectionClosed { connection_id, .. } if *connection_id == slow)),
+        "connection {slow} was not closed"
+    );
+    assert!(
+        !cmap
+            .iter()
+            .any(|e| matches!(e, CmapEvent::PoolCleared { .. })),
+        "a socket timeout must not clear the pool"
+    );
+    recorder.clear();
+    let reply = ping(&client).await.expect("the next ping");
+    assert!(reply.contains_key("ok"), "{reply}");
+    assert!(!recorder.command_connection_ids().contains(&slow));
+    client.shutdown().await;
+    Outcome::Pass
+}
+
 /// A reply cut short, garbage, an oversized header or a closed socket: the operation fails with
 /// a typed error, the connection is closed rather than pooled, and the next operation works.
 pub async fn broken_replies_never_reach_the_pool(env: Env) -> Outcome {

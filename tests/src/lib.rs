@@ -139,6 +139,7 @@ registry![
     conn_conformance::wire_version_too_new,
     conn_conformance::connect_timeout_bounds_handshake,
     conn_conformance::connect_timeout_bounds_monitor,
+    conn_conformance::socket_timeout_closes_connection,
     conn_conformance::broken_replies_never_reach_the_pool,
     conn_conformance::scram_sha256_negotiated_speculative,
     conn_conformance::scram_sha1_explicit_speculative,
