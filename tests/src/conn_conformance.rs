@@ -12,7 +12,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anymongo_core::bson::{doc, Bson, Document};
-use anymongo_core::cmap::testing::{run_cmap_format_async, skip_reason, CmapFormatTest};
+use anymongo_core::cmap::testing::{
+    run_cmap_format_async, run_cmap_format_async_with, skip_reason, CmapFormatTest,
+};
 use anymongo_core::cmap::CmapEvent;
 use anymongo_core::event::{CommandEvent, Event, EventHandler};
 use anymongo_core::options::AuthMechanism;
@@ -518,12 +520,18 @@ pub async fn cmap_format_async_pool(env: Env) -> Outcome {
         let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{name}: {e}"));
         let test: CmapFormatTest =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-        if let Some(why) = skip_reason(&test) {
-            skipped.push(format!("{name}: {why}"));
-            continue;
-        }
+        let result = match (&test.fail_point, skip_reason(&test)) {
+            (None, None) => run_cmap_format_async(env.rt.clone(), &test).await,
+            // Integration files: a real pool (TCP + handshake) to the fake server, which
+            // carries the file's fail point.
+            (Some(fp), _) => run_integration(&env, &test, fp).await,
+            (None, Some(why)) => {
+                skipped.push(format!("{name}: {why}"));
+                continue;
+            }
+        };
         ran += 1;
-        if let Err(e) = run_cmap_format_async(env.rt.clone(), &test).await {
+        if let Err(e) = result {
             failures.push(format!("{name}: {e}"));
         }
     }
@@ -533,6 +541,41 @@ pub async fn cmap_format_async_pool(env: Env) -> Outcome {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(ran > 0, "every cmap-format file was skipped");
     Outcome::Pass
+}
+
+/// Runs an integration cmap-format file: the pool opens real connections (TCP, handshake with
+/// the file's appName) to a fake server on which the file's fail point is installed.
+async fn run_integration(
+    env: &Env,
+    test: &CmapFormatTest,
+    fail_point: &Document,
+) -> Result<(), String> {
+    use anymongo_core::auth::ScramCache;
+    use anymongo_core::conn::{Establisher, HandshakeRequest};
+    use anymongo_core::options::ServerAddress;
+    let fp = FailPoint::from_configure_command(fail_point)
+        .map_err(|e| format!("fail point: {e:?}"))?
+        .ok_or("the fail point is off")?;
+    let server = FakeServer::builder().start();
+    server.fail_point(fp);
+    let address = ServerAddress::tcp("127.0.0.1", server.addr().port());
+    let establisher = Establisher::new(
+        env.rt.clone(),
+        address.clone(),
+        Some(Duration::from_secs(10)),
+        None,
+        None,
+        HandshakeRequest {
+            app_name: test.pool_options.app_name.clone(),
+            runtime_name: env.rt.name().to_string(),
+            ..Default::default()
+        },
+        None,
+        ScramCache::default(),
+    );
+    let result = run_cmap_format_async_with(env.rt.clone(), test, establisher, address).await;
+    drop(server);
+    result
 }
 
 // ---------------------------------------------------------------------------------------------
