@@ -26,6 +26,7 @@ use anymongo_core::rt::{BoxFuture, RuntimeExt, RuntimeHandle};
 use anymongo_core::{Client, ClientOptions};
 
 pub mod client_conformance;
+pub mod conn_conformance;
 pub mod crud_read_conformance;
 pub mod crud_write_conformance;
 pub mod driver_conformance;
@@ -236,6 +237,29 @@ registry![
     sdam_conformance::sharded_retry_avoids_failed_mongos,
     sdam_conformance::application_errors_mark_the_server_unknown,
     sdam_conformance::load_balanced_mode_uses_the_pool_unmonitored,
+    conn_conformance::cancellation_keeps_pool_sound,
+    conn_conformance::cancellation_over_tls_scram_and_compression,
+    conn_conformance::cmap_format_async_pool,
+    conn_conformance::handshake_metadata,
+    conn_conformance::wire_version_too_old,
+    conn_conformance::wire_version_too_new,
+    conn_conformance::connect_timeout_bounds_handshake,
+    conn_conformance::connect_timeout_bounds_monitor,
+    conn_conformance::socket_timeout_closes_connection,
+    conn_conformance::broken_replies_never_reach_the_pool,
+    conn_conformance::scram_sha256_negotiated_speculative,
+    conn_conformance::scram_sha1_explicit_speculative,
+    conn_conformance::scram_sha1_negotiated,
+    conn_conformance::scram_wrong_password,
+    conn_conformance::scram_wrong_server_signature,
+    conn_conformance::plain_auth,
+    conn_conformance::tls_verifies_ca,
+    conn_conformance::tls_verifies_hostname,
+    conn_conformance::tls_required_by_server,
+    conn_conformance::compression_snappy,
+    conn_conformance::compression_zlib,
+    conn_conformance::compression_zstd,
+    conn_conformance::compression_negotiates_first_shared,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).

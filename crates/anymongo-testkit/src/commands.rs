@@ -60,7 +60,7 @@ pub(crate) struct ConnState {
     pub(crate) negotiated: Vec<Compressor>,
     pub(crate) authenticated: Option<(String, String)>,
     sasl: Option<Sasl>,
-    handshaken: bool,
+    pub(crate) handshaken: bool,
 }
 
 impl ConnState {
@@ -267,17 +267,21 @@ fn awaitable(shared: &Shared, cmd: &Document) -> Option<Produced> {
     }
 }
 
+/// `client.application.name` of a handshake command.
+pub(crate) fn handshake_app_name(cmd: &Document) -> Option<String> {
+    cmd.get_document("client")
+        .and_then(|c| c.get_document("application"))
+        .and_then(|a| a.get_str("name"))
+        .ok()
+        .map(str::to_string)
+}
+
 /// The hello / isMaster reply for this server and connection.
 pub(crate) fn hello(shared: &Shared, st: &mut ConnState, req: &Request) -> Document {
     let cmd = &req.cmd;
     if !st.handshaken {
         st.handshaken = true;
-        st.app_name = cmd
-            .get_document("client")
-            .and_then(|c| c.get_document("application"))
-            .and_then(|a| a.get_str("name"))
-            .ok()
-            .map(str::to_string);
+        st.app_name = handshake_app_name(cmd);
         if let Ok(offered) = cmd.get_array("compression") {
             st.negotiated = offered
                 .iter()

@@ -153,6 +153,8 @@ impl Conn {
                 name: req.name.clone(),
                 db: req.db.clone(),
                 command: req.cmd.clone(),
+                compressor_id: req.compressor_id,
+                op_query: req.kind == Kind::Query,
             });
         }
         if fast && commands::is_hello(&req.name) && self.replay_hello(&req) {
@@ -160,13 +162,16 @@ impl Conn {
         }
         let mut action = FaultAction::None;
         if !fast && req.name != "configureFailPoint" {
+            // The handshake's own hello already counts as coming from its appName (as with
+            // mongod, where fail points with `appName` can block the handshake).
+            let app_name = if !self.state.handshaken && commands::is_hello(&req.name) {
+                commands::handshake_app_name(&req.cmd)
+            } else {
+                self.state.app_name.clone()
+            };
             let fp = {
                 let mut s = lock(&self.shared.scripted);
-                faults::trigger(
-                    &mut s.fail_points,
-                    &req.name,
-                    self.state.app_name.as_deref(),
-                )
+                faults::trigger(&mut s.fail_points, &req.name, app_name.as_deref())
             };
             if let Some(fp) = fp {
                 if let Some(b) = fp.block {

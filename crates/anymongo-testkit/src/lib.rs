@@ -29,12 +29,13 @@
 //! for rec in server.commands_named("insert") { println!("{} {}", rec.connection_id, rec.command); }
 //! ```
 //! * [`FakeServer::builder`] → [`FakeServerBuilder`]: `max_wire_version`, `compressors`, `users`,
-//!   `tls(`[`TlsIdentity`]`)`, `replica_set(name)` (one-member set), `fast_mode`, `scram_iterations`, `max_connections`, `hello_field`,
+//!   `tls(`[`TlsIdentity`]`)` (`TlsIdentity::generate()` for localhost / 127.0.0.1, `generate_for(names)` for other names), `replica_set(name)` (one-member set), `fast_mode`, `scram_iterations`, `max_connections`, `hello_field`,
 //!   `wrong_server_signature`; `start()` / `try_start()`.
 //! * [`FakeServer`]: `addr`, `host`, `uri`, `on(name, handler)`, `queue_reply`, `fail_point`,
 //!   `set_hello_field`, `remove_hello_field`, `bump_topology_version`,
 //!   `clear_fail_points`, `set_wrong_server_signature`, `commands`, `commands_named`,
-//!   `clear_commands`, `connection_count`, `open_connections`, `seed`, `documents`, `document_count`,
+//!   `clear_commands` (each [`CommandRecord`] also says whether it came as OP_QUERY and its
+//!   OP_COMPRESSED compressor id), `connection_count`, `open_connections`, `seed`, `documents`, `document_count`,
 //!   `open_cursors`, `kill`, `revive`, `shutdown` (also on drop: joins threads, closes sockets).
 //! * Dispatch order for a command: fail points, queued replies, handlers ([`Reply::Default`] falls
 //!   through, [`Reply::Merge`] patches the built-in reply), the authentication gate, built-ins.

@@ -90,6 +90,10 @@ pub struct CommandRecord {
     pub db: String,
     /// The full command document.
     pub command: Document,
+    /// The OP_COMPRESSED compressor id it arrived with (1 snappy, 2 zlib, 3 zstd), if any.
+    pub compressor_id: Option<u8>,
+    /// It arrived as a legacy OP_QUERY (not OP_MSG).
+    pub op_query: bool,
 }
 
 #[derive(Clone, Debug)]

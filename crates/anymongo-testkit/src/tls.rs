@@ -53,6 +53,12 @@ impl TlsIdentity {
     /// Generates a fresh CA and server certificate (SANs `localhost`, `127.0.0.1`) and writes the
     /// CA PEM to a unique file under the temp directory.
     pub fn generate() -> io::Result<Self> {
+        Self::generate_for(&["localhost", "127.0.0.1"])
+    }
+
+    /// Like [`TlsIdentity::generate`], with the server certificate's SANs (DNS names or IP
+    /// literals) given: e.g. a name the client does not connect with, to test hostname checks.
+    pub fn generate_for(names: &[&str]) -> io::Result<Self> {
         let ca_key = KeyPair::generate().map_err(other)?;
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(other)?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -62,12 +68,12 @@ impl TlsIdentity {
         let ca = ca_params.self_signed(&ca_key).map_err(other)?;
 
         let key = KeyPair::generate().map_err(other)?;
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .map_err(other)?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
+        let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(sans).map_err(other)?;
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().copied().unwrap_or("localhost"),
+        );
         let cert = params.signed_by(&key, &ca, &ca_key).map_err(other)?;
 
         static SEQ: AtomicU32 = AtomicU32::new(0);

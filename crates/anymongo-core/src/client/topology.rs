@@ -844,7 +844,10 @@ impl Monitor {
         let Some(c) = mc.conn.as_mut() else {
             mc.next_id += 1;
             let started = self.runtime.now();
-            let (mut c, reply) = self.establisher.establish(mc.next_id, 0, false).await?;
+            let (mut c, reply) = self
+                .establisher
+                .establish_for_monitoring(mc.next_id)
+                .await?;
             let rtt = self.runtime.now().saturating_duration_since(started);
             // Monitors use connectTimeoutMS as their socket timeout.
             c.set_socket_timeout(Some(self.connect_timeout));
@@ -1033,7 +1036,7 @@ impl RttTask {
         match conn.as_mut() {
             None => {
                 *next_id += 1;
-                let (mut c, _) = self.establisher.establish(*next_id, 0, false).await?;
+                let (mut c, _) = self.establisher.establish_for_monitoring(*next_id).await?;
                 c.set_socket_timeout(Some(self.connect_timeout));
                 *conn = Some(c);
             }

@@ -741,6 +741,18 @@ impl PoolMachine {
         self.conns.len() < self.options.min_pool_size as usize
     }
 
+    /// Connections of the current generation being established that no request owns (stale
+    /// ones will be closed when ready, so they serve nobody).
+    fn ownerless_pending(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| {
+                c.generation == self.generation
+                    && matches!(c.state, ConnState::Pending { owner: None })
+            })
+            .count()
+    }
+
     fn can_create(&self) -> bool {
         self.state == PoolState::Ready
             && self.pending < self.options.max_connecting as usize
@@ -801,19 +813,30 @@ impl PoolMachine {
     }
 
     /// Serves the wait queue in order, then populates the pool up to minPoolSize.
+    ///
+    /// Connections being established without an owner (for minPoolSize, or for a check-out
+    /// that was cancelled) become available when ready, so each covers one waiter at the head
+    /// of the queue: those waiters wait for them rather than open more connections (which would
+    /// exceed what the load needs, and what the spec's integration tests expect). Waiters
+    /// beyond them open their own connections as maxConnecting allows.
     fn process(&mut self, now: Instant) {
         while let Some(&req) = self.queue.front() {
-            if let Some(conn_id) = self.take_available(now) {
-                self.queue.pop_front();
-                self.serve(req, conn_id, now);
-            } else if self.can_create() {
-                self.queue.pop_front();
-                let conn_id = self.create(now, Some(req));
-                if let Some(r) = self.requests.get_mut(&req) {
-                    r.pending = Some(conn_id);
+            match self.take_available(now) {
+                Some(conn_id) => {
+                    self.queue.pop_front();
+                    self.serve(req, conn_id, now);
                 }
-            } else {
+                None => break,
+            }
+        }
+        let covered = self.ownerless_pending();
+        while self.queue.len() > covered && self.can_create() {
+            let Some(req) = self.queue.remove(covered) else {
                 break;
+            };
+            let conn_id = self.create(now, Some(req));
+            if let Some(r) = self.requests.get_mut(&req) {
+                r.pending = Some(conn_id);
             }
         }
         if self.state == PoolState::Ready && self.fill_not_before.is_none() {
@@ -1138,6 +1161,81 @@ mod tests {
         m.check_in(a, now, true).unwrap();
         assert_eq!(served(&actions(&mut m)), vec![(r2, a)]);
         assert_eq!(m.total_connections(), 1);
+    }
+
+    #[test]
+    fn waiters_wait_for_ownerless_pending_connections() {
+        // minPoolSize 2 opens two background connections; two waiters are served by them
+        // instead of opening a third (the cmap-format integration file
+        // pool-checkout-minPoolSize-connection-maxConnecting).
+        let (mut m, now) = pool(PoolOptions {
+            min_pool_size: 2,
+            max_pool_size: 3,
+            ..PoolOptions::default()
+        });
+        m.ready(now);
+        assert_eq!(establishes(&actions(&mut m)), vec![1, 2]);
+        let r1 = m.check_out(now);
+        let r2 = m.check_out(now);
+        assert!(actions(&mut m).is_empty());
+        assert!(m.connection_established(1, now));
+        let a = actions(&mut m);
+        assert_eq!(served(&a), vec![(r1, 1)]);
+        assert!(establishes(&a).is_empty(), "{a:?}");
+        assert!(m.connection_established(2, now));
+        assert_eq!(served(&actions(&mut m)), vec![(r2, 2)]);
+        assert_eq!(m.total_connections(), 2);
+        m.check_invariants().unwrap();
+
+        // Waiters beyond the ownerless connections open their own.
+        let (mut m, now) = pool(PoolOptions {
+            min_pool_size: 1,
+            ..PoolOptions::default()
+        });
+        m.ready(now);
+        assert_eq!(establishes(&actions(&mut m)), vec![1]);
+        let r1 = m.check_out(now);
+        let r2 = m.check_out(now);
+        assert_eq!(establishes(&actions(&mut m)), vec![2]);
+        assert!(m.connection_established(2, now));
+        assert_eq!(served(&actions(&mut m)), vec![(r2, 2)]);
+        assert!(m.connection_established(1, now));
+        assert_eq!(served(&actions(&mut m)), vec![(r1, 1)]);
+
+        // A background connection that fails leaves its waiter free to open one.
+        let (mut m, now) = pool(PoolOptions {
+            min_pool_size: 1,
+            ..PoolOptions::default()
+        });
+        m.ready(now);
+        assert_eq!(establishes(&actions(&mut m)), vec![1]);
+        let r1 = m.check_out(now);
+        assert!(actions(&mut m).is_empty());
+        m.connection_failed(1, now, Error::internal("refused"));
+        let a = actions(&mut m);
+        assert!(establishes(&a).contains(&2), "{a:?}");
+        assert!(m.connection_established(2, now));
+        assert_eq!(served(&actions(&mut m)), vec![(r1, 2)]);
+
+        // A stale ownerless connection (pending across a clear) covers nobody.
+        let (mut m, now) = pool(PoolOptions {
+            min_pool_size: 1,
+            ..PoolOptions::default()
+        });
+        m.ready(now);
+        assert_eq!(establishes(&actions(&mut m)), vec![1]);
+        m.clear(now, false);
+        m.ready(now);
+        let _ = actions(&mut m);
+        let r1 = m.check_out(now);
+        let a = actions(&mut m);
+        let ids = establishes(&a);
+        assert!(!ids.is_empty() && !ids.contains(&1), "{a:?}");
+        for id in ids {
+            assert!(m.connection_established(id, now));
+        }
+        assert!(served(&actions(&mut m)).iter().any(|(r, _)| *r == r1));
+        m.check_invariants().unwrap();
     }
 
     #[test]

@@ -8,13 +8,14 @@ use std::time::Duration;
 use bson::Document;
 
 use super::handshake::{to_document, HandshakeRequest, StreamDescription};
-use super::{connect_tcp, Connection};
+use super::{connect_tcp_staged, Connection};
 use crate::auth::{AuthStep, Authenticator, HelloAuthInfo, ScramCache};
 use crate::cmap::Connector;
 use crate::error::{Error, ErrorKind, Result};
 use crate::operation::{check_ok, Command};
 use crate::options::{Credential, ServerAddress};
 use crate::rt::{BoxFuture, Runtime, Stream};
+use crate::sdam::SYSTEM_OVERLOADED_LABEL;
 
 /// Everything needed to open connections to one server.
 #[derive(Clone)]
@@ -69,9 +70,16 @@ impl Establisher {
         &self.address
     }
 
-    /// Opens a stream: TCP, then TLS if configured.
-    async fn open_stream(&self) -> Result<Box<dyn Stream>> {
-        let tcp = connect_tcp(&self.runtime, &self.address, self.connect_timeout).await?;
+    /// Opens a stream: TCP, then TLS if configured. On failure, also says whether the failure
+    /// may be a sign of server overload (an I/O error or timeout after the name was resolved;
+    /// not a DNS failure, nor a certificate or other non-I/O TLS error).
+    async fn open_stream(&self) -> std::result::Result<Box<dyn Stream>, (Error, bool)> {
+        let tcp = connect_tcp_staged(&self.runtime, &self.address, self.connect_timeout)
+            .await
+            .map_err(|f| {
+                let overload = f.resolved && is_network_error(&f.error);
+                (f.error, overload)
+            })?;
         match &self.tls {
             None => Ok(tcp),
             Some(config) => {
@@ -79,29 +87,74 @@ impl Establisher {
                 let tls = match self.connect_timeout.filter(|d| !d.is_zero()) {
                     Some(t) => {
                         use crate::rt::RuntimeExt;
-                        self.runtime.timeout(t, handshake).await.map_err(|_| {
-                            Error::from(std::io::Error::new(
+                        match self.runtime.timeout(t, handshake).await {
+                            Ok(r) => r,
+                            Err(_) => Err(Error::from(std::io::Error::new(
                                 std::io::ErrorKind::TimedOut,
                                 format!("TLS handshake with {} timed out", self.address),
-                            ))
-                        })??
+                            ))),
+                        }
                     }
-                    None => handshake.await?,
+                    None => handshake.await,
                 };
-                Ok(Box::new(tls))
+                match tls {
+                    Ok(tls) => Ok(Box::new(tls)),
+                    Err(e) => {
+                        let overload = is_network_error(&e);
+                        Err((e, overload))
+                    }
+                }
             }
         }
     }
 
     /// Opens connection `id` and runs the handshake; with `authenticate`, also authenticates.
-    /// Returns the connection and the handshake's hello reply.
+    /// A server whose wire versions do not overlap the driver's is refused with
+    /// `IncompatibleServer`. Returns the connection and the handshake's hello reply.
     pub async fn establish(
         &self,
         id: u64,
         generation: u64,
         authenticate: bool,
     ) -> Result<(Connection, Document)> {
-        let stream = self.open_stream().await?;
+        self.establish_inner(id, generation, authenticate, true)
+            .await
+    }
+
+    /// Like [`Establisher::establish`], for a pool: network errors and timeouts while connecting
+    /// or during the handshake's hello get the CMAP backpressure labels
+    /// ([`SYSTEM_OVERLOADED_LABEL`] and [`RETRYABLE_ERROR_LABEL`]); authentication errors,
+    /// DNS failures and certificate errors do not.
+    pub async fn establish_for_pool(&self, id: u64, generation: u64) -> Result<Connection> {
+        self.establish_inner(id, generation, true, true)
+            .await
+            .map(|(conn, _)| conn)
+    }
+
+    /// Opens a monitoring connection: the handshake only, no authentication, and no
+    /// wire-version judgement. The reply goes to discovery, which marks an incompatible
+    /// server's topology incompatible (so server selection fails at once with
+    /// `IncompatibleServer` instead of waiting for a server that never becomes known).
+    pub async fn establish_for_monitoring(&self, id: u64) -> Result<(Connection, Document)> {
+        self.establish_inner(id, 0, false, false).await
+    }
+
+    async fn establish_inner(
+        &self,
+        id: u64,
+        generation: u64,
+        authenticate: bool,
+        check_wire_version: bool,
+    ) -> Result<(Connection, Document)> {
+        // Backpressure labels concern application connections, not monitoring ones.
+        let label = |e: Error, overload: bool| {
+            if overload && check_wire_version {
+                with_backpressure_labels(e)
+            } else {
+                e
+            }
+        };
+        let stream = self.open_stream().await.map_err(|(e, o)| label(e, o))?;
         let mut conn = Connection::new(
             id,
             self.address.clone(),
@@ -124,14 +177,21 @@ impl Establisher {
         let reply = if request.uses_op_msg() {
             let cmd = Command::new("admin", request.command(false));
             let request_id = super::next_request_id();
-            conn.send_command(&cmd, request_id).await?
+            conn.send_command(&cmd, request_id).await
         } else {
             let body = bson::RawDocumentBuf::try_from(&request.command(true))?;
-            conn.send_legacy_command("admin", body).await?
-        };
+            conn.send_legacy_command("admin", body).await
+        }
+        .map_err(|e| {
+            let overload = is_network_error(&e);
+            label(e, overload)
+        })?;
         check_ok(&reply)?;
         let reply = to_document(&reply)?;
-        let description = StreamDescription::from_reply(&reply, &request.compressors)?;
+        let description = StreamDescription::parse(&reply, &request.compressors)?;
+        if check_wire_version {
+            description.check_wire_version()?;
+        }
         conn.set_description(description);
         if let Some(auth) = authenticator.as_mut() {
             authenticate_connection(&mut conn, auth, &reply).await?;
@@ -139,6 +199,21 @@ impl Establisher {
         conn.set_socket_timeout(self.socket_timeout);
         Ok((conn, reply))
     }
+}
+
+/// The label that lets an operation be retried under the backpressure rules.
+pub const RETRYABLE_ERROR_LABEL: &str = "RetryableError";
+
+/// A network error or network timeout (an I/O error), as opposed to a protocol, TLS
+/// certificate, command or authentication error.
+fn is_network_error(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::Io(_))
+}
+
+fn with_backpressure_labels(mut e: Error) -> Error {
+    e.add_label(SYSTEM_OVERLOADED_LABEL);
+    e.add_label(RETRYABLE_ERROR_LABEL);
+    e
 }
 
 /// Runs an authentication conversation on `conn` after its handshake reply `hello`.
@@ -170,10 +245,146 @@ impl Connector for Establisher {
 
     fn connect(&self, conn_id: u64, generation: u64) -> BoxFuture<'static, Result<Connection>> {
         let this = self.clone();
-        Box::pin(async move {
-            this.establish(conn_id, generation, true)
-                .await
-                .map(|(conn, _)| conn)
-        })
+        Box::pin(async move { this.establish_for_pool(conn_id, generation).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::net::SocketAddr;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::cmap::testing::ThreadRuntime;
+    use crate::rt::Sleep;
+
+    /// How the scripted runtime's name resolution and connects behave.
+    #[derive(Clone, Copy)]
+    enum Script {
+        /// Resolution fails.
+        NoSuchHost,
+        /// Resolution works, the connect is refused.
+        Refused,
+        /// The connection opens, and the server closes it without answering the hello.
+        ClosedDuringHello,
+    }
+
+    struct ScriptedRuntime(Script);
+
+    /// A stream that swallows writes and reads end-of-stream.
+    struct Eof;
+
+    impl Stream for Eof {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(0))
+        }
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl Runtime for ScriptedRuntime {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn spawn(&self, fut: BoxFuture<'static, ()>) {
+            ThreadRuntime.spawn(fut)
+        }
+        fn now(&self) -> Instant {
+            Instant::now()
+        }
+        fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+            ThreadRuntime.sleep_until(deadline)
+        }
+        fn connect(&self, _: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Stream>>> {
+            let script = self.0;
+            Box::pin(async move {
+                match script {
+                    Script::ClosedDuringHello => Ok(Box::new(Eof) as Box<dyn Stream>),
+                    _ => Err(io::ErrorKind::ConnectionRefused.into()),
+                }
+            })
+        }
+        fn resolve(&self, _: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
+            let script = self.0;
+            Box::pin(async move {
+                match script {
+                    Script::NoSuchHost => Err(io::Error::other("no such host")),
+                    _ => Ok(vec![SocketAddr::from(([127, 0, 0, 1], port))]),
+                }
+            })
+        }
+    }
+
+    fn establisher(script: Script) -> Establisher {
+        Establisher::new(
+            Arc::new(ScriptedRuntime(script)),
+            ServerAddress::tcp("db.example", 27017),
+            None,
+            None,
+            None,
+            HandshakeRequest::default(),
+            None,
+            ScramCache::default(),
+        )
+    }
+
+    fn is_labelled(e: &Error) -> bool {
+        e.contains_label(SYSTEM_OVERLOADED_LABEL) && e.contains_label(RETRYABLE_ERROR_LABEL)
+    }
+
+    #[test]
+    fn pool_connections_label_network_errors_for_backpressure() {
+        for script in [Script::Refused, Script::ClosedDuringHello] {
+            let e = futures::executor::block_on(establisher(script).establish_for_pool(1, 0))
+                .unwrap_err();
+            assert!(matches!(e.kind(), ErrorKind::Io(_)), "{e}");
+            assert!(is_labelled(&e), "{e} {:?}", e.labels());
+        }
+    }
+
+    #[test]
+    fn dns_failures_and_monitoring_connections_are_not_labelled() {
+        let e =
+            futures::executor::block_on(establisher(Script::NoSuchHost).establish_for_pool(1, 0))
+                .unwrap_err();
+        assert!(!is_labelled(&e), "{e} {:?}", e.labels());
+        let e = futures::executor::block_on(
+            establisher(Script::ClosedDuringHello).establish_for_monitoring(1),
+        )
+        .unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::Io(_)), "{e}");
+        assert!(e.labels().is_empty(), "{:?}", e.labels());
+    }
+
+    #[test]
+    fn only_io_errors_are_network_errors() {
+        let io = Error::from(io::Error::from(io::ErrorKind::TimedOut));
+        assert!(is_network_error(&io));
+        let tls = Error::new(ErrorKind::Tls {
+            message: "certificate not trusted".into(),
+        });
+        assert!(!is_network_error(&tls));
+        let auth = Error::new(ErrorKind::Authentication {
+            message: "bad password".into(),
+        });
+        assert!(!is_network_error(&auth));
     }
 }

@@ -125,16 +125,15 @@ impl StreamDescription {
     /// Parses a successful handshake reply, checking wire-version compatibility and choosing
     /// the compressor: the first of `offered` that the server also listed.
     pub fn from_reply(reply: &Document, offered: &[Compressor]) -> Result<Self> {
-        let int = |key: &str| -> Option<i64> {
-            match reply.get(key)? {
-                Bson::Int32(v) => Some(i64::from(*v)),
-                Bson::Int64(v) => Some(*v),
-                Bson::Double(v) if v.fract() == 0.0 => Some(*v as i64),
-                _ => None,
-            }
-        };
-        let min_wire_version = int("minWireVersion").unwrap_or(0) as i32;
-        let max_wire_version = int("maxWireVersion").unwrap_or(0) as i32;
+        let description = Self::parse(reply, offered)?;
+        description.check_wire_version()?;
+        Ok(description)
+    }
+
+    /// Refuses a server whose wire-version range does not overlap this driver's
+    /// ([`MIN_WIRE_VERSION`]..=[`MAX_WIRE_VERSION`]) with an `IncompatibleServer` error.
+    pub fn check_wire_version(&self) -> Result<()> {
+        let (min_wire_version, max_wire_version) = (self.min_wire_version, self.max_wire_version);
         if min_wire_version > MAX_WIRE_VERSION {
             return Err(Error::new(ErrorKind::IncompatibleServer {
                 message: format!(
@@ -151,6 +150,22 @@ impl StreamDescription {
                 ),
             }));
         }
+        Ok(())
+    }
+
+    /// Parses a successful handshake reply without judging wire-version compatibility (a
+    /// monitor hands the reply to discovery, which marks the topology incompatible instead).
+    pub fn parse(reply: &Document, offered: &[Compressor]) -> Result<Self> {
+        let int = |key: &str| -> Option<i64> {
+            match reply.get(key)? {
+                Bson::Int32(v) => Some(i64::from(*v)),
+                Bson::Int64(v) => Some(*v),
+                Bson::Double(v) if v.fract() == 0.0 => Some(*v as i64),
+                _ => None,
+            }
+        };
+        let min_wire_version = int("minWireVersion").unwrap_or(0) as i32;
+        let max_wire_version = int("maxWireVersion").unwrap_or(0) as i32;
         let server_compressors: Vec<&str> = match reply.get_array("compression") {
             Ok(list) => list.iter().filter_map(Bson::as_str).collect(),
             Err(_) => Vec::new(),
@@ -247,5 +262,17 @@ mod tests {
         let too_new = doc! { "ok": 1, "minWireVersion": 99, "maxWireVersion": 100 };
         let err = StreamDescription::from_reply(&too_new, &[]).unwrap_err();
         assert!(err.to_string().contains("99"), "{err}");
+        // `parse` leaves the judgement to the caller (monitors hand the reply to discovery).
+        let parsed = StreamDescription::parse(&too_old, &[]).unwrap();
+        assert_eq!(parsed.max_wire_version, 6);
+        assert!(matches!(
+            parsed.check_wire_version().unwrap_err().kind(),
+            ErrorKind::IncompatibleServer { .. }
+        ));
+        let ok = doc! { "ok": 1, "minWireVersion": 0, "maxWireVersion": 21 };
+        assert!(StreamDescription::parse(&ok, &[])
+            .unwrap()
+            .check_wire_version()
+            .is_ok());
     }
 }

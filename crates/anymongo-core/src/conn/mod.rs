@@ -20,7 +20,7 @@ use crate::options::{Compressor, ServerAddress};
 use crate::rt::{Runtime, RuntimeExt, Stream, StreamExt};
 use crate::wire::{self, Body, Decoder, Message, MsgFlags, OpMsg, OpQuery};
 
-pub use establish::Establisher;
+pub use establish::{Establisher, RETRYABLE_ERROR_LABEL};
 pub use handshake::{HandshakeRequest, StreamDescription};
 
 /// Request ids are unique per process, like other drivers do.
@@ -407,16 +407,41 @@ pub async fn connect_tcp(
     address: &ServerAddress,
     connect_timeout: Option<Duration>,
 ) -> Result<Box<dyn Stream>> {
+    connect_tcp_staged(runtime, address, connect_timeout)
+        .await
+        .map_err(|failure| failure.error)
+}
+
+/// Why [`connect_tcp_staged`] failed, and whether the host name had been resolved by then.
+#[derive(Debug)]
+pub(crate) struct ConnectFailure {
+    pub(crate) error: Error,
+    /// False when resolving the name failed (or timed out): such failures are never a sign of
+    /// server overload (CMAP backpressure).
+    pub(crate) resolved: bool,
+}
+
+/// [`connect_tcp`], telling name-resolution failures apart from connection failures.
+pub(crate) async fn connect_tcp_staged(
+    runtime: &Arc<dyn Runtime>,
+    address: &ServerAddress,
+    connect_timeout: Option<Duration>,
+) -> std::result::Result<Box<dyn Stream>, ConnectFailure> {
     let (host, port) = match address {
         ServerAddress::Tcp { host, port } => (host.as_str(), *port),
         ServerAddress::Unix { path } => {
-            return Err(Error::invalid_argument(format!(
-                "Unix domain sockets are not supported by the runtime adapters yet: {path}"
-            )))
+            return Err(ConnectFailure {
+                error: Error::invalid_argument(format!(
+                    "Unix domain sockets are not supported by the runtime adapters yet: {path}"
+                )),
+                resolved: false,
+            })
         }
     };
+    let resolved = std::sync::atomic::AtomicBool::new(false);
     let attempt = async {
         let addrs = runtime.resolve(host, port).await?;
+        resolved.store(true, Ordering::Relaxed);
         let mut last_err = None;
         for addr in addrs {
             match runtime.connect(addr).await {
@@ -424,6 +449,8 @@ pub async fn connect_tcp(
                 Err(e) => last_err = Some(e),
             }
         }
+        // Resolving to nothing is a name-resolution failure.
+        resolved.store(last_err.is_some(), Ordering::Relaxed);
         Err(last_err.unwrap_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
@@ -441,5 +468,8 @@ pub async fn connect_tcp(
         },
         None => attempt.await,
     };
-    result.map_err(Error::from)
+    result.map_err(|e| ConnectFailure {
+        error: Error::from(e),
+        resolved: resolved.load(Ordering::Relaxed),
+    })
 }

@@ -61,13 +61,13 @@ enum Fail {
     Runner(String),
 }
 
-struct Ctx {
+struct Ctx<C: Connector> {
     runtime: Arc<dyn Runtime>,
-    pool: Pool<MockConnector>,
+    pool: Pool<C>,
     events: Arc<Mutex<Vec<CmapEvent>>>,
-    labels: Mutex<HashMap<String, PooledConnection<MockConnector>>>,
+    labels: Mutex<HashMap<String, PooledConnection<C>>>,
     /// Unlabelled connections stay checked out until the end of the test.
-    kept: Mutex<Vec<PooledConnection<MockConnector>>>,
+    kept: Mutex<Vec<PooledConnection<C>>>,
 }
 
 type ThreadResult = std::result::Result<Option<TestError>, String>;
@@ -77,10 +77,30 @@ struct Thread {
     done: JoinHandle<ThreadResult>,
 }
 
-/// Runs `test` against a [`Pool`] on `runtime`; `Err` describes the first mismatch.
+/// Runs `test` against a [`Pool`] of [`MockConnection`]s on `runtime`; `Err` describes the
+/// first mismatch.
 pub async fn run_cmap_format_async(
     runtime: Arc<dyn Runtime>,
     test: &CmapFormatTest,
+) -> std::result::Result<(), String> {
+    run_cmap_format_async_with(
+        runtime,
+        test,
+        MockConnector,
+        ServerAddress::tcp("localhost", 27017),
+    )
+    .await
+}
+
+/// Runs `test` against a [`Pool`] for `address` whose connections `connector` opens (e.g. a
+/// real establisher to a test server carrying the test's `failPoint`, for the integration
+/// files). As discovery would, an error of a connection opened in the background (minPoolSize)
+/// clears the pool, unless it is labelled `SystemOverloadedError` (CMAP backpressure).
+pub async fn run_cmap_format_async_with<C: Connector>(
+    runtime: Arc<dyn Runtime>,
+    test: &CmapFormatTest,
+    connector: C,
+    address: ServerAddress,
 ) -> std::result::Result<(), String> {
     let ops = test
         .operations
@@ -89,17 +109,30 @@ pub async fn run_cmap_format_async(
         .collect::<std::result::Result<Vec<_>, String>>()?;
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink_events = events.clone();
+    // The handler needs the pool it belongs to: filled in below, emptied at the end (which
+    // breaks the pool -> handler -> pool cycle).
+    let own_pool: Arc<Mutex<Option<Pool<C>>>> = Arc::new(Mutex::new(None));
+    let handler_pool = own_pool.clone();
     let pool = Pool::new(PoolConfig {
-        address: ServerAddress::tcp("localhost", 27017),
+        address,
         options: test.pool_options.to_pool_options(),
-        connector: MockConnector,
+        connector,
         runtime: runtime.clone(),
         event_sink: Some(Arc::new(move |e: &CmapEvent| {
             lock(&sink_events).push(e.clone())
         })),
-        background_error_handler: None,
+        background_error_handler: Some(Arc::new(move |_generation, error| {
+            if error.contains_label(crate::sdam::SYSTEM_OVERLOADED_LABEL) {
+                return;
+            }
+            let pool = lock(&handler_pool).clone();
+            if let Some(pool) = pool {
+                pool.clear(false, Some(error));
+            }
+        })),
     })
     .map_err(|e| format!("pool options rejected: {e}"))?;
+    *lock(&own_pool) = Some(pool.clone());
     let ctx = Arc::new(Ctx {
         runtime,
         pool,
@@ -142,14 +175,15 @@ pub async fn run_cmap_format_async(
     }
     lock(&ctx.labels).clear();
     lock(&ctx.kept).clear();
+    lock(&own_pool).take();
     if let Some(s) = runner_error {
         return Err(s);
     }
     check_outcome(test, &seen, main_error.as_ref())
 }
 
-async fn main_op(
-    ctx: &Arc<Ctx>,
+async fn main_op<C: Connector>(
+    ctx: &Arc<Ctx<C>>,
     threads: &mut HashMap<String, Thread>,
     op: Op,
 ) -> std::result::Result<(), Fail> {
@@ -212,7 +246,7 @@ async fn main_op(
     }
 }
 
-async fn thread_op(ctx: &Arc<Ctx>, op: Op) -> std::result::Result<(), Fail> {
+async fn thread_op<C: Connector>(ctx: &Arc<Ctx<C>>, op: Op) -> std::result::Result<(), Fail> {
     match op {
         Op::CheckOut { label } => {
             let conn = match ctx

@@ -9,7 +9,9 @@ mod machine_runner;
 mod runtime;
 mod threads;
 
-pub use async_runner::{run_cmap_format_async, MockConnection, MockConnector};
+pub use async_runner::{
+    run_cmap_format_async, run_cmap_format_async_with, MockConnection, MockConnector,
+};
 pub use format::{
     check_outcome, classify_error, classify_failure, count_events, event_to_document, matches,
     skip_reason, CmapFormatTest, Op, TestError, TestOperation, TestPoolOptions,
