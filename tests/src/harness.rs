@@ -80,7 +80,7 @@ pub static SMOL_EXECUTOR: Harness = Harness {
     runtime_name: "smol",
     run: |body| {
         let ex = Arc::new(smol::Executor::new());
-        let rt: RuntimeHandle = Arc::new(SmolRuntime::with_executor(ex.clone()));
+        let rt: RuntimeHandle = Arc::new(SmolRuntime::with_executor(&ex));
         smol::block_on(ex.run(body(rt)))
     },
     current: || boxed_current(SmolRuntime::current()),

@@ -26,7 +26,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -58,7 +58,10 @@ impl std::error::Error for NoRuntime {}
 /// The smol [`Runtime`]: smol's reactor and timers, plus a spawner (see the crate docs).
 #[derive(Clone)]
 pub struct SmolRuntime {
-    executor: Option<Arc<Executor<'static>>>,
+    /// Weak, so that the driver's tasks (which hold the runtime) never keep the caller's
+    /// executor, and so themselves, alive: when the caller drops its executor, the tasks on it
+    /// are dropped and their sockets closed, as with a tokio runtime that shuts down.
+    executor: Option<Weak<Executor<'static>>>,
 }
 
 impl std::fmt::Debug for SmolRuntime {
@@ -79,10 +82,11 @@ impl SmolRuntime {
         SmolRuntime { executor: None }
     }
 
-    /// Spawns on `executor`, which the caller must keep running.
-    pub fn with_executor(executor: Arc<Executor<'static>>) -> Self {
+    /// Spawns on `executor`, which the caller must keep running. The runtime holds it weakly:
+    /// once the caller drops the executor, its tasks are dropped and later spawns are ignored.
+    pub fn with_executor(executor: &Arc<Executor<'static>>) -> Self {
         SmolRuntime {
-            executor: Some(executor),
+            executor: Some(Arc::downgrade(executor)),
         }
     }
 
@@ -109,7 +113,11 @@ impl Runtime for SmolRuntime {
     fn spawn(&self, fut: BoxFuture<'static, ()>) {
         // smol's Task cancels on drop: detach it.
         match &self.executor {
-            Some(ex) => ex.spawn(fut).detach(),
+            Some(ex) => {
+                if let Some(ex) = ex.upgrade() {
+                    ex.spawn(fut).detach();
+                }
+            }
             None => smol::spawn(fut).detach(),
         }
     }
