@@ -63,6 +63,9 @@ pub(crate) fn serve(shared: Arc<Shared>, stream: TcpStream, id: u32, epoch: u64)
         }
     }
     let _guard = Guard(shared.clone(), id);
+    // A second handle on the socket, to notice a client that hangs up while a reply is held back
+    // (awaitable hello, delays): the connection then closes at once, as on a real server.
+    let peer = stream.try_clone().ok();
     let transport: Box<dyn Transport> = match &shared.cfg.tls {
         Some(identity) => match rustls::ServerConnection::new(identity.config.clone()) {
             Ok(conn) => Box::new(rustls::StreamOwned::new(conn, stream)),
@@ -79,6 +82,7 @@ pub(crate) fn serve(shared: Arc<Shared>, stream: TcpStream, id: u32, epoch: u64)
         next_request_id: 1,
         out: Vec::new(),
         hello_bytes: None,
+        peer,
     };
     conn.run();
 }
@@ -93,11 +97,27 @@ struct Conn {
     out: Vec<u8>,
     /// Fast mode: this connection's encoded hello reply.
     hello_bytes: Option<Vec<u8>>,
+    /// The raw socket, for [`Conn::peer_closed`].
+    peer: Option<TcpStream>,
 }
 
 impl Conn {
     fn killed(&self) -> bool {
         self.shared.epoch.load(Ordering::SeqCst) != self.epoch
+    }
+
+    /// Whether the client closed its end (checked without consuming any bytes it sent).
+    fn peer_closed(&self) -> bool {
+        let Some(socket) = &self.peer else {
+            return false;
+        };
+        if socket.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        let closed = matches!(socket.peek(&mut byte), Ok(0));
+        let _ = socket.set_nonblocking(false);
+        closed
     }
 
     fn run(&mut self) {
@@ -130,11 +150,12 @@ impl Conn {
         }
     }
 
-    /// Sleeps up to `d`, waking early (returning false) if the server was killed.
+    /// Sleeps up to `d`, waking early (returning false) if the server was killed or the client
+    /// hung up.
     fn nap(&self, d: Duration) -> bool {
         let end = Instant::now() + d;
         loop {
-            if self.killed() {
+            if self.killed() || self.peer_closed() {
                 return false;
             }
             let now = Instant::now();
