@@ -1,6 +1,6 @@
 //! The async driver: [`Client`], [`Database`], [`Collection`], generic over the runtime only at
 //! construction. A thin layer that feeds the sans-IO machines and does I/O only through the
-//! [`Runtime`](crate::rt::Runtime) it was built with.
+//! [`Runtime`] it was built with.
 
 mod collection;
 mod database;

@@ -31,28 +31,6 @@ pub fn next_request_id() -> i32 {
     NEXT_REQUEST_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Commands that must never be compressed (OP_COMPRESSED spec).
-const UNCOMPRESSIBLE: &[&str] = &[
-    "hello",
-    "ismaster",
-    "saslstart",
-    "saslcontinue",
-    "getnonce",
-    "authenticate",
-    "createuser",
-    "updateuser",
-    "copydbsaslstart",
-    "copydbgetnonce",
-    "copydb",
-];
-
-/// Whether `command_name` may be sent compressed.
-pub fn may_compress(command_name: &str) -> bool {
-    !UNCOMPRESSIBLE
-        .iter()
-        .any(|c| c.eq_ignore_ascii_case(command_name))
-}
-
 /// One connection to a server.
 pub struct Connection {
     id: u64,
@@ -172,7 +150,9 @@ impl Connection {
             }),
             compressor_id: None,
         };
-        let compressor = self.compressor.filter(|_| may_compress(&command.name));
+        let compressor = self
+            .compressor
+            .filter(|_| wire::command_may_be_compressed(&command.name));
         let reply = self
             .exchange(&message, compressor.as_ref(), !command.more_to_come)
             .await?;
@@ -210,7 +190,9 @@ impl Connection {
             }),
             compressor_id: None,
         };
-        let compressor = self.compressor.filter(|_| may_compress(&command.name));
+        let compressor = self
+            .compressor
+            .filter(|_| wire::command_may_be_compressed(&command.name));
         let reply = self.exchange(&message, compressor.as_ref(), true).await?;
         self.streamed_body(reply)
     }
