@@ -90,6 +90,9 @@ impl Recorder {
     }
 }
 
+/// What [`Recorder::wait_for`] sees when a connection goes back to the pool.
+const CHECKED_IN: &str = "<connection checked in>";
+
 /// A client for `uri` on the runtime under test, recording command events.
 fn recording_client(env: &Env, uri: &str) -> (Client, Recorder) {
     let started = Arc::new(Mutex::new(Vec::new()));
@@ -97,6 +100,9 @@ fn recording_client(env: &Env, uri: &str) -> (Client, Recorder) {
     let (tx, rx) = mpsc::unbounded();
     let (s, r) = (started.clone(), replies.clone());
     let handler = EventHandler::new(move |e| {
+        if let Event::Cmap(anymongo_core::cmap::CmapEvent::ConnectionCheckedIn { .. }) = e {
+            let _ = tx.unbounded_send(CHECKED_IN.to_string());
+        }
         if let Event::Command(c) = e {
             match c {
                 CommandEvent::Started(ev) => {
@@ -834,6 +840,12 @@ pub async fn dropped_cursor_sends_kill_cursors(env: Env) -> Outcome {
     assert!(
         events.wait_for(&env, "killCursors").await,
         "killCursors within {BACKGROUND_WAIT:?}"
+    );
+    // Let the background killCursors finish (its connection back in the pool) before the next
+    // operation, so that the two never race for connections.
+    assert!(
+        events.wait_for(&env, CHECKED_IN).await,
+        "killCursors' connection checked in within {BACKGROUND_WAIT:?}"
     );
     let kill = events.started("killCursors");
     assert_eq!(
