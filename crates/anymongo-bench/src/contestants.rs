@@ -406,15 +406,27 @@ impl Raw {
             let body = doc! { "find": crate::TWEETS, "filter": { "_id": id }, "limit": 1i64, "singleBatch": true };
             op_msg(i as i32 + 1, db, &body, None)
         };
+        // Inserts carry an `_id` made before the clock starts, as the drivers add one
+        // client-side (so the server does the same work for every contestant).
+        let with_id = |d: &Document| {
+            let mut out = doc! { "_id": bson::oid::ObjectId::new() };
+            out.extend(d.clone());
+            out
+        };
         let insert = |coll: &str, docs: &[Document]| {
-            op_msg(1, db, &doc! { "insert": coll }, Some(("documents", docs)))
+            let docs: Vec<Document> = docs.iter().map(with_id).collect();
+            op_msg(1, db, &doc! { "insert": coll }, Some(("documents", &docs)))
         };
         match task {
             Task::RunCommand => vec![op_msg(1, db, &doc! { "hello": 1 }, None)],
             Task::FindOne => (0..ctx.p.n).map(find_one).collect(),
             Task::Concurrency(_) => (0..ctx.p.n_conc).map(find_one).collect(),
-            Task::SmallInsert => vec![insert(crate::SMALL, std::slice::from_ref(&ctx.small))],
-            Task::LargeInsert => vec![insert(crate::LARGE, std::slice::from_ref(&ctx.large))],
+            Task::SmallInsert => (0..ctx.p.n)
+                .map(|_| insert(crate::SMALL, std::slice::from_ref(&ctx.small)))
+                .collect(),
+            Task::LargeInsert => (0..ctx.p.n_large)
+                .map(|_| insert(crate::LARGE, std::slice::from_ref(&ctx.large)))
+                .collect(),
             Task::BulkSmall => vec![insert(crate::BULK_SMALL, &ctx.small_many)],
             Task::BulkLarge => vec![insert(crate::BULK_LARGE, &ctx.large_many)],
             Task::FindMany100 => vec![op_msg(

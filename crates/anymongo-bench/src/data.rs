@@ -49,7 +49,7 @@ pub fn tweet(id: i32) -> Document {
             "name": g.word(20),
             "screen_name": g.word(15),
             "location": g.word(30),
-            "description": g.word(160),
+            "description": g.word(120),
             "url": g.word(40),
             "followers_count": (g.next() % 100_000) as i32,
             "friends_count": (g.next() % 10_000) as i32,
@@ -69,7 +69,6 @@ pub fn tweet(id: i32) -> Document {
             ],
         },
         "place": { "full_name": g.word(40), "country": g.word(20), "bbox": [1.5, 2.5, 3.5, 4.5] },
-        "extra": g.word(330),
     }
 }
 

@@ -179,10 +179,28 @@ pub struct Ctx {
     pub large_many: Vec<Document>,
 }
 
+impl Params {
+    /// These sizes times `f`, with floors that keep every task meaningful (for the slower
+    /// end-to-end server).
+    fn scaled(&self, f: f64) -> Params {
+        let s = |n: usize, min: usize| ((n as f64 * f) as usize).max(min);
+        Params {
+            n: s(self.n, 100),
+            n_large: s(self.n_large, 2),
+            tweets: s(self.tweets, 500),
+            bulk_small: s(self.bulk_small, 500),
+            bulk_large: s(self.bulk_large, 2),
+            conc_tasks: self.conc_tasks,
+            n_conc: s(self.n_conc, self.conc_tasks * 10),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Args {
     runs: usize,
     p: Params,
+    real_scale: f64,
     servers: Vec<String>,
     uri: String,
     tasks: Vec<Task>,
@@ -204,7 +222,7 @@ const CONTESTANTS: [&str; 6] = [
 fn usage() -> ! {
     eprintln!(
         "usage: anymongo-bench [--quick] [--runs R] [--n N] [--n-large N] [--tweets N] \
-         [--bulk-small N] [--bulk-large N] [--n-conc N] [--servers fake,real] [--uri URI] \
+         [--bulk-small N] [--bulk-large N] [--n-conc N] [--real-scale F] [--servers fake,real] [--uri URI] \
          [--tasks {}] [--contestants {}] [--no-rss] [--out FILE]",
         Task::ALL.map(Task::key).join(","),
         CONTESTANTS.join(",")
@@ -225,6 +243,7 @@ fn parse_args() -> Args {
             conc_tasks: 64,
             n_conc: 12_800,
         },
+        real_scale: 0.1,
         servers: vec!["fake".into(), "real".into()],
         uri: std::env::var("ANYMONGO_URI").unwrap_or_else(|_| "mongodb://127.0.0.1:27999".into()),
         tasks: Task::ALL.to_vec(),
@@ -254,6 +273,13 @@ fn parse_args() -> Args {
                 a.p.n_conc = 2_560;
             }
             "--runs" => a.runs = num(it.next()).max(1),
+            "--real-scale" => {
+                a.real_scale = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|f: &f64| *f > 0.0)
+                    .unwrap_or_else(|| usage())
+            }
             "--n" => a.p.n = num(it.next()).max(1),
             "--n-large" => a.p.n_large = num(it.next()).max(1),
             "--tweets" => a.p.tweets = num(it.next()).max(1),
@@ -363,7 +389,11 @@ fn bench_server(
         t0.elapsed()
     );
     let mut contestants = make_contestants(&args.contestants, uri, addr, ctx);
-    let mut table = Table::new(server_name, contestants.iter().map(|c| c.name()).collect());
+    let mut table = Table::new(
+        server_name,
+        contestants.iter().map(|c| c.name()).collect(),
+        ctx.p.clone(),
+    );
     for &task in &args.tasks {
         let t0 = Instant::now();
         let k = contestants.len();
@@ -390,7 +420,7 @@ fn bench_server(
                 .map_err(|e| e.to_string())?;
         }
         eprintln!("[{server_name}] {} done in {:?}", task.key(), t0.elapsed());
-        eprintln!("{}", table.task_rows(task, &ctx.p));
+        eprintln!("{}", table.task_rows(task));
     }
     drop(contestants);
     setup
@@ -406,34 +436,44 @@ fn main() {
         let uri = argv.get(3).cloned().unwrap_or_else(|| usage());
         std::process::exit(rss::child(&name, &uri));
     }
+    if argv.get(1).map(String::as_str) == Some("--micro-decode") {
+        micro_decode();
+        return;
+    }
     let args = parse_args();
     let started = Instant::now();
     let small = data::small_doc();
     let large = data::large_doc();
-    let ctx = Arc::new(Ctx {
-        db: DB.to_string(),
-        small_many: vec![small.clone(); args.p.bulk_small],
-        large_many: vec![large.clone(); args.p.bulk_large],
-        small,
-        large,
-        p: args.p.clone(),
-    });
     eprintln!(
         "sizes: small {} B, tweet {} B, large {} B",
-        data::size(&ctx.small),
+        data::size(&small),
         data::size(&data::tweet(1)),
-        data::size(&ctx.large)
+        data::size(&large)
     );
+    let ctx_for = |p: Params| {
+        Arc::new(Ctx {
+            db: DB.to_string(),
+            small_many: vec![small.clone(); p.bulk_small],
+            large_many: vec![large.clone(); p.bulk_large],
+            small: small.clone(),
+            large: large.clone(),
+            p,
+        })
+    };
     let mut tables = Vec::new();
     for server in &args.servers {
         let result = match server.as_str() {
             "fake" => {
                 let fake = anymongo_testkit::FakeServer::builder().fast_mode().start();
+                let ctx = ctx_for(args.p.clone());
                 let r = bench_server(&args, "fake server (fast mode)", &fake.uri(), &ctx);
                 drop(fake);
                 r
             }
-            "real" => bench_server(&args, "nx-27017", &args.uri, &ctx),
+            "real" => {
+                let ctx = ctx_for(args.p.scaled(args.real_scale));
+                bench_server(&args, "nx-27017", &args.uri, &ctx)
+            }
             _ => usage(),
         };
         match result {
@@ -452,7 +492,6 @@ fn main() {
     let md = report::render(
         &tables,
         memory.as_deref(),
-        &args.p,
         args.runs,
         &args.command,
         started.elapsed(),
@@ -464,4 +503,30 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// Times the ways to turn a raw tweet into a `Document` (a profiling aid).
+fn micro_decode() {
+    let raw = bson::RawDocumentBuf::try_from(&data::tweet(1)).expect("encode");
+    let n = 50_000;
+    let t = Instant::now();
+    for _ in 0..n {
+        let d: Document = bson::deserialize_from_slice(raw.as_bytes()).expect("serde");
+        std::hint::black_box(d);
+    }
+    eprintln!("serde deserialize_from_slice: {:?}/doc", t.elapsed() / n);
+    let t = Instant::now();
+    for _ in 0..n {
+        let d = Document::try_from(raw.as_ref()).expect("try_from");
+        std::hint::black_box(d);
+    }
+    eprintln!(
+        "Document::try_from(&RawDocument): {:?}/doc",
+        t.elapsed() / n
+    );
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(anymongo_core::wire::validate_document(raw.as_bytes()).is_ok());
+    }
+    eprintln!("validate_document: {:?}/doc", t.elapsed() / n);
 }

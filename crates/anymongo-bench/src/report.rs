@@ -60,16 +60,18 @@ pub struct Table {
     contestants: Vec<&'static str>,
     runs: HashMap<(Task, usize), Vec<Measurement>>,
     tasks: Vec<Task>,
+    p: Params,
 }
 
 impl Table {
     /// An empty table for `contestants` against `server`.
-    pub fn new(server: &str, contestants: Vec<&'static str>) -> Self {
+    pub fn new(server: &str, contestants: Vec<&'static str>, p: Params) -> Self {
         Table {
             server: server.to_string(),
             contestants,
             runs: HashMap::new(),
             tasks: Vec::new(),
+            p,
         }
     }
 
@@ -90,8 +92,8 @@ impl Table {
     }
 
     /// A plain-text progress line per contestant for `task`.
-    pub fn task_rows(&self, task: Task, p: &Params) -> String {
-        let mut s = format!("  {}:", task.label(p));
+    pub fn task_rows(&self, task: Task) -> String {
+        let mut s = format!("  {}:", task.label(&self.p));
         for (i, c) in self.contestants.iter().enumerate() {
             if let Some(sum) = self.summary(task, i) {
                 let _ = write!(
@@ -159,7 +161,6 @@ pub fn machine() -> String {
 pub fn render(
     tables: &[Table],
     memory: Option<&[Memory]>,
-    p: &Params,
     runs: usize,
     command: &str,
     took: Duration,
@@ -169,11 +170,11 @@ pub fn render(
     let _ = writeln!(
         s,
         "Command: `{command}` (took {:.0} s; {runs} timed runs per cell after one warm-up run, \
-         contestants interleaved; median, min–max in parentheses). Sizes: {p:?}.\n",
+         contestants interleaved; median, min–max in parentheses).\n",
         took.as_secs_f64()
     );
     for t in tables {
-        let _ = writeln!(s, "### {}: throughput\n", t.server);
+        let _ = writeln!(s, "### {}: throughput\n\nSizes: {:?}.\n", t.server, t.p);
         let _ = write!(s, "| task | unit |");
         for c in &t.contestants {
             let _ = write!(s, " {c} |");
@@ -184,7 +185,7 @@ pub fn render(
         }
         s.push('\n');
         for &task in &t.tasks {
-            let _ = write!(s, "| {} | {} |", task.label(p), task.unit());
+            let _ = write!(s, "| {} | {} |", task.label(&t.p), task.unit());
             for i in 0..t.contestants.len() {
                 match t.summary(task, i) {
                     Some(sum) => {
@@ -236,7 +237,7 @@ pub fn render(
         let _ = writeln!(
             s,
             "### Idle memory: peak RSS (VmHWM) of a process holding a client with {POOL} pooled \
-             connections to the fake server\n\n| contestant | VmHWM | connections seen by the server | ÷ official |\n|---|---:|---:|---:|"
+             connections to the fake server\n\n| contestant | VmHWM | connections open at the server when read | ÷ official |\n|---|---:|---:|---:|"
         );
         let official = mem
             .iter()

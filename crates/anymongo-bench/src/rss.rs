@@ -77,13 +77,13 @@ fn measure_one(name: &str) -> Result<(u64, usize), String> {
     // Wait for the pool to fill: at least POOL connections, unchanged for half a second.
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = (0, Instant::now());
-    loop {
+    let connections = loop {
         let open = server.open_connections();
         if open != last.0 {
             last = (open, Instant::now());
         }
         if open >= POOL && last.1.elapsed() > Duration::from_millis(500) {
-            break;
+            break open;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -91,11 +91,10 @@ fn measure_one(name: &str) -> Result<(u64, usize), String> {
             return Err(format!("only {open} connections opened"));
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
     writeln!(stdin, "go").map_err(|e| e.to_string())?;
     line.clear();
     stdout.read_line(&mut line).map_err(|e| e.to_string())?;
-    let connections = server.open_connections();
     drop(stdin);
     let _ = child.wait();
     let kib = line
