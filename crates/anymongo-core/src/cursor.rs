@@ -305,7 +305,7 @@ mod fast_decode {
             let len = usize::try_from(self.i32()?).ok().filter(|&l| l >= 1)?;
             let s = self.take(len)?;
             let (text, nul) = s.split_at(len - 1);
-            if nul != [0] || text.contains(&0) {
+            if nul != [0] {
                 return None;
             }
             std::str::from_utf8(text).ok().map(str::to_owned)

@@ -58,7 +58,7 @@ fn cstring(b: &[u8], pos: usize, end: usize) -> Option<usize> {
     Some(pos + n + 1)
 }
 
-/// A length-prefixed UTF-8 string (no interior NULs) at `pos` within `..end`; returns the
+/// A length-prefixed, NUL-terminated UTF-8 string at `pos` within `..end`; returns the
 /// position after it.
 fn string(b: &[u8], pos: usize, end: usize) -> Option<usize> {
     let len = usize::try_from(i32_at(b, pos)?).ok().filter(|&l| l >= 1)?;
@@ -67,7 +67,8 @@ fn string(b: &[u8], pos: usize, end: usize) -> Option<usize> {
         return None;
     }
     let s = b.get(pos + 4..stop - 1)?;
-    if b.get(stop - 1) != Some(&0) || s.contains(&0) {
+    // (Interior NULs are allowed in string values, as the bson crate allows them.)
+    if b.get(stop - 1) != Some(&0) {
         return None;
     }
     std::str::from_utf8(s).ok()?;
