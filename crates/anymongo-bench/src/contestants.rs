@@ -303,9 +303,15 @@ impl Contestant for Anymongo {
             AmRt::Smol => smol_spawn,
         };
         let ctx = self.ctx.clone();
-        block_on(rt, self.tokio.as_ref(), async move {
-            anymongo_task(&client, &ctx, task, spawn).await
-        })
+        let body = async move { anymongo_task(&client, &ctx, task, spawn).await };
+        match (rt, self.tokio.as_ref()) {
+            // On the multi-thread scheduler the loop runs as a task on a worker (as request
+            // handlers do), not on the thread blocked in `block_on`.
+            (AmRt::TokioMt, Some(t)) => {
+                t.block_on(async move { tokio::spawn(body).await.map_err(|e| e.to_string())? })
+            }
+            _ => block_on(rt, self.tokio.as_ref(), body),
+        }
     }
 }
 
@@ -360,8 +366,12 @@ impl Contestant for Official {
             }
         };
         let ctx = self.ctx.clone();
-        self.tokio
-            .block_on(async move { official_task(&client, &ctx, task, tokio_spawn).await })
+        // As for anymongo on tokio-mt: the loop runs as a task on a worker.
+        self.tokio.block_on(async move {
+            tokio::spawn(async move { official_task(&client, &ctx, task, tokio_spawn).await })
+                .await
+                .map_err(|e| e.to_string())?
+        })
     }
 }
 
