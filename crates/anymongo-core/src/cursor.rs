@@ -254,7 +254,7 @@ impl<T> Drop for Cursor<T> {
 /// Raw BSON to [`bson::Document`] in one pass over the bytes, without serde. Gives `None` for
 /// anything it does not handle itself (rare element types, malformed input, deep nesting), and
 /// the caller then takes the general serde path, which decides (and reports any error).
-mod fast_decode {
+pub(crate) mod fast_decode {
     use bson::oid::ObjectId;
     use bson::spec::BinarySubtype;
     use bson::{Binary, Bson, DateTime, Decimal128, Document, Timestamp};
@@ -263,7 +263,7 @@ mod fast_decode {
     const MAX_DEPTH: usize = 64;
 
     /// Decodes one whole document.
-    pub(super) fn document(bytes: &[u8]) -> Option<Document> {
+    pub(crate) fn document(bytes: &[u8]) -> Option<Document> {
         let mut r = Reader { b: bytes, pos: 0 };
         let doc = r.document(0)?;
         (r.pos == bytes.len()).then_some(doc)
