@@ -406,11 +406,17 @@ fn bench_server(
                         .map_err(|e| e.to_string())?;
                 }
                 let c = &mut contestants[i];
-                let (ops, elapsed) = c
-                    .run(task)
-                    .map_err(|e| format!("[{server_name}] {} {}: {e}", c.name(), task.key()))?;
-                if run > 0 {
-                    table.record(task, i, Measurement::new(ops, elapsed));
+                // A failed run is reported and left out of the table (the cell shows how many
+                // runs failed); the other contestants go on.
+                match c.run(task) {
+                    Ok((ops, elapsed)) if run > 0 => {
+                        table.record(task, i, Measurement::new(ops, elapsed))
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        eprintln!("[{server_name}] {} {} failed: {e}", c.name(), task.key());
+                        table.record_failure(task, i);
+                    }
                 }
             }
         }

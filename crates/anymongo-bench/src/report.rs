@@ -60,6 +60,7 @@ pub struct Table {
     contestants: Vec<&'static str>,
     runs: HashMap<(Task, usize), Vec<Measurement>>,
     tasks: Vec<Task>,
+    failures: HashMap<(Task, usize), usize>,
     p: Params,
 }
 
@@ -71,6 +72,7 @@ impl Table {
             contestants,
             runs: HashMap::new(),
             tasks: Vec::new(),
+            failures: HashMap::new(),
             p,
         }
     }
@@ -81,6 +83,14 @@ impl Table {
             self.tasks.push(task);
         }
         self.runs.entry((task, i)).or_default().push(m);
+    }
+
+    /// Notes a failed run of contestant `i` on `task`.
+    pub fn record_failure(&mut self, task: Task, i: usize) {
+        if !self.tasks.contains(&task) {
+            self.tasks.push(task);
+        }
+        *self.failures.entry((task, i)).or_default() += 1;
     }
 
     fn summary(&self, task: Task, i: usize) -> Option<Summary> {
@@ -191,14 +201,18 @@ pub fn render(
                     Some(sum) => {
                         let _ = write!(
                             s,
-                            " **{}** ({}–{}) |",
+                            " **{}** ({}–{})",
                             fmt_rate(sum.median),
                             fmt_rate(sum.min),
                             fmt_rate(sum.max)
                         );
                     }
-                    None => s.push_str(" – |"),
+                    None => s.push_str(" –"),
                 }
+                if let Some(n) = t.failures.get(&(task, i)) {
+                    let _ = write!(s, " ({n} failed)");
+                }
+                s.push_str(" |");
             }
             s.push('\n');
         }
