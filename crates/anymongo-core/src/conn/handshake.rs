@@ -201,6 +201,10 @@ impl StreamDescription {
 
 /// Converts a raw reply into a `Document`, mapping BSON errors to a protocol error.
 pub fn to_document(raw: &RawDocumentBuf) -> Result<Document> {
+    // The one-pass decoder handles ordinary replies; the bson crate decides anything else.
+    if let Some(doc) = crate::cursor::fast_decode::document(raw.as_bytes()) {
+        return Ok(doc);
+    }
     Document::try_from(raw.as_ref())
         .map_err(|e| Error::invalid_response(format!("invalid BSON in reply: {e}")))
 }

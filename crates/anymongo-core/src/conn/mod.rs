@@ -18,7 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::operation::Command;
 use crate::options::{Compressor, ServerAddress};
 use crate::rt::{Runtime, RuntimeExt, Stream, StreamExt};
-use crate::wire::{self, Body, Decoder, Message, MsgFlags, OpMsg, OpQuery};
+use crate::wire::{self, Body, Decoder, Message, MsgFlags, OpQuery};
 
 pub use establish::{Establisher, RETRYABLE_ERROR_LABEL};
 pub use handshake::{HandshakeRequest, StreamDescription};
@@ -140,21 +140,23 @@ impl Connection {
         if command.more_to_come {
             flags.insert(MsgFlags::MORE_TO_COME);
         }
-        let message = Message {
-            request_id,
-            response_to: 0,
-            body: Body::Msg(OpMsg {
-                flags,
-                body,
-                sequences: command.sequences.clone(),
-            }),
-            compressor_id: None,
-        };
         let compressor = self
             .compressor
             .filter(|_| wire::command_may_be_compressed(&command.name));
+        // Encoded straight from the command's parts: its document sequences (an insert's
+        // documents) are not copied into a message first.
+        let encode = |out: &mut Vec<u8>| {
+            wire::encode_op_msg(
+                request_id,
+                flags,
+                &body,
+                &command.sequences,
+                compressor.as_ref(),
+                out,
+            )
+        };
         let reply = self
-            .exchange(&message, compressor.as_ref(), !command.more_to_come)
+            .exchange(request_id, encode, !command.more_to_come)
             .await?;
         match reply {
             None => Ok(RawDocumentBuf::new()),
@@ -180,20 +182,21 @@ impl Connection {
         command: &Command,
         request_id: i32,
     ) -> Result<(RawDocumentBuf, bool)> {
-        let message = Message {
-            request_id,
-            response_to: 0,
-            body: Body::Msg(OpMsg {
-                flags: MsgFlags::EXHAUST_ALLOWED,
-                body: command.to_raw_body()?,
-                sequences: command.sequences.clone(),
-            }),
-            compressor_id: None,
-        };
+        let body = command.to_raw_body()?;
         let compressor = self
             .compressor
             .filter(|_| wire::command_may_be_compressed(&command.name));
-        let reply = self.exchange(&message, compressor.as_ref(), true).await?;
+        let encode = |out: &mut Vec<u8>| {
+            wire::encode_op_msg(
+                request_id,
+                MsgFlags::EXHAUST_ALLOWED,
+                &body,
+                &command.sequences,
+                compressor.as_ref(),
+                out,
+            )
+        };
+        let reply = self.exchange(request_id, encode, true).await?;
         self.streamed_body(reply)
     }
 
@@ -266,7 +269,9 @@ impl Connection {
             }),
             compressor_id: None,
         };
-        match self.exchange(&message, None, true).await? {
+        let request_id = message.request_id;
+        let encode = |out: &mut Vec<u8>| wire::encode(&message, None, out);
+        match self.exchange(request_id, encode, true).await? {
             Some(Message {
                 body: Body::Reply(reply),
                 ..
@@ -289,8 +294,8 @@ impl Connection {
     /// the future is dropped before it completes, or on any error.
     async fn exchange(
         &mut self,
-        message: &Message,
-        compressor: Option<&Compressor>,
+        request_id: i32,
+        encode: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), wire::WireError>,
         expect_reply: bool,
     ) -> Result<Option<Message>> {
         if !self.is_clean() {
@@ -304,7 +309,7 @@ impl Connection {
         let timeout = self.socket_timeout;
         let result = match timeout {
             Some(t) => match runtime
-                .timeout(t, self.exchange_inner(message, compressor, expect_reply))
+                .timeout(t, self.exchange_inner(request_id, encode, expect_reply))
                 .await
             {
                 Ok(r) => r,
@@ -313,7 +318,7 @@ impl Connection {
                     format!("socket timeout of {t:?} elapsed"),
                 ))))),
             },
-            None => self.exchange_inner(message, compressor, expect_reply).await,
+            None => self.exchange_inner(request_id, encode, expect_reply).await,
         };
         match &result {
             Ok(_) => self.in_flight = false,
@@ -324,12 +329,12 @@ impl Connection {
 
     async fn exchange_inner(
         &mut self,
-        message: &Message,
-        compressor: Option<&Compressor>,
+        request_id: i32,
+        encode: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), wire::WireError>,
         expect_reply: bool,
     ) -> Result<Option<Message>> {
         self.write_buf.clear();
-        wire::encode(message, compressor, &mut self.write_buf)?;
+        encode(&mut self.write_buf)?;
         self.stream.write_all(&self.write_buf).await?;
         self.stream.flush().await?;
         if self.write_buf.capacity() > 1 << 20 {
@@ -340,10 +345,10 @@ impl Connection {
             return Ok(None);
         }
         let reply = self.read_message().await?;
-        if reply.response_to != message.request_id {
+        if reply.response_to != request_id {
             return Err(Error::invalid_response(format!(
                 "reply is to request {}, expected {}",
-                reply.response_to, message.request_id
+                reply.response_to, request_id
             )));
         }
         Ok(Some(reply))

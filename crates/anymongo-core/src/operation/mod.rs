@@ -162,6 +162,9 @@ pub(crate) fn get_i64(doc: &RawDocument, key: &str) -> Option<i64> {
 
 /// Turns an `ok: 0` reply into a command error (with labels and topologyVersion); `Ok` otherwise.
 pub fn check_ok(reply: &RawDocument) -> Result<()> {
+    if ok_is_one(reply.as_bytes()) {
+        return Ok(());
+    }
     let ok = reply.get("ok").ok().flatten().and_then(number);
     if ok == Some(1.0) {
         return Ok(());
@@ -188,6 +191,75 @@ pub fn check_ok(reply: &RawDocument) -> Result<()> {
         topology_version,
     }))
     .with_labels(labels))
+}
+
+/// Whether the top-level `ok` of the document `b` is 1, found by skipping over the elements
+/// before it by their lengths alone (a reply's `ok` usually comes last). `false` means "not
+/// certainly": the caller then reads the document the general way.
+fn ok_is_one(b: &[u8]) -> bool {
+    fn i32_at(b: &[u8], pos: usize) -> Option<usize> {
+        let s = b.get(pos..pos.checked_add(4)?)?;
+        usize::try_from(i32::from_le_bytes([s[0], s[1], s[2], s[3]])).ok()
+    }
+    fn after_cstring(b: &[u8], pos: usize) -> Option<usize> {
+        Some(pos + b.get(pos..)?.iter().position(|&c| c == 0)? + 1)
+    }
+    let scan = || -> Option<bool> {
+        let end = b.len().checked_sub(1)?;
+        let mut pos = 4;
+        while pos < end {
+            let kind = *b.get(pos)?;
+            let key_start = pos + 1;
+            let value = after_cstring(b, key_start)?;
+            let key = std::str::from_utf8(b.get(key_start..value - 1)?).ok()?;
+            if key == "ok" {
+                let v = b.get(value..)?;
+                return Some(match kind {
+                    0x01 => {
+                        v.get(..8)
+                            .and_then(|s| s.try_into().ok())
+                            .map(f64::from_le_bytes)
+                            == Some(1.0)
+                    }
+                    0x10 => v.get(..4) == Some(&1i32.to_le_bytes()[..]),
+                    0x12 => v.get(..8) == Some(&1i64.to_le_bytes()[..]),
+                    0x08 => v.first() == Some(&1),
+                    _ => false,
+                });
+            }
+            let size = match kind {
+                0x01 | 0x09 | 0x11 | 0x12 => 8,
+                0x10 => 4,
+                0x13 => 16,
+                0x07 => 12,
+                0x08 => 1,
+                0x06 | 0x0A | 0xFF | 0x7F => 0,
+                0x02 | 0x0D | 0x0E => {
+                    // A string must end in its NUL.
+                    let len = i32_at(b, value)?;
+                    let size = 4usize.checked_add(len)?;
+                    if len == 0 || b.get(value + size - 1) != Some(&0) {
+                        return None;
+                    }
+                    size
+                }
+                0x03 | 0x04 | 0x0F => {
+                    let len = i32_at(b, value)?;
+                    if len < 5 || b.get(value + len - 1) != Some(&0) {
+                        return None;
+                    }
+                    len
+                }
+                0x05 => 5usize.checked_add(i32_at(b, value)?)?,
+                0x0C => 16usize.checked_add(i32_at(b, value)?)?,
+                0x0B => after_cstring(b, after_cstring(b, value)?)? - value,
+                _ => return None,
+            };
+            pos = value.checked_add(size)?;
+        }
+        None
+    };
+    scan() == Some(true)
 }
 
 /// The `errorLabels` of a reply.
@@ -242,6 +314,42 @@ mod tests {
         }
         let err = check_ok(&raw(doc! { "n": 1 })).unwrap_err();
         assert!(err.to_string().contains("no 'ok'"), "{err}");
+    }
+
+    #[test]
+    fn the_quick_ok_scan_agrees_with_the_general_read() {
+        let replies = [
+            doc! { "ok": 1 },
+            doc! { "a": "x", "b": { "c": [1, 2] }, "t": bson::Timestamp { time: 1, increment: 2 }, "ok": 1.0 },
+            doc! { "ok": 0.0, "errmsg": "no" },
+            doc! { "n": 1i64, "ok": 1i64 },
+            doc! { "ok": true },
+            doc! { "ok": 2 },
+            doc! { "nok": 1 },
+            doc! { "o": 1, "okay": 1, "ok": 0 },
+        ];
+        for d in replies {
+            let r = raw(d.clone());
+            let general = r.get("ok").ok().flatten().and_then(number) == Some(1.0);
+            assert_eq!(ok_is_one(r.as_bytes()), general, "{d}");
+            // Never a panic, and never "ok" where the general read disagrees, on corruption.
+            let bytes = r.as_bytes().to_vec();
+            for i in 0..bytes.len() {
+                for v in [0u8, 1, 2, 0x7F, 0xFF] {
+                    let mut bad = bytes.clone();
+                    bad[i] = v;
+                    if ok_is_one(&bad) {
+                        if let Ok(doc) = RawDocument::from_bytes(&bad) {
+                            assert_eq!(
+                                doc.get("ok").ok().flatten().and_then(number),
+                                Some(1.0),
+                                "{d}: byte {i} = {v}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

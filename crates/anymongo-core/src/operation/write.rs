@@ -174,8 +174,11 @@ impl Operation for WriteCommand {
                 ..Default::default()
             });
         }
-        let reply = Document::try_from(response.as_ref())
-            .map_err(|e| Error::invalid_response(format!("invalid write reply: {e}")))?;
+        let reply = match crate::cursor::fast_decode::document(response.as_bytes()) {
+            Some(reply) => reply,
+            None => Document::try_from(response.as_ref())
+                .map_err(|e| Error::invalid_response(format!("invalid write reply: {e}")))?,
+        };
         parse_write_reply(&reply, &response, range)
     }
 }

@@ -2,9 +2,11 @@
 
 use crate::options::Compressor;
 
+use bson::RawDocument;
+
 use super::{
-    compression, Body, Header, Message, MsgFlags, OpCode, OpMsg, OpQuery, OpReply, WireError,
-    COMPRESSED_PREFIX_LEN, HEADER_LEN,
+    compression, Body, DocumentSequence, Header, Message, MsgFlags, OpCode, OpQuery, OpReply,
+    WireError, COMPRESSED_PREFIX_LEN, HEADER_LEN,
 };
 
 /// Appends one whole encoded message to `out` (a caller-owned buffer; reuse it between messages).
@@ -29,52 +31,112 @@ pub fn encode(
     result
 }
 
+/// Appends one whole OP_MSG request (`responseTo` 0) made of borrowed parts: the same bytes as
+/// [`encode`] of the equivalent [`Message`], without first copying the body and the document
+/// sequences into one. With a `compressor`, it is wrapped in OP_COMPRESSED. On error `out` is
+/// left as it was.
+pub fn encode_op_msg(
+    request_id: i32,
+    flags: MsgFlags,
+    body: &RawDocument,
+    sequences: &[DocumentSequence],
+    compressor: Option<&Compressor>,
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
+    let start = out.len();
+    let result = match compressor {
+        None => encode_msg_plain(request_id, 0, flags, body, sequences, out),
+        Some(c) => {
+            let mut plain = Vec::with_capacity(msg_size_hint(body, sequences));
+            encode_msg_plain(request_id, 0, flags, body, sequences, &mut plain)
+                .and_then(|()| wrap_compressed(request_id, 0, OpCode::Msg, &plain, c, out))
+        }
+    };
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
 fn encode_compressed(msg: &Message, c: &Compressor, out: &mut Vec<u8>) -> Result<(), WireError> {
     let mut plain = Vec::with_capacity(size_hint(&msg.body));
     encode_plain(msg, &mut plain)?;
+    wrap_compressed(
+        msg.request_id,
+        msg.response_to,
+        msg.body.op_code(),
+        &plain,
+        c,
+        out,
+    )
+}
+
+/// Appends the OP_COMPRESSED form of the encoded message `plain` (whose opcode is `op`).
+fn wrap_compressed(
+    request_id: i32,
+    response_to: i32,
+    op: OpCode,
+    plain: &[u8],
+    c: &Compressor,
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
     let body = plain.get(HEADER_LEN..).unwrap_or_default();
     let uncompressed_size = i32::try_from(body.len())
         .map_err(|_| WireError::Encode("message larger than 2 GiB".to_string()))?;
     let start = out.len();
     out.reserve(HEADER_LEN + COMPRESSED_PREFIX_LEN + body.len() / 2 + 64);
     out.extend_from_slice(&[0u8; HEADER_LEN]);
-    out.extend_from_slice(&msg.body.op_code().as_i32().to_le_bytes());
+    out.extend_from_slice(&op.as_i32().to_le_bytes());
     out.extend_from_slice(&uncompressed_size.to_le_bytes());
     out.push(c.id());
     compression::compress(c, body, out)?;
-    finish_header(msg, OpCode::Compressed, start, out)
+    finish_header_ids(request_id, response_to, OpCode::Compressed, start, out)
 }
 
 /// Writes the header of the message that starts at `start` and ends at `out.len()`.
 fn finish_header(msg: &Message, op: OpCode, start: usize, out: &mut [u8]) -> Result<(), WireError> {
+    finish_header_ids(msg.request_id, msg.response_to, op, start, out)
+}
+
+fn finish_header_ids(
+    request_id: i32,
+    response_to: i32,
+    op: OpCode,
+    start: usize,
+    out: &mut [u8],
+) -> Result<(), WireError> {
     let length = i32::try_from(out.len() - start)
         .map_err(|_| WireError::Encode("message larger than 2 GiB".to_string()))?;
     let header = Header {
         length,
-        request_id: msg.request_id,
-        response_to: msg.response_to,
+        request_id,
+        response_to,
         op_code: op.as_i32(),
     };
     out[start..start + HEADER_LEN].copy_from_slice(&header.to_bytes());
     Ok(())
 }
 
+fn msg_size_hint(body: &RawDocument, sequences: &[DocumentSequence]) -> usize {
+    body.as_bytes().len()
+        + sequences
+            .iter()
+            .map(|s| {
+                s.identifier.len()
+                    + 6
+                    + s.documents
+                        .iter()
+                        .map(|d| d.as_bytes().len())
+                        .sum::<usize>()
+            })
+            .sum::<usize>()
+        + HEADER_LEN
+        + 32
+}
+
 fn size_hint(body: &Body) -> usize {
     let docs: usize = match body {
-        Body::Msg(m) => {
-            m.body.as_bytes().len()
-                + m.sequences
-                    .iter()
-                    .map(|s| {
-                        s.identifier.len()
-                            + 6
-                            + s.documents
-                                .iter()
-                                .map(|d| d.as_bytes().len())
-                                .sum::<usize>()
-                    })
-                    .sum::<usize>()
-        }
+        Body::Msg(m) => return msg_size_hint(&m.body, &m.sequences),
         Body::Query(q) => {
             q.full_collection_name.len()
                 + q.query.as_bytes().len()
@@ -93,19 +155,15 @@ fn encode_plain(msg: &Message, out: &mut Vec<u8>) -> Result<(), WireError> {
     out.extend_from_slice(&[0u8; HEADER_LEN]);
     match &msg.body {
         Body::Msg(m) => {
-            write_msg(m, out)?;
-            let checksum = m.flags.contains(MsgFlags::CHECKSUM_PRESENT);
-            if checksum {
-                // The length field counts the checksum, which covers the header too.
-                out.extend_from_slice(&[0u8; 4]);
-            }
-            finish_header(msg, OpCode::Msg, start, out)?;
-            if checksum {
-                let end = out.len() - 4;
-                let crc = crc32c::crc32c(&out[start..end]);
-                out[end..].copy_from_slice(&crc.to_le_bytes());
-            }
-            Ok(())
+            out.truncate(start);
+            encode_msg_plain(
+                msg.request_id,
+                msg.response_to,
+                m.flags,
+                &m.body,
+                &m.sequences,
+                out,
+            )
         }
         Body::Query(q) => {
             write_query(q, out)?;
@@ -127,11 +185,44 @@ fn write_cstring(s: &str, what: &str, out: &mut Vec<u8>) -> Result<(), WireError
     Ok(())
 }
 
-fn write_msg(m: &OpMsg, out: &mut Vec<u8>) -> Result<(), WireError> {
-    out.extend_from_slice(&m.flags.0.to_le_bytes());
+/// Appends an uncompressed OP_MSG: header, flags, the kind-0 body, the kind-1 sequences and,
+/// with [`MsgFlags::CHECKSUM_PRESENT`], the CRC-32C.
+fn encode_msg_plain(
+    request_id: i32,
+    response_to: i32,
+    flags: MsgFlags,
+    body: &RawDocument,
+    sequences: &[DocumentSequence],
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
+    let start = out.len();
+    out.reserve(msg_size_hint(body, sequences));
+    out.extend_from_slice(&[0u8; HEADER_LEN]);
+    write_msg(flags, body, sequences, out)?;
+    let checksum = flags.contains(MsgFlags::CHECKSUM_PRESENT);
+    if checksum {
+        // The length field counts the checksum, which covers the header too.
+        out.extend_from_slice(&[0u8; 4]);
+    }
+    finish_header_ids(request_id, response_to, OpCode::Msg, start, out)?;
+    if checksum {
+        let end = out.len() - 4;
+        let crc = crc32c::crc32c(&out[start..end]);
+        out[end..].copy_from_slice(&crc.to_le_bytes());
+    }
+    Ok(())
+}
+
+fn write_msg(
+    flags: MsgFlags,
+    body: &RawDocument,
+    sequences: &[DocumentSequence],
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
+    out.extend_from_slice(&flags.0.to_le_bytes());
     out.push(0);
-    out.extend_from_slice(m.body.as_bytes());
-    for seq in &m.sequences {
+    out.extend_from_slice(body.as_bytes());
+    for seq in sequences {
         out.push(1);
         let size_at = out.len();
         out.extend_from_slice(&[0u8; 4]);

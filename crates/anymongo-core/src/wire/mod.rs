@@ -43,7 +43,7 @@ mod tests;
 use bson::{Document, RawDocumentBuf};
 
 pub use decoder::Decoder;
-pub use encode::encode;
+pub use encode::{encode, encode_op_msg};
 pub use validate::validate_document;
 
 /// The default maximum size of a message (the server's default `maxMessageSizeBytes`).

@@ -1071,3 +1071,40 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn encode_op_msg_from_parts_equals_encoding_the_message() {
+    let body = rawdoc! { "insert": "c", "$db": "d" };
+    let sequences = vec![DocumentSequence {
+        identifier: "documents".into(),
+        documents: vec![rawdoc! { "_id": 1 }, rawdoc! { "_id": 2, "s": "x" }],
+    }];
+    let mut none: Vec<Option<Compressor>> = vec![None];
+    none.extend(compressors().into_iter().map(Some));
+    for flags in [
+        MsgFlags::empty(),
+        MsgFlags::CHECKSUM_PRESENT,
+        MsgFlags::MORE_TO_COME,
+    ] {
+        for c in &none {
+            let message = Message {
+                request_id: 42,
+                response_to: 0,
+                body: Body::Msg(OpMsg {
+                    flags,
+                    body: body.clone(),
+                    sequences: sequences.clone(),
+                }),
+                compressor_id: None,
+            };
+            let mut whole = vec![9u8];
+            encode(&message, c.as_ref(), &mut whole).unwrap();
+            let mut parts = vec![9u8];
+            encode_op_msg(42, flags, &body, &sequences, c.as_ref(), &mut parts).unwrap();
+            assert_eq!(whole, parts, "flags {flags:?}, compressor {c:?}");
+            let mut decoder = Decoder::new(MAX);
+            decoder.feed(&parts[1..]);
+            assert!(decoder.decode().unwrap().is_some());
+        }
+    }
+}

@@ -262,6 +262,7 @@ impl<'a, T: DeserializeOwned + Send + Sync + 'static> IntoFuture for Find<'a, T>
             };
             let (address, info) = coll.db.client().execute_with_address(op).await?;
             Cursor::new(coll.db.client().clone(), address, info, cursor_options)
+                .map(Cursor::with_fast_documents)
         })
     }
 }

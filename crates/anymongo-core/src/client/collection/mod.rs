@@ -135,6 +135,9 @@ impl<T> Collection<T> {
     }
 }
 
+/// The bytes of an `_id: ObjectId` element: type, `_id\0`, 12 bytes.
+const ID_ELEMENT_LEN: usize = 1 + 4 + 12;
+
 /// Serializes `doc` to raw BSON and makes sure it has an `_id` (generated first if missing).
 /// Returns the document and its `_id`.
 pub(crate) fn with_id<T: Serialize>(doc: &T) -> Result<(RawDocumentBuf, Bson)> {
@@ -146,13 +149,21 @@ pub(crate) fn with_id<T: Serialize>(doc: &T) -> Result<(RawDocumentBuf, Bson)> {
         let id = Bson::try_from(id).map_err(|e| Error::invalid_argument(e.to_string()))?;
         return Ok((raw, id));
     }
+    // `_id` goes first: a new length, the `_id` element, then the serialized elements and
+    // terminator as they are (one copy, no re-parsing of the elements).
     let oid = ObjectId::new();
-    let mut with = RawDocumentBuf::new();
-    with.append(bson::cstr!("_id"), oid);
-    for element in raw.iter() {
-        let (key, value) = element.map_err(|e| Error::invalid_argument(e.to_string()))?;
-        with.append(key, value);
-    }
+    let bytes = raw.as_bytes();
+    let elements = bytes.get(4..).unwrap_or_default();
+    let len = i32::try_from(bytes.len() + ID_ELEMENT_LEN)
+        .map_err(|_| Error::invalid_argument("document larger than 2 GiB"))?;
+    let mut out = Vec::with_capacity(bytes.len() + ID_ELEMENT_LEN);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.push(0x07);
+    out.extend_from_slice(b"_id\0");
+    out.extend_from_slice(&oid.bytes());
+    out.extend_from_slice(elements);
+    let with =
+        RawDocumentBuf::from_bytes(out).map_err(|e| Error::invalid_argument(e.to_string()))?;
     Ok((with, Bson::ObjectId(oid)))
 }
 
@@ -206,5 +217,34 @@ impl<T> Collection<T> {
             Err(e) if e.code() == Some(26) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+
+    #[test]
+    fn with_id_puts_a_generated_id_first_and_keeps_the_rest() {
+        let (raw, id) = with_id(&doc! { "a": 1, "b": { "c": "d" } }).unwrap();
+        let back = Document::try_from(raw.as_ref()).unwrap();
+        assert!(matches!(id, Bson::ObjectId(_)));
+        assert_eq!(back, doc! { "_id": id, "a": 1, "b": { "c": "d" } });
+        let (raw, id) = with_id(&Document::new()).unwrap();
+        assert_eq!(
+            Document::try_from(raw.as_ref()).unwrap(),
+            doc! { "_id": id }
+        );
+    }
+
+    #[test]
+    fn with_id_keeps_an_existing_id() {
+        let (raw, id) = with_id(&doc! { "x": 1, "_id": 7 }).unwrap();
+        assert_eq!(id, Bson::Int32(7));
+        assert_eq!(
+            Document::try_from(raw.as_ref()).unwrap(),
+            doc! { "x": 1, "_id": 7 }
+        );
     }
 }
