@@ -9,7 +9,7 @@ use super::WireError;
 /// keys and strings, nested documents, arrays and code-with-scope scopes).
 ///
 /// The walk uses an explicit stack, so arbitrarily deep nesting cannot overflow the call stack.
-/// A single pass over the bytes ([`certainly_valid`]) accepts the common case; anything it is
+/// A single pass over the bytes (`certainly_valid`) accepts the common case; anything it is
 /// not sure about goes through the element-by-element walk of the `bson` crate, which gives the
 /// error.
 pub fn validate_document(bytes: &[u8]) -> Result<(), WireError> {
