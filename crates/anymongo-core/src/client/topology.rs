@@ -177,6 +177,8 @@ struct Shared {
     heartbeat_frequency: Duration,
     local_threshold: Duration,
     server_selection_timeout: Duration,
+    /// Every server's pool options, validated once when the topology starts.
+    pool_options: PoolOptions,
 }
 
 /// The client's view of the deployment.
@@ -236,6 +238,14 @@ impl Topology {
             },
             runtime.now(),
         )?;
+        let pool_options = PoolOptions {
+            max_pool_size: options.max_pool_size.unwrap_or(100),
+            min_pool_size: options.min_pool_size.unwrap_or(0),
+            max_connecting: options.max_connecting.unwrap_or(2),
+            max_idle_time: options.max_idle_time,
+            wait_queue_timeout: options.wait_queue_timeout,
+        };
+        pool_options.validate()?;
         let shared = Arc::new(Shared {
             runtime,
             options,
@@ -252,6 +262,7 @@ impl Topology {
             heartbeat_frequency,
             local_threshold,
             server_selection_timeout,
+            pool_options,
         });
         {
             let mut state = lock(&shared.state);
@@ -539,13 +550,7 @@ impl Shared {
         let error_address = address.clone();
         let pool = Pool::new(PoolConfig {
             address: address.clone(),
-            options: PoolOptions {
-                max_pool_size: o.max_pool_size.unwrap_or(100),
-                min_pool_size: o.min_pool_size.unwrap_or(0),
-                max_connecting: o.max_connecting.unwrap_or(2),
-                max_idle_time: o.max_idle_time,
-                wait_queue_timeout: o.wait_queue_timeout,
-            },
+            options: self.pool_options.clone(),
             connector: self.establisher(address),
             runtime: self.runtime.clone(),
             event_sink: events.map(|h| {
@@ -568,20 +573,8 @@ impl Shared {
                 }
             })),
         })
-        .unwrap_or_else(|e| {
-            // Options were validated when the client was built; fall back to defaults rather
-            // than leave a server without a pool.
-            tracing::warn!("invalid pool options ({e}); using defaults");
-            Pool::new(PoolConfig {
-                address: address.clone(),
-                options: PoolOptions::default(),
-                connector: self.establisher(address),
-                runtime: self.runtime.clone(),
-                event_sink: None,
-                background_error_handler: None,
-            })
-            .expect("default pool options are valid")
-        });
+        // The options were validated when the topology started: creating a pool cannot fail.
+        .expect("pool options are validated in Topology::start");
         let signal = Arc::new(MonitorSignal::default());
         let rtt_signal = Arc::new(MonitorSignal::default());
         let entry = ServerEntry {
@@ -1658,5 +1651,24 @@ mod tests {
             "{message}"
         );
         f.topology.close();
+    }
+
+    #[test]
+    fn invalid_pool_options_are_refused_when_the_client_is_built() {
+        let options = ClientOptions {
+            hosts: vec![ServerAddress::tcp("localhost", 27017)],
+            max_connecting: Some(0),
+            ..Default::default()
+        };
+        let runtime: Arc<dyn Runtime> = Arc::new(VirtualRuntime::new());
+        let err = match Topology::start(runtime, options, None) {
+            Ok(_) => panic!("maxConnecting=0 must be refused"),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(err.kind(), ErrorKind::InvalidArgument { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("maxConnecting"), "{err}");
     }
 }
