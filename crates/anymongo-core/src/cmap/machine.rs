@@ -213,6 +213,10 @@ pub struct PoolMachine {
     available: Vec<u64>,
     /// Requests in the wait queue, oldest first.
     queue: VecDeque<RequestId>,
+    /// Whether the deadlines of `queue` are in non-decreasing order (no deadline counting as the
+    /// latest), so the front holds the earliest. True in the usual case of a uniform wait queue
+    /// timeout and a monotonic clock; an out-of-order push clears it until the queue empties.
+    queue_sorted: bool,
     requests: BTreeMap<RequestId, Request>,
     pending: usize,
     in_use: usize,
@@ -236,6 +240,7 @@ impl PoolMachine {
             conns: BTreeMap::new(),
             available: Vec::new(),
             queue: VecDeque::new(),
+            queue_sorted: true,
             requests: BTreeMap::new(),
             pending: 0,
             in_use: 0,
@@ -335,10 +340,8 @@ impl PoolMachine {
         let mut consider = |t: Instant| {
             earliest = Some(earliest.map_or(t, |e| e.min(t)));
         };
-        for req in &self.queue {
-            if let Some(d) = self.requests.get(req).and_then(|r| r.deadline) {
-                consider(d);
-            }
+        if let Some(d) = self.earliest_queue_deadline() {
+            consider(d);
         }
         if let Some(limit) = self.options.idle_limit() {
             for id in &self.available {
@@ -515,6 +518,20 @@ impl PoolMachine {
             PoolState::Closed => self.fail_request(id, now, CheckOutFailure::PoolClosed, None),
             PoolState::Paused => self.fail_request(id, now, CheckOutFailure::PoolCleared, None),
             PoolState::Ready => {
+                if self.queue.is_empty() {
+                    self.queue_sorted = true;
+                } else if self.queue_sorted {
+                    // `None` (no deadline) sorts after every deadline.
+                    let last = self.queue.back().and_then(|r| self.requests.get(r));
+                    let in_order = match (last.map(|r| r.deadline), deadline) {
+                        (Some(Some(prev)), Some(new)) => prev <= new,
+                        (Some(Some(_)), None) => true,
+                        (Some(None), Some(_)) => false,
+                        (Some(None), None) => true,
+                        (None, _) => false,
+                    };
+                    self.queue_sorted = in_order;
+                }
                 self.queue.push_back(id);
                 self.process(now);
                 // A deadline that has already passed fails the request unless it was served.
@@ -774,8 +791,32 @@ impl PoolMachine {
         None
     }
 
+    /// The earliest deadline of a request in the wait queue: the front's when the queue is known
+    /// to be in deadline order (O(1)), else found by a scan.
+    fn earliest_queue_deadline(&self) -> Option<Instant> {
+        if self.queue_sorted {
+            return self
+                .queue
+                .front()
+                .and_then(|r| self.requests.get(r))
+                .and_then(|r| r.deadline);
+        }
+        self.queue
+            .iter()
+            .filter_map(|r| self.requests.get(r).and_then(|req| req.deadline))
+            .min()
+    }
+
     /// Fails expired waiters and closes idle available connections.
     fn expire(&mut self, now: Instant) {
+        if self.earliest_queue_deadline().is_some_and(|d| d <= now) {
+            self.expire_waiters(now);
+        }
+        self.expire_idle(now);
+    }
+
+    /// Fails every waiter whose deadline is at or before `now`.
+    fn expire_waiters(&mut self, now: Instant) {
         let expired: Vec<RequestId> = self
             .queue
             .iter()
@@ -793,6 +834,10 @@ impl PoolMachine {
                 self.fail_request(req, now, CheckOutFailure::Timeout, None);
             }
         }
+    }
+
+    /// Closes idle available connections and clears a passed fill retry time.
+    fn expire_idle(&mut self, now: Instant) {
         if self.options.idle_limit().is_some() {
             let idle: Vec<u64> = self
                 .available
@@ -1278,6 +1323,34 @@ mod tests {
             .unwrap();
         assert!(served(&actions(&mut m)).is_empty());
         assert_eq!(m.available_connections(), 1);
+    }
+
+    #[test]
+    fn out_of_order_deadlines_still_give_the_earliest_timeout() {
+        let (mut m, now) = pool(PoolOptions {
+            max_pool_size: 1,
+            ..PoolOptions::default()
+        });
+        m.ready(now);
+        let a = check_out_new(&mut m, now);
+        let none = m.check_out(now);
+        let late = m.check_out_with_deadline(now, Some(now + Duration::from_secs(10)));
+        let early = m.check_out_with_deadline(now, Some(now + Duration::from_millis(10)));
+        assert_eq!(m.poll_timeout(), Some(now + Duration::from_millis(10)));
+        m.handle_timeout(now + Duration::from_millis(10));
+        assert_eq!(
+            failed(&actions(&mut m)),
+            vec![(early, CheckOutFailure::Timeout)]
+        );
+        assert_eq!(m.poll_timeout(), Some(now + Duration::from_secs(10)));
+        m.handle_timeout(now + Duration::from_secs(10));
+        assert_eq!(
+            failed(&actions(&mut m)),
+            vec![(late, CheckOutFailure::Timeout)]
+        );
+        assert_eq!(m.poll_timeout(), None);
+        m.check_in(a, now + Duration::from_secs(10), true).unwrap();
+        assert_eq!(served(&actions(&mut m)), vec![(none, a)]);
     }
 
     #[test]
