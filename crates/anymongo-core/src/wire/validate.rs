@@ -54,7 +54,7 @@ fn i32_at(b: &[u8], pos: usize) -> Option<i32> {
 fn cstring(b: &[u8], pos: usize, end: usize) -> Option<usize> {
     let s = b.get(pos..end)?;
     let n = s.iter().position(|&c| c == 0)?;
-    std::str::from_utf8(&s[..n]).ok()?;
+    utf8(&s[..n])?;
     Some(pos + n + 1)
 }
 
@@ -71,8 +71,17 @@ fn string(b: &[u8], pos: usize, end: usize) -> Option<usize> {
     if b.get(stop - 1) != Some(&0) {
         return None;
     }
-    std::str::from_utf8(s).ok()?;
+    utf8(s)?;
     Some(stop)
+}
+
+/// Whether `s` is UTF-8, checking the common all-ASCII case (keys, most values) word-wise first.
+fn utf8(s: &[u8]) -> Option<()> {
+    if s.is_ascii() || std::str::from_utf8(s).is_ok() {
+        Some(())
+    } else {
+        None
+    }
 }
 
 /// One pass over `b` that returns `true` only for a well-formed document, and `false` for a
