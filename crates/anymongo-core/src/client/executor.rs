@@ -79,7 +79,7 @@ impl Client {
         let retry = self.inner.options.retry_reads != Some(false) && read;
         let mut first_server = None;
         match self
-            .run_attempt(&mut op, target(None), &mut first_server)
+            .run_attempt(&mut op, target(None), retry.then_some(&mut first_server))
             .await
         {
             Ok(out) => Ok(out),
@@ -173,19 +173,22 @@ impl Client {
         op: &mut O,
         target: Target<'_>,
     ) -> Result<(ServerAddress, O::Output)> {
-        self.run_attempt(op, target, &mut None).await
+        self.run_attempt(op, target, None).await
     }
 
-    /// [`run_once`](Self::run_once), noting in `selected` the server it selected.
+    /// [`run_once`](Self::run_once), noting in `selected` (when given: a retry may follow) the
+    /// server it selected.
     async fn run_attempt<O: Operation>(
         &self,
         op: &mut O,
         target: Target<'_>,
-        selected: &mut Option<ServerAddress>,
+        selected: Option<&mut Option<ServerAddress>>,
     ) -> Result<(ServerAddress, O::Output)> {
         let server = self.select(&target).await?;
         let address = server.address.clone();
-        *selected = Some(address.clone());
+        if let Some(selected) = selected {
+            *selected = Some(address.clone());
+        }
         let mut conn = match server.pool.check_out().await {
             Ok(c) => c,
             Err(e) => {
@@ -199,8 +202,7 @@ impl Client {
             }
         };
         let description = conn
-            .description()
-            .cloned()
+            .shared_description()
             .ok_or_else(|| Error::internal("checked-out connection has no handshake"))?;
         let mut command = op.build(&description)?;
         if let Some(rp) = server.read_preference_to_send(op.read_preference(), is_read(op)) {

@@ -34,6 +34,15 @@ use crate::options::ServerAddress;
 
 use super::events::{CheckOutFailedReason, CmapEvent, ConnectionClosedReason};
 
+/// Records a CMAP event, built only if someone listens (`PoolMachine::set_monitored`).
+macro_rules! emit {
+    ($machine:expr, $event:expr) => {
+        if $machine.monitored {
+            $machine.events.push_back($event);
+        }
+    };
+}
+
 /// After a background (minPoolSize) connection fails to establish, the pool waits this long
 /// before it tries to populate itself again, so that a down server is not hammered.
 pub const FILL_RETRY_DELAY: Duration = Duration::from_millis(500);
@@ -224,6 +233,8 @@ pub struct PoolMachine {
     clear_cause: Option<Error>,
     actions: VecDeque<PoolAction>,
     events: VecDeque<CmapEvent>,
+    /// Whether events are recorded (see [`PoolMachine::set_monitored`]).
+    monitored: bool,
 }
 
 impl PoolMachine {
@@ -248,6 +259,7 @@ impl PoolMachine {
             clear_cause: None,
             actions: VecDeque::new(),
             events: VecDeque::new(),
+            monitored: true,
         };
         m.events.push_back(CmapEvent::PoolCreated {
             address: m.address.clone(),
@@ -328,6 +340,16 @@ impl PoolMachine {
         self.actions.pop_front()
     }
 
+    /// Whether monitoring events are recorded (the default). A pool nobody listens to turns
+    /// them off, so that a check-out does not build events only to drop them; turning them off
+    /// also drops those recorded so far.
+    pub fn set_monitored(&mut self, monitored: bool) {
+        self.monitored = monitored;
+        if !monitored {
+            self.events.clear();
+        }
+    }
+
     /// The next monitoring event, if any.
     pub fn poll_event(&mut self) -> Option<CmapEvent> {
         self.events.pop_front()
@@ -370,7 +392,7 @@ impl PoolMachine {
         self.state = PoolState::Ready;
         self.clear_cause = None;
         self.fill_not_before = None;
-        self.events.push_back(CmapEvent::PoolReady {
+        emit!(self, CmapEvent::PoolReady {
             address: self.address.clone(),
         });
         self.process(now);
@@ -405,7 +427,7 @@ impl PoolMachine {
         self.generation += 1;
         self.state = PoolState::Paused;
         self.clear_cause = cause;
-        self.events.push_back(CmapEvent::PoolCleared {
+        emit!(self, CmapEvent::PoolCleared {
             address: self.address.clone(),
             interrupt_in_use_connections,
         });
@@ -473,7 +495,7 @@ impl PoolMachine {
         while let Some(req) = self.queue.pop_front() {
             self.fail_request(req, now, CheckOutFailure::PoolClosed, None);
         }
-        self.events.push_back(CmapEvent::PoolClosed {
+        emit!(self, CmapEvent::PoolClosed {
             address: self.address.clone(),
         });
     }
@@ -495,7 +517,7 @@ impl PoolMachine {
         self.expire(now);
         let id = RequestId(self.next_request);
         self.next_request += 1;
-        self.events.push_back(CmapEvent::ConnectionCheckOutStarted {
+        emit!(self, CmapEvent::ConnectionCheckOutStarted {
             address: self.address.clone(),
         });
         let from_options = self
@@ -583,7 +605,7 @@ impl PoolMachine {
             }
         };
         self.expire(now);
-        self.events.push_back(CmapEvent::ConnectionCheckedIn {
+        emit!(self, CmapEvent::ConnectionCheckedIn {
             address: self.address.clone(),
             connection_id: conn_id,
         });
@@ -618,7 +640,7 @@ impl PoolMachine {
             _ => return false,
         };
         self.expire(now);
-        self.events.push_back(CmapEvent::ConnectionReady {
+        emit!(self, CmapEvent::ConnectionReady {
             address: self.address.clone(),
             connection_id: conn_id,
             duration: now.saturating_duration_since(created),
@@ -658,7 +680,7 @@ impl PoolMachine {
         self.expire(now);
         self.conns.remove(&conn_id);
         self.pending -= 1;
-        self.events.push_back(CmapEvent::ConnectionClosed {
+        emit!(self, CmapEvent::ConnectionClosed {
             address: self.address.clone(),
             connection_id: conn_id,
             reason: ConnectionClosedReason::Error,
@@ -916,7 +938,7 @@ impl PoolMachine {
             },
         );
         self.pending += 1;
-        self.events.push_back(CmapEvent::ConnectionCreated {
+        emit!(self, CmapEvent::ConnectionCreated {
             address: self.address.clone(),
             connection_id: id,
         });
@@ -946,7 +968,7 @@ impl PoolMachine {
         conn.state = ConnState::InUse { interrupted: false };
         let generation = conn.generation;
         self.in_use += 1;
-        self.events.push_back(CmapEvent::ConnectionCheckedOut {
+        emit!(self, CmapEvent::ConnectionCheckedOut {
             address: self.address.clone(),
             connection_id: conn_id,
             duration: now.saturating_duration_since(request.started),
@@ -968,7 +990,7 @@ impl PoolMachine {
             ConnState::Available { .. } => self.available.retain(|i| *i != conn_id),
             ConnState::InUse { .. } => self.in_use -= 1,
         }
-        self.events.push_back(CmapEvent::ConnectionClosed {
+        emit!(self, CmapEvent::ConnectionClosed {
             address: self.address.clone(),
             connection_id: conn_id,
             reason,
@@ -988,7 +1010,7 @@ impl PoolMachine {
             return;
         };
         let error = self.failure_error(reason, cause);
-        self.events.push_back(CmapEvent::ConnectionCheckOutFailed {
+        emit!(self, CmapEvent::ConnectionCheckOutFailed {
             address: self.address.clone(),
             reason: reason.event_reason(),
             duration: now.saturating_duration_since(request.started),

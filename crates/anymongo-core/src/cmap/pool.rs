@@ -191,7 +191,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<C: Connector> Pool<C> {
     /// Creates a paused pool (emitting `PoolCreated`) and starts its timer task.
     pub fn new(config: PoolConfig<C>) -> Result<Self> {
-        let machine = PoolMachine::new(config.address.clone(), config.options)?;
+        let mut machine = PoolMachine::new(config.address.clone(), config.options)?;
+        machine.set_monitored(config.event_sink.is_some());
         let inner = Arc::new(Inner {
             address: config.address,
             runtime: config.runtime,
