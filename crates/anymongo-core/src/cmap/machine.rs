@@ -392,9 +392,12 @@ impl PoolMachine {
         self.state = PoolState::Ready;
         self.clear_cause = None;
         self.fill_not_before = None;
-        emit!(self, CmapEvent::PoolReady {
-            address: self.address.clone(),
-        });
+        emit!(
+            self,
+            CmapEvent::PoolReady {
+                address: self.address.clone(),
+            }
+        );
         self.process(now);
     }
 
@@ -427,10 +430,13 @@ impl PoolMachine {
         self.generation += 1;
         self.state = PoolState::Paused;
         self.clear_cause = cause;
-        emit!(self, CmapEvent::PoolCleared {
-            address: self.address.clone(),
-            interrupt_in_use_connections,
-        });
+        emit!(
+            self,
+            CmapEvent::PoolCleared {
+                address: self.address.clone(),
+                interrupt_in_use_connections,
+            }
+        );
         while let Some(req) = self.queue.pop_front() {
             self.fail_request(req, now, CheckOutFailure::PoolCleared, None);
         }
@@ -495,9 +501,12 @@ impl PoolMachine {
         while let Some(req) = self.queue.pop_front() {
             self.fail_request(req, now, CheckOutFailure::PoolClosed, None);
         }
-        emit!(self, CmapEvent::PoolClosed {
-            address: self.address.clone(),
-        });
+        emit!(
+            self,
+            CmapEvent::PoolClosed {
+                address: self.address.clone(),
+            }
+        );
     }
 
     /// Starts a check-out: emits `ConnectionCheckOutStarted` and returns the request's id. The
@@ -517,9 +526,12 @@ impl PoolMachine {
         self.expire(now);
         let id = RequestId(self.next_request);
         self.next_request += 1;
-        emit!(self, CmapEvent::ConnectionCheckOutStarted {
-            address: self.address.clone(),
-        });
+        emit!(
+            self,
+            CmapEvent::ConnectionCheckOutStarted {
+                address: self.address.clone(),
+            }
+        );
         let from_options = self
             .options
             .wait_limit()
@@ -605,10 +617,13 @@ impl PoolMachine {
             }
         };
         self.expire(now);
-        emit!(self, CmapEvent::ConnectionCheckedIn {
-            address: self.address.clone(),
-            connection_id: conn_id,
-        });
+        emit!(
+            self,
+            CmapEvent::ConnectionCheckedIn {
+                address: self.address.clone(),
+                connection_id: conn_id,
+            }
+        );
         let stale = self.conns.get(&conn_id).map(|c| c.generation) != Some(self.generation);
         // No longer in use; about to be closed or made available.
         if let Some(conn) = self.conns.get_mut(&conn_id) {
@@ -640,11 +655,14 @@ impl PoolMachine {
             _ => return false,
         };
         self.expire(now);
-        emit!(self, CmapEvent::ConnectionReady {
-            address: self.address.clone(),
-            connection_id: conn_id,
-            duration: now.saturating_duration_since(created),
-        });
+        emit!(
+            self,
+            CmapEvent::ConnectionReady {
+                address: self.address.clone(),
+                connection_id: conn_id,
+                duration: now.saturating_duration_since(created),
+            }
+        );
         if self.state == PoolState::Closed {
             self.close_conn(conn_id, ConnectionClosedReason::PoolClosed);
             if let Some(req) = owner {
@@ -680,11 +698,14 @@ impl PoolMachine {
         self.expire(now);
         self.conns.remove(&conn_id);
         self.pending -= 1;
-        emit!(self, CmapEvent::ConnectionClosed {
-            address: self.address.clone(),
-            connection_id: conn_id,
-            reason: ConnectionClosedReason::Error,
-        });
+        emit!(
+            self,
+            CmapEvent::ConnectionClosed {
+                address: self.address.clone(),
+                connection_id: conn_id,
+                reason: ConnectionClosedReason::Error,
+            }
+        );
         match owner.filter(|r| self.requests.contains_key(r)) {
             Some(req) => {
                 self.fail_request(req, now, CheckOutFailure::ConnectionError, Some(error));
@@ -938,10 +959,13 @@ impl PoolMachine {
             },
         );
         self.pending += 1;
-        emit!(self, CmapEvent::ConnectionCreated {
-            address: self.address.clone(),
-            connection_id: id,
-        });
+        emit!(
+            self,
+            CmapEvent::ConnectionCreated {
+                address: self.address.clone(),
+                connection_id: id,
+            }
+        );
         self.actions.push_back(PoolAction::Establish {
             conn_id: id,
             generation: self.generation,
@@ -968,11 +992,14 @@ impl PoolMachine {
         conn.state = ConnState::InUse { interrupted: false };
         let generation = conn.generation;
         self.in_use += 1;
-        emit!(self, CmapEvent::ConnectionCheckedOut {
-            address: self.address.clone(),
-            connection_id: conn_id,
-            duration: now.saturating_duration_since(request.started),
-        });
+        emit!(
+            self,
+            CmapEvent::ConnectionCheckedOut {
+                address: self.address.clone(),
+                connection_id: conn_id,
+                duration: now.saturating_duration_since(request.started),
+            }
+        );
         self.actions.push_back(PoolAction::CheckedOut {
             request: req,
             conn_id,
@@ -990,11 +1017,14 @@ impl PoolMachine {
             ConnState::Available { .. } => self.available.retain(|i| *i != conn_id),
             ConnState::InUse { .. } => self.in_use -= 1,
         }
-        emit!(self, CmapEvent::ConnectionClosed {
-            address: self.address.clone(),
-            connection_id: conn_id,
-            reason,
-        });
+        emit!(
+            self,
+            CmapEvent::ConnectionClosed {
+                address: self.address.clone(),
+                connection_id: conn_id,
+                reason,
+            }
+        );
         self.actions
             .push_back(PoolAction::Close { conn_id, reason });
     }
@@ -1010,11 +1040,14 @@ impl PoolMachine {
             return;
         };
         let error = self.failure_error(reason, cause);
-        emit!(self, CmapEvent::ConnectionCheckOutFailed {
-            address: self.address.clone(),
-            reason: reason.event_reason(),
-            duration: now.saturating_duration_since(request.started),
-        });
+        emit!(
+            self,
+            CmapEvent::ConnectionCheckOutFailed {
+                address: self.address.clone(),
+                reason: reason.event_reason(),
+                duration: now.saturating_duration_since(request.started),
+            }
+        );
         self.actions.push_back(PoolAction::CheckOutFailed {
             request: req,
             reason,
