@@ -181,15 +181,15 @@ pub struct Ctx {
 
 impl Params {
     /// These sizes times `f`, with floors that keep every task meaningful (for the slower
-    /// end-to-end server).
+    /// end-to-end server; six large documents per run, as two were within the noise).
     fn scaled(&self, f: f64) -> Params {
         let s = |n: usize, min: usize| ((n as f64 * f) as usize).max(min);
         Params {
             n: s(self.n, 100),
-            n_large: s(self.n_large, 2),
+            n_large: s(self.n_large, 6),
             tweets: s(self.tweets, 500),
             bulk_small: s(self.bulk_small, 500),
-            bulk_large: s(self.bulk_large, 2),
+            bulk_large: s(self.bulk_large, 6),
             conc_tasks: self.conc_tasks,
             n_conc: s(self.n_conc, self.conc_tasks * 10),
         }
