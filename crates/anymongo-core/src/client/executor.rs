@@ -176,7 +176,8 @@ impl Client {
         self.run_attempt(op, target, &mut None).await
     }
 
-    /// [`run_once`](Self::run_once), noting in `selected` the server it selected.
+    /// [`run_once`](Self::run_once), noting in `selected` the server it selected when it fails
+    /// (a retry avoids it).
     async fn run_attempt<O: Operation>(
         &self,
         op: &mut O,
@@ -185,7 +186,6 @@ impl Client {
     ) -> Result<(ServerAddress, O::Output)> {
         let server = self.select(&target).await?;
         let address = server.address.clone();
-        *selected = Some(address.clone());
         let mut conn = match server.pool.check_out().await {
             Ok(c) => c,
             Err(e) => {
@@ -195,6 +195,7 @@ impl Client {
                     None,
                     ErrorPhase::BeforeHandshake,
                 );
+                *selected = Some(address);
                 return Err(e);
             }
         };
@@ -202,9 +203,10 @@ impl Client {
             .description()
             .cloned()
             .ok_or_else(|| Error::internal("checked-out connection has no handshake"))?;
+        let read_preference = server.read_preference_to_send(op.read_preference(), is_read(op));
         let mut command = op.build(&description)?;
-        if let Some(rp) = server.read_preference_to_send(op.read_preference(), is_read(op)) {
-            command.set_read_preference(&rp);
+        if let Some(rp) = &read_preference {
+            command.set_read_preference(rp);
         }
         let connection_id = conn.id();
         let generation = conn.generation();
@@ -212,12 +214,12 @@ impl Client {
         let started = Instant::now();
         self.emit(|| {
             let mut doc = command.to_document();
-            if is_sensitive(&command.name) {
+            if is_sensitive(command.name()) {
                 doc = Document::new();
             }
             Event::Command(CommandEvent::Started(CommandStartedEvent {
-                command_name: command.name.clone(),
-                database_name: command.target_db.clone(),
+                command_name: command.name().to_string(),
+                database_name: command.target_db.to_string(),
                 command: doc,
                 request_id,
                 address: address.clone(),
@@ -240,7 +242,7 @@ impl Client {
         match result {
             Ok(reply) => {
                 self.emit(|| {
-                    let doc = if is_sensitive(&command.name) || command.more_to_come {
+                    let doc = if is_sensitive(command.name()) || command.more_to_come {
                         Document::new()
                     } else {
                         Document::try_from(reply.as_ref()).unwrap_or_default()
@@ -251,8 +253,8 @@ impl Client {
                         doc
                     };
                     Event::Command(CommandEvent::Succeeded(CommandSucceededEvent {
-                        command_name: command.name.clone(),
-                        database_name: command.target_db.clone(),
+                        command_name: command.name().to_string(),
+                        database_name: command.target_db.to_string(),
                         reply: doc,
                         request_id,
                         address: address.clone(),
@@ -261,14 +263,16 @@ impl Client {
                     }))
                 });
                 drop(conn);
+                // The command borrows from `op`, which parses the reply.
+                drop(command);
                 let out = op.handle_response(reply, &description)?;
                 Ok((address, out))
             }
             Err(e) => {
                 self.emit(|| {
                     Event::Command(CommandEvent::Failed(CommandFailedEvent {
-                        command_name: command.name.clone(),
-                        database_name: command.target_db.clone(),
+                        command_name: command.name().to_string(),
+                        database_name: command.target_db.to_string(),
                         failure: e.clone(),
                         request_id,
                         address: address.clone(),
@@ -283,6 +287,7 @@ impl Client {
                     Some(generation),
                     ErrorPhase::AfterHandshake,
                 );
+                *selected = Some(address);
                 Err(e)
             }
         }

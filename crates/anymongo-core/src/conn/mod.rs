@@ -132,24 +132,23 @@ impl Connection {
     /// command (unacknowledged writes) no reply is read and an empty document is returned.
     pub async fn send_command(
         &mut self,
-        command: &Command,
+        command: &Command<'_>,
         request_id: i32,
     ) -> Result<RawDocumentBuf> {
-        let body = command.to_raw_body()?;
         let mut flags = MsgFlags::default();
         if command.more_to_come {
             flags.insert(MsgFlags::MORE_TO_COME);
         }
         let compressor = self
             .compressor
-            .filter(|_| wire::command_may_be_compressed(&command.name));
-        // Encoded straight from the command's parts: its document sequences (an insert's
-        // documents) are not copied into a message first.
+            .filter(|_| wire::command_may_be_compressed(command.name()));
+        // Encoded straight from the command's parts into the write buffer: neither the body nor
+        // the document sequences (an insert's documents) are copied into a message first.
         let encode = |out: &mut Vec<u8>| {
-            wire::encode_op_msg(
+            wire::encode_command(
                 request_id,
                 flags,
-                &body,
+                command.wire_body(),
                 &command.sequences,
                 compressor.as_ref(),
                 out,
@@ -179,18 +178,17 @@ impl Connection {
     /// replies with [`read_streamed_reply`](Self::read_streamed_reply).
     pub async fn send_exhaust_allowed(
         &mut self,
-        command: &Command,
+        command: &Command<'_>,
         request_id: i32,
     ) -> Result<(RawDocumentBuf, bool)> {
-        let body = command.to_raw_body()?;
         let compressor = self
             .compressor
-            .filter(|_| wire::command_may_be_compressed(&command.name));
+            .filter(|_| wire::command_may_be_compressed(command.name()));
         let encode = |out: &mut Vec<u8>| {
-            wire::encode_op_msg(
+            wire::encode_command(
                 request_id,
                 MsgFlags::EXHAUST_ALLOWED,
-                &body,
+                command.wire_body(),
                 &command.sequences,
                 compressor.as_ref(),
                 out,
@@ -270,7 +268,7 @@ impl Connection {
             compressor_id: None,
         };
         let request_id = message.request_id;
-        let encode = |out: &mut Vec<u8>| wire::encode(&message, None, out);
+        let encode = |out: &mut Vec<u8>| Ok(wire::encode(&message, None, out)?);
         match self.exchange(request_id, encode, true).await? {
             Some(Message {
                 body: Body::Reply(reply),
@@ -290,12 +288,14 @@ impl Connection {
         }
     }
 
-    /// Writes `message` and, if `expect_reply`, reads the reply to it. Poisons the connection if
-    /// the future is dropped before it completes, or on any error.
+    /// Encodes a message with `encode` into the write buffer, writes it and, if `expect_reply`,
+    /// reads the reply to it. Poisons the connection if the future is dropped before it
+    /// completes, or on any error once writing has begun (an encoding error sends nothing and
+    /// leaves the connection usable).
     async fn exchange(
         &mut self,
         request_id: i32,
-        encode: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), wire::WireError>,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<()>,
         expect_reply: bool,
     ) -> Result<Option<Message>> {
         if !self.is_clean() {
@@ -304,21 +304,24 @@ impl Connection {
                 "connection is no longer usable after an interrupted or failed exchange",
             )))));
         }
+        self.write_buf.clear();
+        encode(&mut self.write_buf)?;
         self.in_flight = true;
-        let runtime = self.runtime.clone();
-        let timeout = self.socket_timeout;
-        let result = match timeout {
-            Some(t) => match runtime
-                .timeout(t, self.exchange_inner(request_id, encode, expect_reply))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(Error::new(ErrorKind::Io(Arc::new(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("socket timeout of {t:?} elapsed"),
-                ))))),
-            },
-            None => self.exchange_inner(request_id, encode, expect_reply).await,
+        let result = match self.socket_timeout {
+            Some(t) => {
+                let runtime = self.runtime.clone();
+                match runtime
+                    .timeout(t, self.exchange_inner(request_id, expect_reply))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::new(ErrorKind::Io(Arc::new(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("socket timeout of {t:?} elapsed"),
+                    ))))),
+                }
+            }
+            None => self.exchange_inner(request_id, expect_reply).await,
         };
         match &result {
             Ok(_) => self.in_flight = false,
@@ -327,14 +330,12 @@ impl Connection {
         result
     }
 
+    /// Writes the encoded message in the write buffer and reads the reply.
     async fn exchange_inner(
         &mut self,
         request_id: i32,
-        encode: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), wire::WireError>,
         expect_reply: bool,
     ) -> Result<Option<Message>> {
-        self.write_buf.clear();
-        encode(&mut self.write_buf)?;
         self.stream.write_all(&self.write_buf).await?;
         self.stream.flush().await?;
         if self.write_buf.capacity() > 1 << 20 {

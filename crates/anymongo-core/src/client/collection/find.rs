@@ -240,17 +240,16 @@ impl<'a, T: DeserializeOwned + Send + Sync + 'static> IntoFuture for Find<'a, T>
             if let Some(level) = read_concern.and_then(|rc| rc.level.as_ref()) {
                 options.insert("readConcern", doc! { "level": level.as_str() });
             }
-            let op = FindOp {
-                db: coll.db.name().to_string(),
-                collection: coll.name.clone(),
-                filter: self.filter,
+            let op = FindOp::new(
+                coll.db.name(),
+                coll.name.as_str(),
+                self.filter,
                 options,
-                read_preference: self
-                    .options
+                self.options
                     .read_preference
                     .clone()
                     .or_else(|| coll.read_preference.clone()),
-            };
+            );
             let cursor_options = CursorOptions {
                 batch_size: self.options.batch_size,
                 max_time: match self.options.cursor_type {
