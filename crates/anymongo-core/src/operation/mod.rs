@@ -24,6 +24,7 @@ pub use update::{
 pub use write::{WriteCommand, WriteKind, WriteOutcome};
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use bson::{Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
 
@@ -44,7 +45,8 @@ pub struct Command<'a> {
     /// The command body, without `$db` (its first key is the command name).
     pub body: Cow<'a, Document>,
     /// `$readPreference`, sent after the body's fields (see [`set_read_preference`](Self::set_read_preference)).
-    pub read_preference: Option<Document>,
+    /// The plain modes borrow a document built once.
+    pub read_preference: Option<Cow<'static, Document>>,
     /// Kind-1 sections (e.g. `documents` of an insert).
     pub sequences: Vec<DocumentSequenceRef<'a>>,
     /// Send with `moreToCome` and expect no reply (unacknowledged writes).
@@ -80,11 +82,12 @@ impl<'a> Command<'a> {
     /// Sets `$readPreference` (only meaningful for non-primary reads). A body that already has
     /// one (a user's `run_command`) gets it replaced in place.
     pub fn set_read_preference(&mut self, rp: &ReadPreference) {
-        let doc = read_preference_document(rp);
         if self.body.contains_key("$readPreference") {
-            self.body.to_mut().insert("$readPreference", doc);
+            self.body
+                .to_mut()
+                .insert("$readPreference", read_preference_document(rp));
         } else {
-            self.read_preference = Some(doc);
+            self.read_preference = Some(shared_read_preference_document(rp));
         }
     }
 
@@ -92,7 +95,7 @@ impl<'a> Command<'a> {
     pub fn wire_body(&self) -> CommandBody<'_> {
         CommandBody {
             document: &self.body,
-            read_preference: self.read_preference.as_ref(),
+            read_preference: self.read_preference.as_deref(),
             db: &self.target_db,
         }
     }
@@ -108,7 +111,7 @@ impl<'a> Command<'a> {
     pub fn to_document(&self) -> Document {
         let mut doc = self.body.clone().into_owned();
         if let Some(rp) = &self.read_preference {
-            doc.insert("$readPreference", rp.clone());
+            doc.insert("$readPreference", rp.clone().into_owned());
         }
         for seq in &self.sequences {
             let docs: Vec<Bson> = seq
@@ -120,6 +123,29 @@ impl<'a> Command<'a> {
         }
         doc.insert("$db", self.target_db.as_ref());
         doc
+    }
+}
+
+/// The `$readPreference` document for `rp`, borrowed from documents built once when it is a
+/// plain mode (no tags, staleness or hedge): every read on a standalone server sends
+/// `primaryPreferred`.
+fn shared_read_preference_document(rp: &ReadPreference) -> Cow<'static, Document> {
+    use crate::options::ReadPreferenceMode as Mode;
+    static PLAIN: OnceLock<[Document; 5]> = OnceLock::new();
+    if !rp.tag_sets.is_empty() || rp.max_staleness.is_some() || rp.hedge.is_some() {
+        return Cow::Owned(read_preference_document(rp));
+    }
+    let modes = [
+        Mode::Primary,
+        Mode::PrimaryPreferred,
+        Mode::Secondary,
+        Mode::SecondaryPreferred,
+        Mode::Nearest,
+    ];
+    let plain = PLAIN.get_or_init(|| modes.map(|mode| bson::doc! { "mode": mode.as_str() }));
+    match modes.iter().zip(plain).find(|(mode, _)| **mode == rp.mode) {
+        Some((_, doc)) => Cow::Borrowed(doc),
+        None => Cow::Owned(read_preference_document(rp)),
     }
 }
 
@@ -386,6 +412,56 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn read_preferences_are_sent_after_the_body_or_replace_the_users() {
+        use crate::options::{ReadPreferenceMode, TagSet};
+        let tagged = ReadPreference {
+            mode: ReadPreferenceMode::Nearest,
+            tag_sets: vec![TagSet::from([("dc".to_string(), "ny".to_string())])],
+            ..Default::default()
+        };
+        for rp in [
+            ReadPreference {
+                mode: ReadPreferenceMode::PrimaryPreferred,
+                ..Default::default()
+            },
+            ReadPreference {
+                mode: ReadPreferenceMode::Secondary,
+                max_staleness: Some(std::time::Duration::from_secs(90)),
+                ..Default::default()
+            },
+            tagged,
+        ] {
+            let mut cmd = Command::new("db", doc! { "find": "c", "filter": {} });
+            cmd.set_read_preference(&rp);
+            let expected = doc! {
+                "find": "c", "filter": {}, "$readPreference": read_preference_document(&rp), "$db": "db",
+            };
+            let raw = cmd.to_raw_body().unwrap();
+            assert_eq!(
+                raw.as_bytes(),
+                RawDocumentBuf::try_from(&expected).unwrap().as_bytes()
+            );
+            assert_eq!(cmd.to_document(), expected);
+            // A user's own `$readPreference` is replaced where it stands.
+            let body = doc! { "count": "c", "$readPreference": { "mode": "x" }, "query": {} };
+            let mut cmd = Command::borrowed("db", &body);
+            cmd.set_read_preference(&rp);
+            let expected = doc! {
+                "count": "c", "$readPreference": read_preference_document(&rp), "query": {}, "$db": "db",
+            };
+            let raw = cmd.to_raw_body().unwrap();
+            assert_eq!(
+                raw.as_bytes(),
+                RawDocumentBuf::try_from(&expected).unwrap().as_bytes()
+            );
+            assert_eq!(
+                body.get_document("$readPreference").unwrap(),
+                &doc! { "mode": "x" }
+            );
         }
     }
 
