@@ -100,6 +100,28 @@ impl Find {
     }
 }
 
+impl Find {
+    /// A `find` whose whole command body (`find`, `filter`, then the options) is already put
+    /// together; `filter` and `options` stay empty.
+    pub(crate) fn from_body(
+        db: impl Into<String>,
+        collection: impl Into<String>,
+        body: Document,
+        read_preference: Option<ReadPreference>,
+    ) -> Self {
+        Find {
+            body: Some(body),
+            ..Find::new(
+                db,
+                collection,
+                Document::new(),
+                Document::new(),
+                read_preference,
+            )
+        }
+    }
+}
+
 impl Operation for Find {
     type Output = CursorInfo;
 
@@ -223,6 +245,28 @@ mod tests {
         })
         .unwrap();
         assert_eq!(CursorInfo::parse(&next).unwrap().id, 0);
+    }
+
+    #[test]
+    fn find_builds_the_same_body_every_time() {
+        let desc = crate::operation::aggregate::test_description();
+        let expected =
+            doc! { "find": "c", "filter": { "a": 1 }, "limit": 1i64, "singleBatch": true };
+        let mut op = Find::new(
+            "db",
+            "c",
+            doc! { "a": 1 },
+            doc! { "limit": 1i64, "singleBatch": true },
+            None,
+        );
+        for _ in 0..2 {
+            let cmd = op.build(&desc).unwrap();
+            assert_eq!(*cmd.body, expected);
+            assert_eq!(cmd.target_db, "db");
+            assert_eq!(cmd.name(), "find");
+        }
+        let mut op = Find::from_body("db", "c", expected.clone(), None);
+        assert_eq!(*op.build(&desc).unwrap().body, expected);
     }
 
     #[test]

@@ -52,9 +52,8 @@ pub enum CursorType {
 }
 
 impl FindOptions {
-    /// The command fields these options add to `find`.
-    pub(crate) fn to_command_fields(&self) -> Result<Document> {
-        let mut d = Document::new();
+    /// Appends the command fields these options add to `find` to `d`.
+    pub(crate) fn append_command_fields(&self, d: &mut Document) -> Result<()> {
         if let Some(v) = &self.sort {
             d.insert("sort", v.clone());
         }
@@ -128,7 +127,7 @@ impl FindOptions {
             }
             _ => {}
         }
-        Ok(d)
+        Ok(())
     }
 }
 
@@ -231,20 +230,21 @@ impl<'a, T: DeserializeOwned + Send + Sync + 'static> IntoFuture for Find<'a, T>
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             let coll = self.coll;
-            let mut options = self.options.to_command_fields()?;
+            // The whole command body in one document (no options document merged in later).
+            let mut body = doc! { "find": coll.name.as_str(), "filter": self.filter };
+            self.options.append_command_fields(&mut body)?;
             let read_concern = self
                 .options
                 .read_concern
                 .as_ref()
                 .or(coll.read_concern.as_ref());
             if let Some(level) = read_concern.and_then(|rc| rc.level.as_ref()) {
-                options.insert("readConcern", doc! { "level": level.as_str() });
+                body.insert("readConcern", doc! { "level": level.as_str() });
             }
-            let op = FindOp::new(
+            let op = FindOp::from_body(
                 coll.db.name(),
                 coll.name.as_str(),
-                self.filter,
-                options,
+                body,
                 self.options
                     .read_preference
                     .clone()
