@@ -44,8 +44,9 @@ pub struct Command<'a> {
     pub target_db: Cow<'a, str>,
     /// The command body, without `$db` (its first key is the command name).
     pub body: Cow<'a, Document>,
-    /// `$readPreference`, sent after the body's fields (see [`set_read_preference`](Self::set_read_preference)).
-    /// The plain modes borrow a document built once.
+    /// `$readPreference`, sent after the body's fields (see
+    /// [`set_read_preference`](Self::set_read_preference)). The plain modes borrow a document
+    /// built once.
     pub read_preference: Option<Cow<'static, Document>>,
     /// Kind-1 sections (e.g. `documents` of an insert).
     pub sequences: Vec<DocumentSequenceRef<'a>>,
