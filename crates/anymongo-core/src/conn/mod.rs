@@ -461,3 +461,111 @@ pub(crate) async fn connect_tcp_staged(
         resolved: resolved.load(Ordering::Relaxed),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+    use std::task::{Context, Poll};
+
+    use bson::doc;
+
+    use super::*;
+    use crate::cmap::testing::ThreadRuntime;
+    use crate::wire::OpMsg;
+
+    /// A stream that records what is written and reads back scripted bytes.
+    struct Scripted {
+        written: Arc<Mutex<Vec<u8>>>,
+        to_read: VecDeque<u8>,
+    }
+
+    impl Stream for Scripted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let n = buf.len().min(self.to_read.len());
+            for (slot, byte) in buf.iter_mut().zip(self.to_read.drain(..n)) {
+                *slot = byte;
+            }
+            Poll::Ready(Ok(n))
+        }
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.written.lock().unwrap().extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn commands_go_out_as_before_and_an_unencodable_one_leaves_the_connection_usable() {
+        let request_id = 77;
+        let mut reply = Vec::new();
+        let ok = Message {
+            response_to: request_id,
+            ..Message::new(
+                5,
+                Body::Msg(OpMsg::from_document(&doc! { "ok": 1 }).unwrap()),
+            )
+        };
+        wire::encode(&ok, None, &mut reply).unwrap();
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let stream = Scripted {
+            written: written.clone(),
+            to_read: reply.into(),
+        };
+        let mut conn = Connection::new(
+            1,
+            ServerAddress::tcp("localhost", 27017),
+            0,
+            Box::new(stream),
+            Arc::new(ThreadRuntime),
+        );
+
+        let bad = Command::new("db", doc! { "find": "c", "filter": { "a\0b": 1 } });
+        let err = futures::executor::block_on(conn.send_command(&bad, 76)).unwrap_err();
+        assert!(matches!(err.kind(), ErrorKind::Bson { .. }), "{err:?}");
+        assert!(
+            conn.is_clean(),
+            "nothing was sent: the connection stays usable"
+        );
+        assert!(written.lock().unwrap().is_empty());
+
+        let body = doc! { "find": "c", "filter": { "a": 1 } };
+        let mut good = Command::borrowed("db", &body);
+        good.set_read_preference(&crate::options::ReadPreference {
+            mode: crate::options::ReadPreferenceMode::PrimaryPreferred,
+            ..Default::default()
+        });
+        let reply = futures::executor::block_on(conn.send_command(&good, request_id)).unwrap();
+        assert_eq!(reply.get_i32("ok").unwrap(), 1);
+        assert!(conn.is_clean());
+        let whole = doc! {
+            "find": "c", "filter": { "a": 1 }, "$readPreference": { "mode": "primaryPreferred" },
+            "$db": "db",
+        };
+        let mut expected = Vec::new();
+        wire::encode_op_msg(
+            request_id,
+            MsgFlags::empty(),
+            &RawDocumentBuf::try_from(&whole).unwrap(),
+            &[],
+            None,
+            &mut expected,
+        )
+        .unwrap();
+        assert_eq!(*written.lock().unwrap(), expected);
+    }
+}
