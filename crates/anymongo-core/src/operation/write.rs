@@ -276,12 +276,24 @@ mod tests {
             "c",
             docs(7, 1),
             true,
-            Document::new(),
+            doc! { "writeConcern": { "w": 1 }, "comment": "c" },
         );
+        let all = docs(7, 1);
         let mut sizes = Vec::new();
+        let mut start = 0;
         while op.has_more() {
             let cmd = op.build(&desc).unwrap();
-            sizes.push(cmd.sequences[0].documents.len());
+            // Every batch carries the whole body and borrows its slice of the documents.
+            assert_eq!(
+                *cmd.body,
+                doc! { "insert": "c", "ordered": true, "writeConcern": { "w": 1 }, "comment": "c" }
+            );
+            assert_eq!(cmd.name(), "insert");
+            assert_eq!(cmd.sequences[0].identifier, "documents");
+            let n = cmd.sequences[0].documents.len();
+            assert_eq!(cmd.sequences[0].documents, &all[start..start + n]);
+            start += n;
+            sizes.push(n);
             let reply = RawDocumentBuf::try_from(&doc! { "ok": 1, "n": 1 }).unwrap();
             op.handle_response(reply, &desc).unwrap();
         }
