@@ -200,8 +200,7 @@ impl Client {
             }
         };
         let description = conn
-            .description()
-            .cloned()
+            .shared_description()
             .ok_or_else(|| Error::internal("checked-out connection has no handshake"))?;
         let read_preference = server.read_preference_to_send(op.read_preference(), is_read(op));
         let mut command = op.build(&description)?;

@@ -39,7 +39,8 @@ pub struct Connection {
     stream: Box<dyn Stream>,
     decoder: Decoder,
     write_buf: Vec<u8>,
-    description: Option<StreamDescription>,
+    /// Shared so an operation can keep it past the connection's check-in without a copy.
+    description: Option<Arc<StreamDescription>>,
     compressor: Option<Compressor>,
     /// Set while an exchange is under way; still set afterwards means it was interrupted.
     in_flight: bool,
@@ -102,7 +103,12 @@ impl Connection {
 
     /// What the handshake learned about the server, once it is done.
     pub fn description(&self) -> Option<&StreamDescription> {
-        self.description.as_ref()
+        self.description.as_deref()
+    }
+
+    /// The handshake's outcome as a shared handle (no copy).
+    pub fn shared_description(&self) -> Option<Arc<StreamDescription>> {
+        self.description.clone()
     }
 
     /// Records the handshake's outcome: limits and the negotiated compressor.
@@ -110,7 +116,7 @@ impl Connection {
         self.decoder
             .set_max_message_size(description.max_message_size_bytes as usize);
         self.compressor = description.compressor;
-        self.description = Some(description);
+        self.description = Some(Arc::new(description));
     }
 
     /// Sets the socket timeout applied to each exchange (`socketTimeoutMS`); `None` waits forever.
