@@ -79,7 +79,7 @@ impl Client {
         let retry = self.inner.options.retry_reads != Some(false) && read;
         let mut first_server = None;
         match self
-            .run_attempt(&mut op, target(None), retry.then_some(&mut first_server))
+            .run_attempt(&mut op, target(None), &mut first_server)
             .await
         {
             Ok(out) => Ok(out),
@@ -173,22 +173,19 @@ impl Client {
         op: &mut O,
         target: Target<'_>,
     ) -> Result<(ServerAddress, O::Output)> {
-        self.run_attempt(op, target, None).await
+        self.run_attempt(op, target, &mut None).await
     }
 
-    /// [`run_once`](Self::run_once), noting in `selected` (when given: a retry may follow) the
-    /// server it selected.
+    /// [`run_once`](Self::run_once), noting in `selected` the server it selected when it fails
+    /// (a retry avoids it).
     async fn run_attempt<O: Operation>(
         &self,
         op: &mut O,
         target: Target<'_>,
-        selected: Option<&mut Option<ServerAddress>>,
+        selected: &mut Option<ServerAddress>,
     ) -> Result<(ServerAddress, O::Output)> {
         let server = self.select(&target).await?;
         let address = server.address.clone();
-        if let Some(selected) = selected {
-            *selected = Some(address.clone());
-        }
         let mut conn = match server.pool.check_out().await {
             Ok(c) => c,
             Err(e) => {
@@ -198,15 +195,17 @@ impl Client {
                     None,
                     ErrorPhase::BeforeHandshake,
                 );
+                *selected = Some(address);
                 return Err(e);
             }
         };
         let description = conn
             .shared_description()
             .ok_or_else(|| Error::internal("checked-out connection has no handshake"))?;
+        let read_preference = server.read_preference_to_send(op.read_preference(), is_read(op));
         let mut command = op.build(&description)?;
-        if let Some(rp) = server.read_preference_to_send(op.read_preference(), is_read(op)) {
-            command.set_read_preference(&rp);
+        if let Some(rp) = &read_preference {
+            command.set_read_preference(rp);
         }
         let connection_id = conn.id();
         let generation = conn.generation();
@@ -214,12 +213,12 @@ impl Client {
         let started = Instant::now();
         self.emit(|| {
             let mut doc = command.to_document();
-            if is_sensitive(&command.name) {
+            if is_sensitive(command.name()) {
                 doc = Document::new();
             }
             Event::Command(CommandEvent::Started(CommandStartedEvent {
-                command_name: command.name.clone(),
-                database_name: command.target_db.clone(),
+                command_name: command.name().to_string(),
+                database_name: command.target_db.to_string(),
                 command: doc,
                 request_id,
                 address: address.clone(),
@@ -242,7 +241,7 @@ impl Client {
         match result {
             Ok(reply) => {
                 self.emit(|| {
-                    let doc = if is_sensitive(&command.name) || command.more_to_come {
+                    let doc = if is_sensitive(command.name()) || command.more_to_come {
                         Document::new()
                     } else {
                         Document::try_from(reply.as_ref()).unwrap_or_default()
@@ -253,8 +252,8 @@ impl Client {
                         doc
                     };
                     Event::Command(CommandEvent::Succeeded(CommandSucceededEvent {
-                        command_name: command.name.clone(),
-                        database_name: command.target_db.clone(),
+                        command_name: command.name().to_string(),
+                        database_name: command.target_db.to_string(),
                         reply: doc,
                         request_id,
                         address: address.clone(),
@@ -263,14 +262,16 @@ impl Client {
                     }))
                 });
                 drop(conn);
+                // The command borrows from `op`, which parses the reply.
+                drop(command);
                 let out = op.handle_response(reply, &description)?;
                 Ok((address, out))
             }
             Err(e) => {
                 self.emit(|| {
                     Event::Command(CommandEvent::Failed(CommandFailedEvent {
-                        command_name: command.name.clone(),
-                        database_name: command.target_db.clone(),
+                        command_name: command.name().to_string(),
+                        database_name: command.target_db.to_string(),
                         failure: e.clone(),
                         request_id,
                         address: address.clone(),
@@ -285,6 +286,7 @@ impl Client {
                     Some(generation),
                     ErrorPhase::AfterHandshake,
                 );
+                *selected = Some(address);
                 Err(e)
             }
         }

@@ -39,6 +39,7 @@ pub struct Connection {
     stream: Box<dyn Stream>,
     decoder: Decoder,
     write_buf: Vec<u8>,
+    /// Shared so an operation can keep it past the connection's check-in without a copy.
     description: Option<Arc<StreamDescription>>,
     compressor: Option<Compressor>,
     /// Set while an exchange is under way; still set afterwards means it was interrupted.
@@ -105,8 +106,7 @@ impl Connection {
         self.description.as_deref()
     }
 
-    /// The handshake's outcome, shared (a cheap clone for an operation that outlives its
-    /// check-out of the connection).
+    /// The handshake's outcome as a shared handle (no copy).
     pub fn shared_description(&self) -> Option<Arc<StreamDescription>> {
         self.description.clone()
     }
@@ -138,24 +138,23 @@ impl Connection {
     /// command (unacknowledged writes) no reply is read and an empty document is returned.
     pub async fn send_command(
         &mut self,
-        command: &Command,
+        command: &Command<'_>,
         request_id: i32,
     ) -> Result<RawDocumentBuf> {
-        let body = command.to_raw_body()?;
         let mut flags = MsgFlags::default();
         if command.more_to_come {
             flags.insert(MsgFlags::MORE_TO_COME);
         }
         let compressor = self
             .compressor
-            .filter(|_| wire::command_may_be_compressed(&command.name));
-        // Encoded straight from the command's parts: its document sequences (an insert's
-        // documents) are not copied into a message first.
+            .filter(|_| wire::command_may_be_compressed(command.name()));
+        // Encoded straight from the command's parts into the write buffer: neither the body nor
+        // the document sequences (an insert's documents) are copied into a message first.
         let encode = |out: &mut Vec<u8>| {
-            wire::encode_op_msg(
+            wire::encode_command(
                 request_id,
                 flags,
-                &body,
+                command.wire_body(),
                 &command.sequences,
                 compressor.as_ref(),
                 out,
@@ -185,18 +184,17 @@ impl Connection {
     /// replies with [`read_streamed_reply`](Self::read_streamed_reply).
     pub async fn send_exhaust_allowed(
         &mut self,
-        command: &Command,
+        command: &Command<'_>,
         request_id: i32,
     ) -> Result<(RawDocumentBuf, bool)> {
-        let body = command.to_raw_body()?;
         let compressor = self
             .compressor
-            .filter(|_| wire::command_may_be_compressed(&command.name));
+            .filter(|_| wire::command_may_be_compressed(command.name()));
         let encode = |out: &mut Vec<u8>| {
-            wire::encode_op_msg(
+            wire::encode_command(
                 request_id,
                 MsgFlags::EXHAUST_ALLOWED,
-                &body,
+                command.wire_body(),
                 &command.sequences,
                 compressor.as_ref(),
                 out,
@@ -276,7 +274,7 @@ impl Connection {
             compressor_id: None,
         };
         let request_id = message.request_id;
-        let encode = |out: &mut Vec<u8>| wire::encode(&message, None, out);
+        let encode = |out: &mut Vec<u8>| Ok(wire::encode(&message, None, out)?);
         match self.exchange(request_id, encode, true).await? {
             Some(Message {
                 body: Body::Reply(reply),
@@ -296,12 +294,14 @@ impl Connection {
         }
     }
 
-    /// Writes `message` and, if `expect_reply`, reads the reply to it. Poisons the connection if
-    /// the future is dropped before it completes, or on any error.
+    /// Encodes a message with `encode` into the write buffer, writes it and, if `expect_reply`,
+    /// reads the reply to it. Poisons the connection if the future is dropped before it
+    /// completes, or on any error once writing has begun (an encoding error sends nothing and
+    /// leaves the connection usable).
     async fn exchange(
         &mut self,
         request_id: i32,
-        encode: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), wire::WireError>,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<()>,
         expect_reply: bool,
     ) -> Result<Option<Message>> {
         if !self.is_clean() {
@@ -310,21 +310,24 @@ impl Connection {
                 "connection is no longer usable after an interrupted or failed exchange",
             )))));
         }
+        self.write_buf.clear();
+        encode(&mut self.write_buf)?;
         self.in_flight = true;
-        let runtime = self.runtime.clone();
-        let timeout = self.socket_timeout;
-        let result = match timeout {
-            Some(t) => match runtime
-                .timeout(t, self.exchange_inner(request_id, encode, expect_reply))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(Error::new(ErrorKind::Io(Arc::new(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("socket timeout of {t:?} elapsed"),
-                ))))),
-            },
-            None => self.exchange_inner(request_id, encode, expect_reply).await,
+        let result = match self.socket_timeout {
+            Some(t) => {
+                let runtime = self.runtime.clone();
+                match runtime
+                    .timeout(t, self.exchange_inner(request_id, expect_reply))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::new(ErrorKind::Io(Arc::new(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("socket timeout of {t:?} elapsed"),
+                    ))))),
+                }
+            }
+            None => self.exchange_inner(request_id, expect_reply).await,
         };
         match &result {
             Ok(_) => self.in_flight = false,
@@ -333,14 +336,12 @@ impl Connection {
         result
     }
 
+    /// Writes the encoded message in the write buffer and reads the reply.
     async fn exchange_inner(
         &mut self,
         request_id: i32,
-        encode: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), wire::WireError>,
         expect_reply: bool,
     ) -> Result<Option<Message>> {
-        self.write_buf.clear();
-        encode(&mut self.write_buf)?;
         self.stream.write_all(&self.write_buf).await?;
         self.stream.flush().await?;
         if self.write_buf.capacity() > 1 << 20 {
@@ -465,4 +466,112 @@ pub(crate) async fn connect_tcp_staged(
         error: Error::from(e),
         resolved: resolved.load(Ordering::Relaxed),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+    use std::task::{Context, Poll};
+
+    use bson::doc;
+
+    use super::*;
+    use crate::cmap::testing::ThreadRuntime;
+    use crate::wire::OpMsg;
+
+    /// A stream that records what is written and reads back scripted bytes.
+    struct Scripted {
+        written: Arc<Mutex<Vec<u8>>>,
+        to_read: VecDeque<u8>,
+    }
+
+    impl Stream for Scripted {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let n = buf.len().min(self.to_read.len());
+            for (slot, byte) in buf.iter_mut().zip(self.to_read.drain(..n)) {
+                *slot = byte;
+            }
+            Poll::Ready(Ok(n))
+        }
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.written.lock().unwrap().extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn commands_go_out_as_before_and_an_unencodable_one_leaves_the_connection_usable() {
+        let request_id = 77;
+        let mut reply = Vec::new();
+        let ok = Message {
+            response_to: request_id,
+            ..Message::new(
+                5,
+                Body::Msg(OpMsg::from_document(&doc! { "ok": 1 }).unwrap()),
+            )
+        };
+        wire::encode(&ok, None, &mut reply).unwrap();
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let stream = Scripted {
+            written: written.clone(),
+            to_read: reply.into(),
+        };
+        let mut conn = Connection::new(
+            1,
+            ServerAddress::tcp("localhost", 27017),
+            0,
+            Box::new(stream),
+            Arc::new(ThreadRuntime),
+        );
+
+        let bad = Command::new("db", doc! { "find": "c", "filter": { "a\0b": 1 } });
+        let err = futures::executor::block_on(conn.send_command(&bad, 76)).unwrap_err();
+        assert!(matches!(err.kind(), ErrorKind::Bson { .. }), "{err:?}");
+        assert!(
+            conn.is_clean(),
+            "nothing was sent: the connection stays usable"
+        );
+        assert!(written.lock().unwrap().is_empty());
+
+        let body = doc! { "find": "c", "filter": { "a": 1 } };
+        let mut good = Command::borrowed("db", &body);
+        good.set_read_preference(&crate::options::ReadPreference {
+            mode: crate::options::ReadPreferenceMode::PrimaryPreferred,
+            ..Default::default()
+        });
+        let reply = futures::executor::block_on(conn.send_command(&good, request_id)).unwrap();
+        assert_eq!(reply.get_i32("ok").unwrap(), 1);
+        assert!(conn.is_clean());
+        let whole = doc! {
+            "find": "c", "filter": { "a": 1 }, "$readPreference": { "mode": "primaryPreferred" },
+            "$db": "db",
+        };
+        let mut expected = Vec::new();
+        wire::encode_op_msg(
+            request_id,
+            MsgFlags::empty(),
+            &RawDocumentBuf::try_from(&whole).unwrap(),
+            &[],
+            None,
+            &mut expected,
+        )
+        .unwrap();
+        assert_eq!(*written.lock().unwrap(), expected);
+    }
 }

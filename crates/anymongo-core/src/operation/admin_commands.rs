@@ -80,8 +80,8 @@ impl Operation for AdminCommand {
         self.body.keys().next().map(String::as_str).unwrap_or("")
     }
 
-    fn build(&mut self, _description: &StreamDescription) -> Result<Command> {
-        Ok(Command::new(self.db.clone(), self.body.clone()))
+    fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
+        Ok(Command::borrowed(&self.db, &self.body))
     }
 
     fn handle_response(
@@ -110,7 +110,7 @@ mod tests {
         assert_eq!(op.name(), "createIndexes");
         assert!(op.read_preference().is_none(), "runs on the primary");
         assert_eq!(
-            op.build(&test_description()).unwrap().body,
+            *op.build(&test_description()).unwrap().body,
             doc! { "createIndexes": "c",
             "indexes": [{ "key": { "a": 1 }, "name": "a_1", "unique": true }],
             "writeConcern": { "w": 1i64 } }

@@ -56,7 +56,7 @@ impl Operation for Aggregate {
         }
     }
 
-    fn build(&mut self, _description: &StreamDescription) -> Result<Command> {
+    fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
         let target = match &self.target {
             AggregateTarget::Collection(c) => Bson::String(c.clone()),
             AggregateTarget::Database => Bson::Int32(1),
@@ -74,7 +74,7 @@ impl Operation for Aggregate {
             }
             body.insert(k.clone(), v.clone());
         }
-        Ok(Command::new(self.db.clone(), body))
+        Ok(Command::new(self.db.as_str(), body))
     }
 
     fn handle_response(
@@ -160,7 +160,7 @@ mod tests {
         assert!(a.read_preference().is_some());
         let cmd = a.build(&desc()).unwrap();
         assert_eq!(
-            cmd.body,
+            *cmd.body,
             doc! { "aggregate": "c", "pipeline": [{ "$match": { "a": 1 } }],
             "cursor": { "batchSize": 5i64 }, "comment": "x" }
         );
@@ -192,7 +192,7 @@ mod tests {
         a.db = "admin".into();
         let cmd = a.build(&desc()).unwrap();
         assert_eq!(cmd.body.get("aggregate"), Some(&Bson::Int32(1)));
-        assert_eq!(cmd.name, "aggregate");
+        assert_eq!(cmd.name(), "aggregate");
     }
 
     #[test]

@@ -68,11 +68,58 @@ pub fn split_namespace(ns: &str) -> Option<(&str, &str)> {
 pub struct Find {
     pub db: String,
     pub collection: String,
+    /// The query filter. The first [`build`](Operation::build) moves it into the command body
+    /// (kept for a retry), leaving an empty document here.
     pub filter: Document,
     /// Options as command fields: sort, projection, skip, limit, batchSize, hint, collation,
     /// comment, maxTimeMS, allowDiskUse, let, singleBatch, tailable, awaitData, ...
+    /// Moved into the command body by the first build, like `filter`.
     pub options: Document,
     pub read_preference: Option<ReadPreference>,
+    /// The command body, put together by the first build.
+    body: Option<Document>,
+}
+
+impl Find {
+    /// A `find` of `filter` in `db.collection`, with `options` as command fields.
+    pub fn new(
+        db: impl Into<String>,
+        collection: impl Into<String>,
+        filter: Document,
+        options: Document,
+        read_preference: Option<ReadPreference>,
+    ) -> Self {
+        Find {
+            db: db.into(),
+            collection: collection.into(),
+            filter,
+            options,
+            read_preference,
+            body: None,
+        }
+    }
+}
+
+impl Find {
+    /// A `find` whose whole command body (`find`, `filter`, then the options) is already put
+    /// together; `filter` and `options` stay empty.
+    pub(crate) fn from_body(
+        db: impl Into<String>,
+        collection: impl Into<String>,
+        body: Document,
+        read_preference: Option<ReadPreference>,
+    ) -> Self {
+        Find {
+            body: Some(body),
+            ..Find::new(
+                db,
+                collection,
+                Document::new(),
+                Document::new(),
+                read_preference,
+            )
+        }
+    }
 }
 
 impl Operation for Find {
@@ -82,12 +129,16 @@ impl Operation for Find {
         "find"
     }
 
-    fn build(&mut self, _description: &StreamDescription) -> Result<Command> {
-        let mut body = doc! { "find": self.collection.clone(), "filter": self.filter.clone() };
-        for (k, v) in &self.options {
-            body.insert(k.clone(), v.clone());
-        }
-        Ok(Command::new(self.db.clone(), body))
+    fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
+        let body = self.body.get_or_insert_with(|| {
+            let mut body = doc! {
+                "find": self.collection.as_str(),
+                "filter": std::mem::take(&mut self.filter),
+            };
+            body.extend(std::mem::take(&mut self.options));
+            body
+        });
+        Ok(Command::borrowed(&self.db, body))
     }
 
     fn handle_response(
@@ -121,8 +172,8 @@ impl Operation for GetMore {
         "getMore"
     }
 
-    fn build(&mut self, _description: &StreamDescription) -> Result<Command> {
-        let mut body = doc! { "getMore": self.cursor_id, "collection": self.collection.clone() };
+    fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
+        let mut body = doc! { "getMore": self.cursor_id, "collection": self.collection.as_str() };
         if let Some(n) = self.batch_size.filter(|n| *n > 0) {
             body.insert("batchSize", i64::from(n));
         }
@@ -132,7 +183,7 @@ impl Operation for GetMore {
         if let Some(c) = &self.comment {
             body.insert("comment", c.clone());
         }
-        Ok(Command::new(self.db.clone(), body))
+        Ok(Command::new(self.db.as_str(), body))
     }
 
     fn handle_response(
@@ -159,10 +210,10 @@ impl Operation for KillCursors {
         "killCursors"
     }
 
-    fn build(&mut self, _description: &StreamDescription) -> Result<Command> {
+    fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
         Ok(Command::new(
             self.db.clone(),
-            doc! { "killCursors": self.collection.clone(), "cursors": self.cursor_ids.clone() },
+            doc! { "killCursors": self.collection.as_str(), "cursors": self.cursor_ids.as_slice() },
         ))
     }
 
@@ -194,6 +245,28 @@ mod tests {
         })
         .unwrap();
         assert_eq!(CursorInfo::parse(&next).unwrap().id, 0);
+    }
+
+    #[test]
+    fn find_builds_the_same_body_every_time() {
+        let desc = crate::operation::aggregate::test_description();
+        let expected =
+            doc! { "find": "c", "filter": { "a": 1 }, "limit": 1i64, "singleBatch": true };
+        let mut op = Find::new(
+            "db",
+            "c",
+            doc! { "a": 1 },
+            doc! { "limit": 1i64, "singleBatch": true },
+            None,
+        );
+        for _ in 0..2 {
+            let cmd = op.build(&desc).unwrap();
+            assert_eq!(*cmd.body, expected);
+            assert_eq!(cmd.target_db, "db");
+            assert_eq!(cmd.name(), "find");
+        }
+        let mut op = Find::from_body("db", "c", expected.clone(), None);
+        assert_eq!(*op.build(&desc).unwrap().body, expected);
     }
 
     #[test]

@@ -68,8 +68,8 @@ impl Operation for FindAndModify {
         "findAndModify"
     }
 
-    fn build(&mut self, _description: &StreamDescription) -> Result<Command> {
-        let mut command = Command::new(self.db.clone(), self.body()?);
+    fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
+        let mut command = Command::new(self.db.as_str(), self.body()?);
         command.more_to_come = self.unacknowledged;
         Ok(command)
     }
@@ -137,38 +137,34 @@ mod tests {
     #[test]
     fn command_shapes() {
         let desc = description();
-        let cmd = op(
+        let mut o = op(
             Modification::Delete,
             doc! { "sort": { "a": -1 }, "fields": { "_id": 0 } },
-        )
-        .build(&desc)
-        .unwrap();
-        assert_eq!(cmd.name, "findAndModify");
+        );
+        let cmd = o.build(&desc).unwrap();
+        assert_eq!(cmd.name(), "findAndModify");
         assert_eq!(cmd.target_db, "db");
         assert_eq!(
-            cmd.body,
+            *cmd.body,
             doc! { "findAndModify": "c", "query": { "a": 1 }, "remove": true, "sort": { "a": -1 }, "fields": { "_id": 0 } }
         );
-        let cmd = op(
+        let mut o = op(
             Modification::Update(doc! { "$inc": { "n": 1 } }.into()),
             doc! { "new": true, "upsert": true },
-        )
-        .build(&desc)
-        .unwrap();
+        );
+        let cmd = o.build(&desc).unwrap();
         assert_eq!(
-            cmd.body,
+            *cmd.body,
             doc! { "findAndModify": "c", "query": { "a": 1 }, "update": { "$inc": { "n": 1 } }, "new": true, "upsert": true }
         );
-        let cmd = op(
+        let mut o = op(
             Modification::Update(vec![doc! { "$set": { "b": "$a" } }].into()),
             Document::new(),
-        )
-        .build(&desc)
-        .unwrap();
+        );
+        let cmd = o.build(&desc).unwrap();
         assert!(cmd.body.get_array("update").is_ok());
-        let cmd = op(Modification::Replace(doc! { "z": 1 }), Document::new())
-            .build(&desc)
-            .unwrap();
+        let mut o = op(Modification::Replace(doc! { "z": 1 }), Document::new());
+        let cmd = o.build(&desc).unwrap();
         assert_eq!(cmd.body.get_document("update").unwrap(), &doc! { "z": 1 });
     }
 

@@ -23,67 +23,130 @@ pub use update::{
 };
 pub use write::{WriteCommand, WriteKind, WriteOutcome};
 
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
 use bson::{Bson, Document, RawBsonRef, RawDocument, RawDocumentBuf};
 
 use crate::conn::StreamDescription;
 use crate::error::{CommandError, Error, ErrorKind, Result};
 use crate::options::ReadPreference;
-use crate::wire::DocumentSequence;
+use crate::wire::{CommandBody, DocumentSequenceRef};
 
 /// A command ready to be sent: its body, target database and OP_MSG document sequences.
+///
+/// It borrows what it can from the operation that built it (the body of a `run_command`, an
+/// insert's documents), so building one copies nothing big; the connection encodes it straight
+/// into its write buffer.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Command {
-    /// The command name (the body's first key).
-    pub name: String,
+pub struct Command<'a> {
     /// The database the command runs against (`$db`).
-    pub target_db: String,
-    /// The command body, without `$db`.
-    pub body: Document,
+    pub target_db: Cow<'a, str>,
+    /// The command body, without `$db` (its first key is the command name).
+    pub body: Cow<'a, Document>,
+    /// `$readPreference`, sent after the body's fields (see
+    /// [`set_read_preference`](Self::set_read_preference)). The plain modes borrow a document
+    /// built once.
+    pub read_preference: Option<Cow<'static, Document>>,
     /// Kind-1 sections (e.g. `documents` of an insert).
-    pub sequences: Vec<DocumentSequence>,
+    pub sequences: Vec<DocumentSequenceRef<'a>>,
     /// Send with `moreToCome` and expect no reply (unacknowledged writes).
     pub more_to_come: bool,
 }
 
-impl Command {
-    /// A command named after `body`'s first key.
-    pub fn new(target_db: impl Into<String>, body: Document) -> Self {
-        let name = body.keys().next().cloned().unwrap_or_default();
+impl<'a> Command<'a> {
+    /// A command of an owned `body` (named after its first key).
+    pub fn new(target_db: impl Into<Cow<'a, str>>, body: Document) -> Self {
+        Self::with_body(target_db.into(), Cow::Owned(body))
+    }
+
+    /// A command that borrows its body and database name (nothing is copied).
+    pub fn borrowed(target_db: &'a str, body: &'a Document) -> Self {
+        Self::with_body(Cow::Borrowed(target_db), Cow::Borrowed(body))
+    }
+
+    fn with_body(target_db: Cow<'a, str>, body: Cow<'a, Document>) -> Self {
         Command {
-            name,
-            target_db: target_db.into(),
+            target_db,
             body,
+            read_preference: None,
             sequences: Vec::new(),
             more_to_come: false,
         }
     }
 
-    /// Sets `$readPreference` (only meaningful for non-primary reads).
-    pub fn set_read_preference(&mut self, rp: &ReadPreference) {
-        self.body
-            .insert("$readPreference", read_preference_document(rp));
+    /// The command name (the body's first key; empty for an empty body).
+    pub fn name(&self) -> &str {
+        self.body.keys().next().map_or("", String::as_str)
     }
 
-    /// The body as sent: `body` plus `$db`.
+    /// Sets `$readPreference` (only meaningful for non-primary reads). A body that already has
+    /// one (a user's `run_command`) gets it replaced in place.
+    pub fn set_read_preference(&mut self, rp: &ReadPreference) {
+        if self.body.contains_key("$readPreference") {
+            self.body
+                .to_mut()
+                .insert("$readPreference", read_preference_document(rp));
+        } else {
+            self.read_preference = Some(shared_read_preference_document(rp));
+        }
+    }
+
+    /// The body as the wire encoder takes it: the body's fields, `$readPreference`, `$db`.
+    pub fn wire_body(&self) -> CommandBody<'_> {
+        CommandBody {
+            document: &self.body,
+            read_preference: self.read_preference.as_deref(),
+            db: &self.target_db,
+        }
+    }
+
+    /// The body as sent: `body` plus `$readPreference` and `$db`.
     pub fn to_raw_body(&self) -> Result<RawDocumentBuf> {
-        let mut raw = RawDocumentBuf::try_from(&self.body)?;
-        raw.append(bson::cstr!("$db"), self.target_db.as_str());
-        Ok(raw)
+        let mut bytes = Vec::new();
+        self.wire_body().write(&mut bytes)?;
+        Ok(RawDocumentBuf::from_bytes(bytes)?)
     }
 
     /// The whole command as one document, sequences folded in as arrays (for events and logs).
     pub fn to_document(&self) -> Document {
-        let mut doc = self.body.clone();
+        let mut doc = self.body.clone().into_owned();
+        if let Some(rp) = &self.read_preference {
+            doc.insert("$readPreference", rp.clone().into_owned());
+        }
         for seq in &self.sequences {
             let docs: Vec<Bson> = seq
                 .documents
                 .iter()
                 .filter_map(|d| Document::try_from(d.as_ref()).ok().map(Bson::Document))
                 .collect();
-            doc.insert(seq.identifier.clone(), docs);
+            doc.insert(seq.identifier, docs);
         }
-        doc.insert("$db", self.target_db.clone());
+        doc.insert("$db", self.target_db.as_ref());
         doc
+    }
+}
+
+/// The `$readPreference` document for `rp`, borrowed from documents built once when it is a
+/// plain mode (no tags, staleness or hedge): every read on a standalone server sends
+/// `primaryPreferred`.
+fn shared_read_preference_document(rp: &ReadPreference) -> Cow<'static, Document> {
+    use crate::options::ReadPreferenceMode as Mode;
+    static PLAIN: OnceLock<[Document; 5]> = OnceLock::new();
+    if !rp.tag_sets.is_empty() || rp.max_staleness.is_some() || rp.hedge.is_some() {
+        return Cow::Owned(read_preference_document(rp));
+    }
+    let modes = [
+        Mode::Primary,
+        Mode::PrimaryPreferred,
+        Mode::Secondary,
+        Mode::SecondaryPreferred,
+        Mode::Nearest,
+    ];
+    let plain = PLAIN.get_or_init(|| modes.map(|mode| bson::doc! { "mode": mode.as_str() }));
+    match modes.iter().zip(plain).find(|(mode, _)| **mode == rp.mode) {
+        Some((_, doc)) => Cow::Borrowed(doc),
+        None => Cow::Owned(read_preference_document(rp)),
     }
 }
 
@@ -123,8 +186,9 @@ pub trait Operation {
     /// The command name, for events and errors.
     fn name(&self) -> &str;
 
-    /// Builds the command for a server described by `description`.
-    fn build(&mut self, description: &StreamDescription) -> Result<Command>;
+    /// Builds the command for a server described by `description`. The command may borrow
+    /// from the operation; a retried read builds it again, so keep what a rebuild needs.
+    fn build(&mut self, description: &StreamDescription) -> Result<Command<'_>>;
 
     /// Parses a reply whose `ok` has already been checked.
     fn handle_response(
@@ -353,9 +417,59 @@ mod tests {
     }
 
     #[test]
+    fn read_preferences_are_sent_after_the_body_or_replace_the_users() {
+        use crate::options::{ReadPreferenceMode, TagSet};
+        let tagged = ReadPreference {
+            mode: ReadPreferenceMode::Nearest,
+            tag_sets: vec![TagSet::from([("dc".to_string(), "ny".to_string())])],
+            ..Default::default()
+        };
+        for rp in [
+            ReadPreference {
+                mode: ReadPreferenceMode::PrimaryPreferred,
+                ..Default::default()
+            },
+            ReadPreference {
+                mode: ReadPreferenceMode::Secondary,
+                max_staleness: Some(std::time::Duration::from_secs(90)),
+                ..Default::default()
+            },
+            tagged,
+        ] {
+            let mut cmd = Command::new("db", doc! { "find": "c", "filter": {} });
+            cmd.set_read_preference(&rp);
+            let expected = doc! {
+                "find": "c", "filter": {}, "$readPreference": read_preference_document(&rp), "$db": "db",
+            };
+            let raw = cmd.to_raw_body().unwrap();
+            assert_eq!(
+                raw.as_bytes(),
+                RawDocumentBuf::try_from(&expected).unwrap().as_bytes()
+            );
+            assert_eq!(cmd.to_document(), expected);
+            // A user's own `$readPreference` is replaced where it stands.
+            let body = doc! { "count": "c", "$readPreference": { "mode": "x" }, "query": {} };
+            let mut cmd = Command::borrowed("db", &body);
+            cmd.set_read_preference(&rp);
+            let expected = doc! {
+                "count": "c", "$readPreference": read_preference_document(&rp), "query": {}, "$db": "db",
+            };
+            let raw = cmd.to_raw_body().unwrap();
+            assert_eq!(
+                raw.as_bytes(),
+                RawDocumentBuf::try_from(&expected).unwrap().as_bytes()
+            );
+            assert_eq!(
+                body.get_document("$readPreference").unwrap(),
+                &doc! { "mode": "x" }
+            );
+        }
+    }
+
+    #[test]
     fn raw_body_appends_db() {
         let cmd = Command::new("test", doc! { "ping": 1 });
-        assert_eq!(cmd.name, "ping");
+        assert_eq!(cmd.name(), "ping");
         let body = Document::try_from(cmd.to_raw_body().unwrap().as_ref()).unwrap();
         assert_eq!(body, doc! { "ping": 1, "$db": "test" });
     }

@@ -33,10 +33,10 @@ impl Operation for Count {
         "count"
     }
 
-    fn build(&mut self, _description: &StreamDescription) -> Result<Command> {
+    fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
         let mut body = doc! { "count": self.collection.clone() };
         extend(&mut body, &self.options);
-        Ok(Command::new(self.db.clone(), body))
+        Ok(Command::new(self.db.as_str(), body))
     }
 
     fn handle_response(
@@ -73,14 +73,14 @@ impl Operation for Distinct {
         "distinct"
     }
 
-    fn build(&mut self, _description: &StreamDescription) -> Result<Command> {
+    fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
         let mut body = doc! {
             "distinct": self.collection.clone(),
             "key": self.key.clone(),
             "query": self.query.clone(),
         };
         extend(&mut body, &self.options);
-        Ok(Command::new(self.db.clone(), body))
+        Ok(Command::new(self.db.as_str(), body))
     }
 
     fn handle_response(
@@ -121,7 +121,7 @@ impl Operation for ListDatabases {
         "listDatabases"
     }
 
-    fn build(&mut self, _description: &StreamDescription) -> Result<Command> {
+    fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
         let mut body = doc! { "listDatabases": 1 };
         extend(&mut body, &self.options);
         Ok(Command::new("admin", body))
@@ -202,13 +202,13 @@ impl Operation for CursorCommand {
         self.body.keys().next().map(String::as_str).unwrap_or("")
     }
 
-    fn build(&mut self, _description: &StreamDescription) -> Result<Command> {
+    fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
         if self.body.is_empty() {
             return Err(Error::invalid_argument(
                 "a command document must not be empty",
             ));
         }
-        Ok(Command::new(self.db.clone(), self.body.clone()))
+        Ok(Command::borrowed(&self.db, &self.body))
     }
 
     fn handle_response(
@@ -244,7 +244,7 @@ mod tests {
         };
         let cmd = op.build(&test_description()).unwrap();
         assert_eq!(
-            cmd.body,
+            *cmd.body,
             doc! { "count": "c", "maxTimeMS": 5i64, "readConcern": { "level": "local" } }
         );
         assert_eq!(
@@ -280,7 +280,7 @@ mod tests {
         };
         let cmd = op.build(&test_description()).unwrap();
         assert_eq!(
-            cmd.body,
+            *cmd.body,
             doc! { "distinct": "c", "key": "a.b", "query": { "x": { "$gt": 1 } },
             "collation": { "locale": "fr" } }
         );
@@ -300,7 +300,7 @@ mod tests {
         let cmd = op.build(&test_description()).unwrap();
         assert_eq!(cmd.target_db, "admin");
         assert_eq!(
-            cmd.body,
+            *cmd.body,
             doc! { "listDatabases": 1, "nameOnly": true, "filter": { "name": "x" } }
         );
         let d = test_description();
@@ -319,13 +319,13 @@ mod tests {
         let mut op = CursorCommand::list_collections("d", doc! { "nameOnly": true }, Some(2));
         assert_eq!(op.name(), "listCollections");
         assert_eq!(
-            op.build(&test_description()).unwrap().body,
+            *op.build(&test_description()).unwrap().body,
             doc! { "listCollections": 1, "nameOnly": true, "cursor": { "batchSize": 2i64 } }
         );
         let mut op = CursorCommand::list_indexes("d", "c", doc! { "comment": "hi" }, None);
         assert_eq!(op.name(), "listIndexes");
         assert_eq!(
-            op.build(&test_description()).unwrap().body,
+            *op.build(&test_description()).unwrap().body,
             doc! { "listIndexes": "c", "comment": "hi", "cursor": {} }
         );
         let mut empty = CursorCommand {

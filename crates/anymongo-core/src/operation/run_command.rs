@@ -42,8 +42,8 @@ impl Operation for RunCommand {
         self.command.keys().next().map(String::as_str).unwrap_or("")
     }
 
-    fn build(&mut self, _description: &StreamDescription) -> Result<Command> {
-        Ok(Command::new(self.db.clone(), self.command.clone()))
+    fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
+        Ok(Command::borrowed(&self.db, &self.command))
     }
 
     fn handle_response(

@@ -6,7 +6,7 @@ use bson::{doc, Bson, Document, RawDocumentBuf};
 use super::{error_labels, get_i64, Command, Operation};
 use crate::conn::StreamDescription;
 use crate::error::{Error, Result, WriteConcernError, WriteError};
-use crate::wire::DocumentSequence;
+use crate::wire::DocumentSequenceRef;
 
 /// Room kept for the command body and framing when filling a message with statements.
 const MESSAGE_OVERHEAD: usize = 16 * 1024;
@@ -46,12 +46,15 @@ pub struct WriteCommand {
     /// The documents (insert) or statements (update/delete), already serialized.
     pub statements: Vec<RawDocumentBuf>,
     pub ordered: bool,
-    /// Extra command fields: writeConcern, bypassDocumentValidation, comment, let.
+    /// Extra command fields: writeConcern, bypassDocumentValidation, comment, let. The first
+    /// [`build`](Operation::build) moves them into the command body, which every batch reuses.
     pub options: Document,
     /// Send unacknowledged (`w: 0`): `moreToCome`, no reply.
     pub unacknowledged: bool,
     offset: usize,
     batch_end: usize,
+    /// The command body without its statements, put together by the first build.
+    body: Option<Document>,
 }
 
 /// What one batch of a write reported.
@@ -90,6 +93,7 @@ impl WriteCommand {
             unacknowledged: false,
             offset: 0,
             batch_end: 0,
+            body: None,
         }
     }
 
@@ -111,7 +115,7 @@ impl Operation for WriteCommand {
         self.kind.command_name()
     }
 
-    fn build(&mut self, description: &StreamDescription) -> Result<Command> {
+    fn build(&mut self, description: &StreamDescription) -> Result<Command<'_>> {
         if self.statements.is_empty() {
             return Err(Error::invalid_argument(format!(
                 "{} requires at least one document",
@@ -145,17 +149,18 @@ impl Operation for WriteCommand {
             end += 1;
         }
         self.batch_end = end;
-        let mut body = doc! {
-            self.kind.command_name(): self.collection.clone(),
-            "ordered": self.ordered,
-        };
-        for (k, v) in &self.options {
-            body.insert(k.clone(), v.clone());
-        }
-        let mut command = Command::new(self.db.clone(), body);
-        command.sequences.push(DocumentSequence {
-            identifier: self.kind.sequence_identifier().to_string(),
-            documents: self.statements[self.offset..end].to_vec(),
+        let body = self.body.get_or_insert_with(|| {
+            let mut body = doc! {
+                self.kind.command_name(): self.collection.as_str(),
+                "ordered": self.ordered,
+            };
+            body.extend(std::mem::take(&mut self.options));
+            body
+        });
+        let mut command = Command::borrowed(&self.db, body);
+        command.sequences.push(DocumentSequenceRef {
+            identifier: self.kind.sequence_identifier(),
+            documents: &self.statements[self.offset..end],
         });
         command.more_to_come = self.unacknowledged;
         Ok(command)
@@ -271,12 +276,24 @@ mod tests {
             "c",
             docs(7, 1),
             true,
-            Document::new(),
+            doc! { "writeConcern": { "w": 1 }, "comment": "c" },
         );
+        let all = docs(7, 1);
         let mut sizes = Vec::new();
+        let mut start = 0;
         while op.has_more() {
             let cmd = op.build(&desc).unwrap();
-            sizes.push(cmd.sequences[0].documents.len());
+            // Every batch carries the whole body and borrows its slice of the documents.
+            assert_eq!(
+                *cmd.body,
+                doc! { "insert": "c", "ordered": true, "writeConcern": { "w": 1 }, "comment": "c" }
+            );
+            assert_eq!(cmd.name(), "insert");
+            assert_eq!(cmd.sequences[0].identifier, "documents");
+            let n = cmd.sequences[0].documents.len();
+            assert_eq!(cmd.sequences[0].documents, &all[start..start + n]);
+            start += n;
+            sizes.push(n);
             let reply = RawDocumentBuf::try_from(&doc! { "ok": 1, "n": 1 }).unwrap();
             op.handle_response(reply, &desc).unwrap();
         }

@@ -32,6 +32,7 @@
 //!
 //! Compression algorithms live in [`compression`].
 
+mod bson_encode;
 pub mod compression;
 mod decoder;
 mod encode;
@@ -42,8 +43,9 @@ mod tests;
 
 use bson::{Document, RawDocumentBuf};
 
+pub use bson_encode::write_document;
 pub use decoder::Decoder;
-pub use encode::{encode, encode_op_msg};
+pub use encode::{encode, encode_command, encode_op_msg, CommandBody, DocumentSequenceRef};
 pub use validate::validate_document;
 
 /// The default maximum size of a message (the server's default `maxMessageSizeBytes`).

@@ -52,9 +52,8 @@ pub enum CursorType {
 }
 
 impl FindOptions {
-    /// The command fields these options add to `find`.
-    pub(crate) fn to_command_fields(&self) -> Result<Document> {
-        let mut d = Document::new();
+    /// Appends the command fields these options add to `find` to `d`.
+    pub(crate) fn append_command_fields(&self, d: &mut Document) -> Result<()> {
         if let Some(v) = &self.sort {
             d.insert("sort", v.clone());
         }
@@ -128,7 +127,7 @@ impl FindOptions {
             }
             _ => {}
         }
-        Ok(d)
+        Ok(())
     }
 }
 
@@ -229,41 +228,47 @@ impl<'a, T: DeserializeOwned + Send + Sync + 'static> IntoFuture for Find<'a, T>
     type IntoFuture = BoxFuture<'a, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let coll = self.coll;
-            let mut options = self.options.to_command_fields()?;
-            let read_concern = self
-                .options
-                .read_concern
-                .as_ref()
-                .or(coll.read_concern.as_ref());
-            if let Some(level) = read_concern.and_then(|rc| rc.level.as_ref()) {
-                options.insert("readConcern", doc! { "level": level.as_str() });
-            }
-            let op = FindOp {
-                db: coll.db.name().to_string(),
-                collection: coll.name.clone(),
-                filter: self.filter,
-                options,
-                read_preference: self
-                    .options
-                    .read_preference
-                    .clone()
-                    .or_else(|| coll.read_preference.clone()),
-            };
-            let cursor_options = CursorOptions {
-                batch_size: self.options.batch_size,
-                max_time: match self.options.cursor_type {
-                    Some(CursorType::TailableAwait) => self.options.max_await_time,
-                    _ => None,
-                },
-                comment: self.options.comment.clone(),
-                limit: self.options.limit.map(i64::abs),
-            };
-            let (address, info) = coll.db.client().execute_with_address(op).await?;
-            Cursor::new(coll.db.client().clone(), address, info, cursor_options)
-                .map(Cursor::with_fast_documents)
-        })
+        Box::pin(self.open())
+    }
+}
+
+impl<T: DeserializeOwned + Send + Sync + 'static> Find<'_, T> {
+    /// Runs the `find` and opens its cursor (shared by `find` and `find_one`, whose futures
+    /// box it once).
+    async fn open(self) -> Result<Cursor<T>> {
+        let coll = self.coll;
+        // The whole command body in one document (no options document merged in later).
+        let mut body = doc! { "find": coll.name.as_str(), "filter": self.filter };
+        self.options.append_command_fields(&mut body)?;
+        let read_concern = self
+            .options
+            .read_concern
+            .as_ref()
+            .or(coll.read_concern.as_ref());
+        if let Some(level) = read_concern.and_then(|rc| rc.level.as_ref()) {
+            body.insert("readConcern", doc! { "level": level.as_str() });
+        }
+        let op = FindOp::from_body(
+            coll.db.name(),
+            coll.name.as_str(),
+            body,
+            self.options
+                .read_preference
+                .clone()
+                .or_else(|| coll.read_preference.clone()),
+        );
+        let cursor_options = CursorOptions {
+            batch_size: self.options.batch_size,
+            max_time: match self.options.cursor_type {
+                Some(CursorType::TailableAwait) => self.options.max_await_time,
+                _ => None,
+            },
+            comment: self.options.comment.clone(),
+            limit: self.options.limit.map(i64::abs),
+        };
+        let (address, info) = coll.db.client().execute_with_address(op).await?;
+        Cursor::new(coll.db.client().clone(), address, info, cursor_options)
+            .map(Cursor::with_fast_documents)
     }
 }
 
@@ -325,7 +330,7 @@ impl<'a, T: DeserializeOwned + Send + Sync + 'static> IntoFuture for FindOne<'a,
         self.inner.options.limit = Some(-1);
         self.inner.options.batch_size = None;
         Box::pin(async move {
-            let mut cursor = self.inner.await?;
+            let mut cursor = self.inner.open().await?;
             cursor.next_document().await.transpose()
         })
     }

@@ -136,7 +136,7 @@ impl<'a, T: Send + Sync> IntoFuture for InsertOne<'a, T> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let result = match self.inner.await {
+            let result = match self.inner.run().await {
                 Ok(r) => r,
                 Err(e) => return Err(single_write_error(e)),
             };
@@ -169,64 +169,69 @@ impl<'a, T: Send + Sync> IntoFuture for InsertMany<'a, T> {
     type IntoFuture = BoxFuture<'a, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move {
-            let docs = self.docs?;
-            let coll = self.coll;
-            let wc = self
-                .options
-                .write_concern
-                .as_ref()
-                .or(coll.write_concern.as_ref());
-            let mut options = Document::new();
-            if let Some(b) = self.options.bypass_document_validation {
-                options.insert("bypassDocumentValidation", b);
-            }
-            if let Some(c) = &self.options.comment {
-                options.insert("comment", c.clone());
-            }
-            if let Some(wc) = write_concern_document(wc) {
-                options.insert("writeConcern", wc);
-            }
-            let (raw, ids): (Vec<_>, Vec<_>) = docs.into_iter().unzip();
-            let ordered = self.options.ordered.unwrap_or(true);
-            let mut op = WriteCommand::new(
-                WriteKind::Insert,
-                coll.db.name(),
-                coll.name.clone(),
-                raw,
-                ordered,
-                options,
-            );
-            op.unacknowledged = wc.is_some_and(|wc| !wc.is_acknowledged());
-            let outcomes = coll.db.client().execute_write(&mut op).await?;
-            let mut failure = BulkWriteFailure::default();
-            let mut inserted = std::collections::HashMap::new();
-            for outcome in &outcomes {
-                // An ordered insert stops at its first error: later documents were never run.
-                let end = match (ordered, outcome.write_errors.iter().map(|w| w.index).min()) {
-                    (true, Some(first_error)) => first_error,
-                    _ => outcome.range.end,
-                };
-                let range = outcome.range.start..end;
-                for (i, id) in ids.iter().enumerate().take(range.end).skip(range.start) {
-                    if !outcome.write_errors.iter().any(|w| w.index == i) {
-                        inserted.insert(i, id.clone());
-                    }
+        Box::pin(self.run())
+    }
+}
+
+impl<T: Send + Sync> InsertMany<'_, T> {
+    /// Runs the insert (shared by `insert_many` and `insert_one`, whose futures box it once).
+    async fn run(self) -> Result<InsertManyResult> {
+        let docs = self.docs?;
+        let coll = self.coll;
+        let wc = self
+            .options
+            .write_concern
+            .as_ref()
+            .or(coll.write_concern.as_ref());
+        let mut options = Document::new();
+        if let Some(b) = self.options.bypass_document_validation {
+            options.insert("bypassDocumentValidation", b);
+        }
+        if let Some(c) = &self.options.comment {
+            options.insert("comment", c.clone());
+        }
+        if let Some(wc) = write_concern_document(wc) {
+            options.insert("writeConcern", wc);
+        }
+        let (raw, ids): (Vec<_>, Vec<_>) = docs.into_iter().unzip();
+        let ordered = self.options.ordered.unwrap_or(true);
+        let mut op = WriteCommand::new(
+            WriteKind::Insert,
+            coll.db.name(),
+            coll.name.clone(),
+            raw,
+            ordered,
+            options,
+        );
+        op.unacknowledged = wc.is_some_and(|wc| !wc.is_acknowledged());
+        let outcomes = coll.db.client().execute_write(&mut op).await?;
+        let mut failure = BulkWriteFailure::default();
+        let mut inserted = std::collections::HashMap::new();
+        for outcome in &outcomes {
+            // An ordered insert stops at its first error: later documents were never run.
+            let end = match (ordered, outcome.write_errors.iter().map(|w| w.index).min()) {
+                (true, Some(first_error)) => first_error,
+                _ => outcome.range.end,
+            };
+            let range = outcome.range.start..end;
+            for (i, id) in ids.iter().enumerate().take(range.end).skip(range.start) {
+                if !outcome.write_errors.iter().any(|w| w.index == i) {
+                    inserted.insert(i, id.clone());
                 }
             }
-            collect_failures(&outcomes, &mut failure);
-            if !failure.write_errors.is_empty() || failure.write_concern_error.is_some() {
-                failure.inserted_ids = inserted.into_iter().collect();
-                let labels = failure
-                    .write_concern_error
-                    .as_ref()
-                    .map(|w| w.labels.clone())
-                    .unwrap_or_default();
-                return Err(Error::new(ErrorKind::BulkWrite(failure)).with_labels(labels));
-            }
-            Ok(InsertManyResult {
-                inserted_ids: inserted,
-            })
+        }
+        collect_failures(&outcomes, &mut failure);
+        if !failure.write_errors.is_empty() || failure.write_concern_error.is_some() {
+            failure.inserted_ids = inserted.into_iter().collect();
+            let labels = failure
+                .write_concern_error
+                .as_ref()
+                .map(|w| w.labels.clone())
+                .unwrap_or_default();
+            return Err(Error::new(ErrorKind::BulkWrite(failure)).with_labels(labels));
+        }
+        Ok(InsertManyResult {
+            inserted_ids: inserted,
         })
     }
 }

@@ -142,12 +142,14 @@ const ID_ELEMENT_LEN: usize = 1 + 4 + 12;
 /// Returns the document and its `_id`.
 pub(crate) fn with_id<T: Serialize>(doc: &T) -> Result<(RawDocumentBuf, Bson)> {
     let raw = bson::serialize_to_raw_document_buf(doc)?;
-    if let Some(id) = raw
-        .get("_id")
-        .map_err(|e| Error::invalid_argument(e.to_string()))?
-    {
-        let id = Bson::try_from(id).map_err(|e| Error::invalid_argument(e.to_string()))?;
-        return Ok((raw, id));
+    if !certainly_lacks_top_level_id(raw.as_bytes()) {
+        if let Some(id) = raw
+            .get("_id")
+            .map_err(|e| Error::invalid_argument(e.to_string()))?
+        {
+            let id = Bson::try_from(id).map_err(|e| Error::invalid_argument(e.to_string()))?;
+            return Ok((raw, id));
+        }
     }
     // `_id` goes first: a new length, the `_id` element, then the serialized elements and
     // terminator as they are (one copy, no re-parsing of the elements).
@@ -165,6 +167,55 @@ pub(crate) fn with_id<T: Serialize>(doc: &T) -> Result<(RawDocumentBuf, Bson)> {
     let with =
         RawDocumentBuf::from_bytes(out).map_err(|e| Error::invalid_argument(e.to_string()))?;
     Ok((with, Bson::ObjectId(oid)))
+}
+
+/// Whether the BSON document `b` certainly has no top-level `_id`: its elements are walked by
+/// their lengths alone, without decoding keys or values. `false` means "has one, or not
+/// certain" (the caller then reads it the general way).
+fn certainly_lacks_top_level_id(b: &[u8]) -> bool {
+    fn i32_at(b: &[u8], at: usize) -> Option<usize> {
+        let bytes = b.get(at..at.checked_add(4)?)?;
+        usize::try_from(i32::from_le_bytes(bytes.try_into().ok()?)).ok()
+    }
+    fn cstring_len(b: &[u8], from: usize, end: usize) -> Option<usize> {
+        b.get(from..end)?.iter().position(|&c| c == 0)
+    }
+    let scan = || -> Option<bool> {
+        if i32_at(b, 0)? != b.len() || b.last() != Some(&0) {
+            return None;
+        }
+        let end = b.len() - 1;
+        let mut pos = 4;
+        while pos < end {
+            let kind = *b.get(pos)?;
+            let key_len = cstring_len(b, pos + 1, end)?;
+            if b.get(pos + 1..pos + 1 + key_len)? == b"_id" {
+                return Some(false);
+            }
+            let value = pos + 1 + key_len + 1;
+            let size = match kind {
+                0x01 | 0x09 | 0x11 | 0x12 => 8,
+                0x10 => 4,
+                0x13 => 16,
+                0x07 => 12,
+                0x08 => 1,
+                0x06 | 0x0A | 0xFF | 0x7F => 0,
+                0x02 | 0x0D | 0x0E => 4usize.checked_add(i32_at(b, value)?)?,
+                0x03 | 0x04 | 0x0F => i32_at(b, value)?,
+                0x05 => 5usize.checked_add(i32_at(b, value)?)?,
+                0x0C => 16usize.checked_add(i32_at(b, value)?)?,
+                0x0B => {
+                    let pattern = cstring_len(b, value, end)?;
+                    let options = cstring_len(b, value + pattern + 1, end)?;
+                    pattern + 1 + options + 1
+                }
+                _ => return None,
+            };
+            pos = value.checked_add(size)?;
+        }
+        (pos == end).then_some(true)
+    };
+    scan() == Some(true)
 }
 
 /// `writeConcern` for a command, when set and not the server default.
@@ -236,6 +287,40 @@ mod tests {
             Document::try_from(raw.as_ref()).unwrap(),
             doc! { "_id": id }
         );
+    }
+
+    #[test]
+    fn the_quick_id_scan_never_misses_an_id() {
+        let docs = [
+            doc! {},
+            doc! { "a": 1 },
+            doc! { "_id": 1 },
+            doc! { "a": "x", "b": { "_id": 2 }, "c": [{ "_id": 3 }] },
+            doc! { "a": 1.5, "t": bson::Timestamp { time: 1, increment: 2 }, "_id": "late" },
+            doc! { "_i": 1, "_idx": 2, "id": 3, "r": bson::Regex { pattern: "a".try_into().unwrap(), options: "i".try_into().unwrap() } },
+            doc! { "bin": bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![0, 1] }, "n": null, "d": bson::DateTime::from_millis(5), "l": 7i64 },
+        ];
+        for d in docs {
+            let raw = RawDocumentBuf::try_from(&d).unwrap();
+            let has_id = d.contains_key("_id");
+            assert_eq!(certainly_lacks_top_level_id(raw.as_bytes()), !has_id, "{d}");
+            // Never a panic, and never "no _id" where the general read finds one.
+            let bytes = raw.as_bytes().to_vec();
+            for i in 0..bytes.len() {
+                for v in [0u8, 1, 0x5F, 0x7F, 0xFF] {
+                    let mut bad = bytes.clone();
+                    bad[i] = v;
+                    if certainly_lacks_top_level_id(&bad) {
+                        if let Ok(doc) = bson::RawDocument::from_bytes(&bad) {
+                            assert!(
+                                !matches!(doc.get("_id"), Ok(Some(_))),
+                                "{d}: byte {i} = {v}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
