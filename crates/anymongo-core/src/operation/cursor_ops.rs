@@ -1,7 +1,6 @@
 //! Commands that open or continue cursors: `find`, `getMore`, `killCursors`, and the parsing of
 //! the `cursor` sub-document every cursor-returning command replies with.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use bson::{doc, Bson, Document, RawArray, RawDocumentBuf};
@@ -10,6 +9,7 @@ use super::{get_i64, Command, Operation};
 use crate::conn::StreamDescription;
 use crate::error::{Error, Result};
 use crate::options::ReadPreference;
+use crate::wire::validate_document;
 
 /// The `cursor` sub-document of a reply: its id, namespace and first (or next) batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,15 +18,20 @@ pub struct CursorInfo {
     pub id: i64,
     /// The namespace `db.collection` the cursor iterates.
     pub ns: String,
-    /// The documents of this batch.
-    pub batch: VecDeque<RawDocumentBuf>,
-    /// `postBatchResumeToken`, for change streams.
+    /// The documents of this batch, in the reply's own buffer (see [`CursorBatch`]).
+    pub batch: CursorBatch,
+    /// `postBatchResumeToken`, for change streams (validated).
     pub post_batch_resume_token: Option<RawDocumentBuf>,
 }
 
 impl CursorInfo {
-    /// Parses `{cursor: {id, ns, firstBatch|nextBatch}}`.
-    pub fn parse(reply: &RawDocumentBuf) -> Result<Self> {
+    /// Parses `{cursor: {id, ns, firstBatch|nextBatch}}`, keeping the reply's buffer for the
+    /// batch (no per-document allocation).
+    ///
+    /// The batch's documents are framed (each entry is an embedded document whose length fits
+    /// the array and which ends in NUL) but their contents are not validated: whoever decodes a
+    /// document validates it (see [`CursorBatch`]).
+    pub fn parse(reply: RawDocumentBuf) -> Result<Self> {
         let cursor = reply
             .get_document("cursor")
             .map_err(|_| Error::invalid_response("reply has no 'cursor' document"))?;
@@ -37,24 +42,152 @@ impl CursorInfo {
             .get_array("firstBatch")
             .or_else(|_| cursor.get_array("nextBatch"))
             .map_err(|_| Error::invalid_response("cursor has no 'firstBatch' or 'nextBatch'"))?;
-        let mut docs = VecDeque::new();
-        for item in batch {
-            let item = item.map_err(|e| Error::invalid_response(format!("bad batch: {e}")))?;
-            let doc = item
-                .as_document()
-                .ok_or_else(|| Error::invalid_response("a batch entry is not a document"))?;
-            docs.push_back(doc.to_owned());
-        }
-        let post_batch_resume_token = cursor
-            .get_document("postBatchResumeToken")
-            .ok()
-            .map(|d| d.to_owned());
+        let array = batch.as_bytes();
+        // Where the array lies in the reply: it is a sub-slice of the reply's bytes.
+        let base = (array.as_ptr() as usize)
+            .checked_sub(reply.as_bytes().as_ptr() as usize)
+            .filter(|b| b.saturating_add(array.len()) <= reply.as_bytes().len())
+            .ok_or_else(|| Error::internal("a batch outside its reply"))?;
+        let spans = batch_spans(array, base)?;
+        let post_batch_resume_token = match cursor.get_document("postBatchResumeToken") {
+            Ok(token) => {
+                validate_document(token.as_bytes())?;
+                Some(token.to_owned())
+            }
+            Err(_) => None,
+        };
         Ok(CursorInfo {
             id,
             ns,
-            batch: docs,
+            batch: CursorBatch {
+                bytes: reply.into_bytes(),
+                spans,
+                next: 0,
+            },
             post_batch_resume_token,
         })
+    }
+}
+
+/// The byte ranges (offset by `base`) of the embedded documents of the BSON array `a` (whose
+/// length and terminator are already checked). Checks the array's framing only: every element
+/// is a document (type 3) with a UTF-8 key, a length of at least 5 that fits the array, and a
+/// terminating NUL; the array ends right after its last element.
+fn batch_spans(a: &[u8], base: usize) -> Result<Vec<(usize, usize)>> {
+    let bad = |what: &str| Error::invalid_response(format!("bad batch: {what}"));
+    let end = a.len().checked_sub(1).ok_or_else(|| bad("too short"))?;
+    let mut spans = Vec::new();
+    let mut pos = 4;
+    loop {
+        let kind = *a.get(pos).ok_or_else(|| bad("truncated"))?;
+        if kind == 0 {
+            if pos != end {
+                return Err(bad("bytes after the terminator"));
+            }
+            return Ok(spans);
+        }
+        let key_start = pos + 1;
+        let key_len = a
+            .get(key_start..end)
+            .and_then(|k| k.iter().position(|&c| c == 0))
+            .ok_or_else(|| bad("unterminated key"))?;
+        let key = a.get(key_start..key_start + key_len).unwrap_or_default();
+        if !key.is_ascii() && std::str::from_utf8(key).is_err() {
+            return Err(bad("a key is not UTF-8"));
+        }
+        if kind != 0x03 {
+            return Err(Error::invalid_response("a batch entry is not a document"));
+        }
+        let doc = key_start + key_len + 1;
+        let len = crate::wire::read_i32(a, doc)
+            .and_then(|l| usize::try_from(l).ok())
+            .filter(|&l| l >= 5)
+            .ok_or_else(|| bad("a document length is invalid"))?;
+        let stop = doc
+            .checked_add(len)
+            .filter(|&s| s <= end)
+            .ok_or_else(|| bad("a document overruns the batch"))?;
+        if a.get(stop - 1) != Some(&0) {
+            return Err(bad("a document is not terminated"));
+        }
+        spans.push((base + doc, base + stop));
+        pos = stop;
+    }
+}
+
+/// The documents of one cursor batch (`firstBatch` / `nextBatch`), held as one buffer (the
+/// reply's bytes) plus the byte range of each document: a batch of any size is one allocation.
+///
+/// The documents are consumed front to back ([`pop_front`](Self::pop_front)). Each document's
+/// length prefix and terminator are right, but its elements have **not** been validated (the
+/// reply is validated once, by whoever decodes each document): check a document with
+/// [`validate_document`] (or read it with `bson`'s raw accessors, which return errors) before
+/// trusting it.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct CursorBatch {
+    bytes: Vec<u8>,
+    /// `(start, end)` of each document in `bytes`, in order.
+    spans: Vec<(usize, usize)>,
+    /// The index in `spans` of the next document to hand out.
+    next: usize,
+}
+
+impl CursorBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A batch holding copies of `documents` (each must be one BSON document's bytes, as a
+    /// `RawDocumentBuf` is).
+    pub fn from_documents<D: AsRef<[u8]>>(documents: impl IntoIterator<Item = D>) -> Self {
+        let mut batch = CursorBatch::new();
+        for d in documents {
+            let d = d.as_ref();
+            let start = batch.bytes.len();
+            batch.bytes.extend_from_slice(d);
+            batch.spans.push((start, batch.bytes.len()));
+        }
+        batch
+    }
+
+    /// How many documents are left.
+    pub fn len(&self) -> usize {
+        self.spans.len() - self.next
+    }
+
+    /// Whether no documents are left.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The next document's bytes (unvalidated), without taking it.
+    pub fn front(&self) -> Option<&[u8]> {
+        self.spans.get(self.next).map(|&s| self.slice(s))
+    }
+
+    /// Takes the next document's bytes (unvalidated).
+    pub fn pop_front(&mut self) -> Option<&[u8]> {
+        let span = self.pop_span()?;
+        Some(self.slice(span))
+    }
+
+    /// The documents left, in order (unvalidated bytes).
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.spans[self.next..].iter().map(|&s| self.slice(s))
+    }
+
+    /// Takes the next document's byte range (read it with [`CursorBatch::slice`]; valid until
+    /// the batch is replaced).
+    pub(crate) fn pop_span(&mut self) -> Option<(usize, usize)> {
+        let span = *self.spans.get(self.next)?;
+        self.next += 1;
+        Some(span)
+    }
+
+    /// The bytes of a range returned by [`CursorBatch::pop_span`] (empty if out of range).
+    pub(crate) fn slice(&self, (start, end): (usize, usize)) -> &[u8] {
+        self.bytes.get(start..end).unwrap_or_default()
     }
 }
 
@@ -95,7 +228,7 @@ impl Operation for Find {
         response: RawDocumentBuf,
         _description: &StreamDescription,
     ) -> Result<CursorInfo> {
-        CursorInfo::parse(&response)
+        CursorInfo::parse(response)
     }
 
     fn read_preference(&self) -> Option<&ReadPreference> {
@@ -140,7 +273,7 @@ impl Operation for GetMore {
         response: RawDocumentBuf,
         _description: &StreamDescription,
     ) -> Result<CursorInfo> {
-        CursorInfo::parse(&response)
+        CursorInfo::parse(response)
     }
 }
 
@@ -185,7 +318,7 @@ mod tests {
             "ok": 1, "cursor": { "id": 42i64, "ns": "db.coll.sub", "firstBatch": [{ "a": 1 }, { "a": 2 }] }
         })
         .unwrap();
-        let info = CursorInfo::parse(&reply).unwrap();
+        let info = CursorInfo::parse(reply).unwrap();
         assert_eq!(info.id, 42);
         assert_eq!(info.batch.len(), 2);
         assert_eq!(split_namespace(&info.ns), Some(("db", "coll.sub")));
@@ -193,7 +326,7 @@ mod tests {
             "ok": 1, "cursor": { "id": 0, "ns": "db.c", "nextBatch": [] }
         })
         .unwrap();
-        assert_eq!(CursorInfo::parse(&next).unwrap().id, 0);
+        assert_eq!(CursorInfo::parse(next).unwrap().id, 0);
     }
 
     #[test]
@@ -205,7 +338,7 @@ mod tests {
             doc! { "ok": 1, "cursor": { "id": 1i64, "ns": "a.b", "firstBatch": [1] } },
         ] {
             let raw = RawDocumentBuf::try_from(&bad).unwrap();
-            assert!(CursorInfo::parse(&raw).is_err(), "{bad}");
+            assert!(CursorInfo::parse(raw).is_err(), "{bad}");
         }
     }
 }

@@ -165,7 +165,12 @@ pub fn check_ok(reply: &RawDocument) -> Result<()> {
     if ok_is_one(reply.as_bytes()) {
         return Ok(());
     }
-    let ok = reply.get("ok").ok().flatten().and_then(number);
+    // The wire decoder does not validate contents: malformed BSON before `ok` is a protocol
+    // error, not a command error.
+    let ok = reply
+        .get("ok")
+        .map_err(|e| Error::invalid_response(format!("invalid BSON in reply: {e}")))?
+        .and_then(number);
     if ok == Some(1.0) {
         return Ok(());
     }
