@@ -215,9 +215,25 @@ fn ok_is_one(b: &[u8]) -> bool {
         while pos < end {
             let kind = *b.get(pos)?;
             let key_start = pos + 1;
-            let value = after_cstring(b, key_start)?;
-            let key = std::str::from_utf8(b.get(key_start..value - 1)?).ok()?;
-            if key == "ok" {
+            // The key, up to its NUL, in one pass that also notes whether it is all ASCII (the
+            // usual case, UTF-8 without further checks); only other keys get a UTF-8 check.
+            let rest = b.get(key_start..)?;
+            let mut n = 0;
+            let mut high = 0u8;
+            loop {
+                let c = *rest.get(n)?;
+                if c == 0 {
+                    break;
+                }
+                high |= c;
+                n += 1;
+            }
+            let key = rest.get(..n)?;
+            if high >= 0x80 && std::str::from_utf8(key).is_err() {
+                return None;
+            }
+            let value = key_start + n + 1;
+            if key == b"ok" {
                 let v = b.get(value..)?;
                 return Some(match kind {
                     0x01 => {
