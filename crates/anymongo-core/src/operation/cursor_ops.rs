@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use bson::{doc, Bson, Document, RawArray, RawDocumentBuf};
+use bson::{doc, Bson, Document, RawArray, RawBsonRef, RawDocumentBuf};
 
-use super::{get_i64, Command, Operation};
+use super::{Command, Operation};
 use crate::conn::StreamDescription;
 use crate::error::{Error, Result};
 use crate::options::ReadPreference;
@@ -35,13 +35,29 @@ impl CursorInfo {
         let cursor = reply
             .get_document("cursor")
             .map_err(|_| Error::invalid_response("reply has no 'cursor' document"))?;
-        let id = get_i64(cursor, "id")
+        // One pass over the cursor document (a lookup per field would walk it once each).
+        let (mut id, mut ns, mut batch, mut token) = (None, None, None, None);
+        for element in cursor {
+            let (key, value) =
+                element.map_err(|e| Error::invalid_response(format!("bad cursor: {e}")))?;
+            match (key.as_str(), value) {
+                ("id", v) if id.is_none() => id = Some(integer(v)),
+                ("ns", v) if ns.is_none() => ns = Some(v.as_str().unwrap_or("")),
+                ("firstBatch" | "nextBatch", RawBsonRef::Array(a)) if batch.is_none() => {
+                    batch = Some(a)
+                }
+                ("postBatchResumeToken", RawBsonRef::Document(d)) if token.is_none() => {
+                    token = Some(d)
+                }
+                _ => {}
+            }
+        }
+        let id = id
+            .flatten()
             .ok_or_else(|| Error::invalid_response("cursor has no numeric 'id'"))?;
-        let ns = cursor.get_str("ns").unwrap_or("").to_string();
-        let batch: &RawArray = cursor
-            .get_array("firstBatch")
-            .or_else(|_| cursor.get_array("nextBatch"))
-            .map_err(|_| Error::invalid_response("cursor has no 'firstBatch' or 'nextBatch'"))?;
+        let ns = ns.unwrap_or("").to_string();
+        let batch: &RawArray = batch
+            .ok_or_else(|| Error::invalid_response("cursor has no 'firstBatch' or 'nextBatch'"))?;
         let array = batch.as_bytes();
         // Where the array lies in the reply: it is a sub-slice of the reply's bytes.
         let base = (array.as_ptr() as usize)
@@ -49,12 +65,12 @@ impl CursorInfo {
             .filter(|b| b.saturating_add(array.len()) <= reply.as_bytes().len())
             .ok_or_else(|| Error::internal("a batch outside its reply"))?;
         let spans = batch_spans(array, base)?;
-        let post_batch_resume_token = match cursor.get_document("postBatchResumeToken") {
-            Ok(token) => {
+        let post_batch_resume_token = match token {
+            Some(token) => {
                 validate_document(token.as_bytes())?;
                 Some(token.to_owned())
             }
-            Err(_) => None,
+            None => None,
         };
         Ok(CursorInfo {
             id,
@@ -66,6 +82,16 @@ impl CursorInfo {
             },
             post_batch_resume_token,
         })
+    }
+}
+
+/// An integer of any numeric BSON type (a double only if integral).
+fn integer(value: RawBsonRef<'_>) -> Option<i64> {
+    match value {
+        RawBsonRef::Int32(v) => Some(i64::from(v)),
+        RawBsonRef::Int64(v) => Some(v),
+        RawBsonRef::Double(v) if v.fract() == 0.0 => Some(v as i64),
+        _ => None,
     }
 }
 
@@ -327,6 +353,78 @@ mod tests {
         })
         .unwrap();
         assert_eq!(CursorInfo::parse(next).unwrap().id, 0);
+    }
+
+    #[test]
+    fn a_batch_is_the_reply_buffer_with_document_offsets() {
+        let docs = [doc! { "a": 1 }, doc! { "b": "x", "c": [1] }, doc! {}];
+        let reply = RawDocumentBuf::try_from(&doc! {
+            "cursor": { "nextBatch": docs.to_vec(), "id": 7i64, "ns": "d.c",
+                        "postBatchResumeToken": { "t": 1 } },
+            "ok": 1,
+        })
+        .unwrap();
+        let mut info = CursorInfo::parse(reply).unwrap();
+        assert_eq!((info.id, info.ns.as_str()), (7, "d.c"));
+        assert_eq!(
+            info.post_batch_resume_token,
+            Some(RawDocumentBuf::try_from(&doc! { "t": 1 }).unwrap())
+        );
+        let raw: Vec<RawDocumentBuf> = docs
+            .iter()
+            .map(|d| RawDocumentBuf::try_from(d).unwrap())
+            .collect();
+        let listed: Vec<&[u8]> = info.batch.iter().collect();
+        let expected: Vec<&[u8]> = raw.iter().map(|d| d.as_bytes()).collect();
+        assert_eq!(listed, expected);
+        assert_eq!(info.batch.len(), 3);
+        assert_eq!(info.batch.front(), Some(raw[0].as_bytes()));
+        assert_eq!(info.batch.pop_front(), Some(raw[0].as_bytes()));
+        assert_eq!(info.batch.len(), 2);
+        assert_eq!(info.batch.pop_front(), Some(raw[1].as_bytes()));
+        assert_eq!(info.batch.pop_front(), Some(raw[2].as_bytes()));
+        assert!(info.batch.is_empty());
+        assert_eq!(info.batch.pop_front(), None);
+        let copied = CursorBatch::from_documents(raw.iter().map(|d| d.as_bytes()));
+        assert_eq!(copied.iter().collect::<Vec<_>>(), expected);
+        assert!(CursorBatch::new().is_empty());
+    }
+
+    #[test]
+    fn corrupt_batches_and_tokens_are_invalid_responses() {
+        let reply = RawDocumentBuf::try_from(&doc! {
+            "cursor": { "firstBatch": [{ "a": 1 }, { "b": 2 }], "id": 0i64, "ns": "d.c",
+                        "postBatchResumeToken": { "t": "x" } },
+            "ok": 1,
+        })
+        .unwrap()
+        .into_bytes();
+        let mut errors = 0;
+        for i in 0..reply.len() {
+            for v in [0u8, 1, 3, 4, 0x7F, 0x80, 0xFF] {
+                let mut bad = reply.clone();
+                bad[i] = v;
+                let Ok(raw) = RawDocumentBuf::from_bytes(bad.clone()) else {
+                    continue;
+                };
+                match CursorInfo::parse(raw) {
+                    Ok(info) => {
+                        // Every document handed on is framed; contents are the reader's job.
+                        for d in info.batch.iter() {
+                            bson::RawDocument::from_bytes(d).expect("framed");
+                        }
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        assert!(
+                            matches!(e.kind(), crate::error::ErrorKind::InvalidResponse { .. }),
+                            "byte {i} = {v:#x}: {e:?}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(errors > 0);
     }
 
     #[test]
