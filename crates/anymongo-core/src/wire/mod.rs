@@ -191,7 +191,8 @@ pub struct DocumentSequence {
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpMsg {
     pub flags: MsgFlags,
-    /// The kind-0 section: the command or reply document.
+    /// The kind-0 section: the command or reply document. On a decoded message only its
+    /// framing is checked (see the module docs on validation).
     pub body: RawDocumentBuf,
     /// The kind-1 sections, in wire order.
     pub sequences: Vec<DocumentSequence>,
@@ -251,7 +252,8 @@ pub struct OpReply {
     pub response_flags: u32,
     pub cursor_id: i64,
     pub starting_from: i32,
-    /// The documents (`numberReturned` is their count).
+    /// The documents (`numberReturned` is their count); decoded ones are framed, their
+    /// contents unvalidated (see the module docs).
     pub documents: Vec<RawDocumentBuf>,
 }
 
