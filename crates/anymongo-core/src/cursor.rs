@@ -1,10 +1,17 @@
 //! Cursors: a [`futures::Stream`] of documents that fetches batches with `getMore` on the server
 //! that opened it, and kills itself (`killCursors`) in the background when dropped early.
 //!
-//! Raw documents without re-parsing, two ways (both as in the official driver):
+//! A batch is buffered as the reply's own bytes plus each document's offsets
+//! ([`CursorBatch`](crate::operation::cursor_ops::CursorBatch)): no allocation per document.
+//! The wire decoder only checks a reply's framing; each document is validated exactly once,
+//! here, as it is handed out: by the one-pass decoder for `bson::Document` (which validates what
+//! it decodes), else by [`validate_document`] before serde or before the bytes are handed out raw.
+//! A malformed document is an `InvalidResponse` error, never a panic.
+//!
+//! Raw documents without parsing, two ways (both as in the official driver):
 //! - `cursor.with_type::<RawDocumentBuf>()` (or a `Collection<RawDocumentBuf>`): the stream hands
-//!   out each buffered reply document as is; no serde pass, no copy.
-//! - [`Cursor::advance`] then [`Cursor::current`] (a borrowed `&RawDocument`) or
+//!   out each document as a `RawDocumentBuf` (validated, copied out of the batch; no serde pass).
+//! - [`Cursor::advance`] then [`Cursor::current`] (a borrowed `&RawDocument`, no copy) or
 //!   [`Cursor::deserialize_current`], on a cursor of any type.
 //!
 //! Tailable cursors (`CursorType::Tailable` / `TailableAwait`) stay open at the end of the data:
@@ -12,7 +19,6 @@
 //! only a tailable awaitData cursor's `getMore` carries `maxTimeMS` (the `max_await_time`).
 
 use std::any::{Any, TypeId};
-use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -24,10 +30,11 @@ use serde::de::DeserializeOwned;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::operation::cursor_ops::split_namespace;
+use crate::operation::cursor_ops::{split_namespace, CursorBatch};
 use crate::operation::{CursorInfo, GetMore};
 use crate::options::ServerAddress;
 use crate::rt::BoxFuture;
+use crate::wire::validate_document;
 
 /// How a cursor continues: `getMore` options.
 #[derive(Clone, Debug, Default)]
@@ -46,7 +53,7 @@ pub(crate) struct CursorState {
     pub(crate) id: i64,
     pub(crate) db: String,
     pub(crate) collection: String,
-    pub(crate) buffer: VecDeque<RawDocumentBuf>,
+    pub(crate) buffer: CursorBatch,
     pub(crate) returned: i64,
 }
 
@@ -77,27 +84,31 @@ pub struct Cursor<T> {
     state: CursorState,
     options: CursorOptions,
     get_more: Option<BoxFuture<'static, Result<CursorInfo>>>,
-    /// The document [`Cursor::advance`] moved to.
-    current: Option<RawDocumentBuf>,
+    /// Where, in the buffered batch, the (validated) document [`Cursor::advance`] moved to is.
+    current: Option<(usize, usize)>,
     /// A decoder that skips serde, when `T` is [`bson::Document`] (see [`fast_decode`]).
     fast: Option<FastDecode<T>>,
     _marker: PhantomData<fn() -> T>,
 }
 
-/// Turns a reply document into a `T`: moved as is when `T` is `RawDocumentBuf`, else
-/// deserialized.
-pub(crate) fn convert<T: DeserializeOwned + 'static>(raw: RawDocumentBuf) -> Result<T> {
+/// `value` as a `T`, if `U` is `T` (no allocation: the value moves through an `Option`).
+fn cast<U: 'static, T: 'static>(value: U) -> Option<T> {
+    let mut slot = Some(value);
+    (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<T>>()
+        .and_then(Option::take)
+}
+
+/// Validates one (unvalidated) batch document and turns it into a `T`: copied out as is when `T`
+/// is `RawDocumentBuf`, else deserialized. A malformed document is an `InvalidResponse` error.
+pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T> {
+    validate_document(bytes)?;
     if TypeId::of::<T>() == TypeId::of::<RawDocumentBuf>() {
-        let mut slot = Some(raw);
-        if let Some(t) = (&mut slot as &mut dyn Any)
-            .downcast_mut::<Option<T>>()
-            .and_then(Option::take)
-        {
-            return Ok(t);
-        }
-        return Err(Error::internal("raw document conversion failed"));
+        let raw = RawDocumentBuf::from_bytes(bytes.to_vec())
+            .map_err(|e| Error::invalid_response(format!("invalid document: {e}")))?;
+        return cast(raw).ok_or_else(|| Error::internal("raw document conversion failed"));
     }
-    bson::deserialize_from_slice::<T>(raw.as_bytes()).map_err(Error::from)
+    bson::deserialize_from_slice::<T>(bytes).map_err(Error::from)
 }
 
 impl<T> std::fmt::Debug for Cursor<T> {
@@ -133,9 +144,11 @@ impl<T> Cursor<T> {
     /// [`current`](Self::current) or [`deserialize_current`](Self::deserialize_current).
     pub async fn advance(&mut self) -> Result<bool> {
         self.current = None;
-        match futures::future::poll_fn(|cx| self.poll_next_raw(cx)).await {
-            Some(Ok(doc)) => {
-                self.current = Some(doc);
+        match futures::future::poll_fn(|cx| self.poll_buffered(cx)).await {
+            Some(Ok(())) => {
+                let span = self.take_span()?;
+                validate_document(self.state.buffer.slice(span))?;
+                self.current = Some(span);
                 Ok(true)
             }
             Some(Err(e)) => Err(e),
@@ -146,15 +159,37 @@ impl<T> Cursor<T> {
     /// The document the last successful [`advance`](Self::advance) moved to, borrowed from the
     /// reply without parsing (an empty document before the first `advance` or at the end).
     pub fn current(&self) -> &RawDocument {
-        match &self.current {
-            Some(doc) => doc.as_ref(),
+        let doc = match self.current {
+            Some(span) => RawDocument::from_bytes(self.state.buffer.slice(span)).ok(),
+            None => None,
+        };
+        match doc {
+            Some(doc) => doc,
             None => empty_document(),
         }
     }
 
-    /// The next raw document, as sent by the server (no parsing).
+    /// The next raw document, as sent by the server (validated, not parsed).
     pub async fn next_raw(&mut self) -> Option<Result<RawDocumentBuf>> {
-        futures::future::poll_fn(|cx| self.poll_next_raw(cx)).await
+        match futures::future::poll_fn(|cx| self.poll_buffered(cx)).await? {
+            Ok(()) => Some(
+                self.take_span()
+                    .and_then(|span| decode::<RawDocumentBuf>(self.state.buffer.slice(span))),
+            ),
+            Err(e) => Some(Err(e)),
+        }
+    }
+
+    /// Takes the next buffered document's range (after [`poll_buffered`](Self::poll_buffered)
+    /// said one is there), counting it as returned.
+    fn take_span(&mut self) -> Result<(usize, usize)> {
+        let span = self
+            .state
+            .buffer
+            .pop_span()
+            .ok_or_else(|| Error::internal("no buffered document"))?;
+        self.state.returned += 1;
+        Ok(span)
     }
 
     /// Decodes documents straight from raw BSON when `T` is [`bson::Document`] (the common
@@ -164,10 +199,7 @@ impl<T> Cursor<T> {
         T: 'static,
     {
         if std::any::TypeId::of::<T>() == std::any::TypeId::of::<bson::Document>() {
-            self.fast = Some(|bytes| {
-                let doc: Box<dyn std::any::Any> = Box::new(fast_decode::document(bytes)?);
-                doc.downcast::<T>().ok().map(|t| *t)
-            });
+            self.fast = Some(|bytes| cast(fast_decode::document(bytes)?));
         }
         self
     }
@@ -190,7 +222,7 @@ impl<T> Cursor<T> {
                 id: 0,
                 db: String::new(),
                 collection: String::new(),
-                buffer: VecDeque::new(),
+                buffer: CursorBatch::new(),
                 returned: 0,
             },
         );
@@ -210,16 +242,16 @@ impl<T> Cursor<T> {
         matches!(self.options.limit, Some(l) if l > 0 && self.state.returned >= l)
     }
 
-    /// Polls for the next raw document.
-    fn poll_next_raw(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<RawDocumentBuf>>> {
+    /// Polls until a document is buffered (`Some(Ok(()))`: take it with
+    /// [`take_span`](Self::take_span)), the cursor ends, or a `getMore` fails.
+    fn poll_buffered(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<()>>> {
         loop {
             if self.limit_reached() {
                 self.kill();
                 return Poll::Ready(None);
             }
-            if let Some(doc) = self.state.buffer.pop_front() {
-                self.state.returned += 1;
-                return Poll::Ready(Some(Ok(doc)));
+            if !self.state.buffer.is_empty() {
+                return Poll::Ready(Some(Ok(())));
             }
             if self.state.id == 0 {
                 return Poll::Ready(None);
@@ -301,14 +333,21 @@ impl<T: DeserializeOwned + 'static> Stream for Cursor<T> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        match futures::ready!(this.poll_next_raw(cx)) {
+        match futures::ready!(this.poll_buffered(cx)) {
             None => Poll::Ready(None),
             Some(Err(e)) => Poll::Ready(Some(Err(e))),
-            Some(Ok(raw)) => {
-                if let Some(value) = this.fast.and_then(|decode| decode(raw.as_bytes())) {
+            Some(Ok(())) => {
+                let span = match this.take_span() {
+                    Ok(span) => span,
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                };
+                let bytes = this.state.buffer.slice(span);
+                // The one-pass decoder validates everything it accepts; when it declines,
+                // `decode` validates before the general path.
+                if let Some(value) = this.fast.and_then(|fast| fast(bytes)) {
                     return Poll::Ready(Some(Ok(value)));
                 }
-                Poll::Ready(Some(convert::<T>(raw)))
+                Poll::Ready(Some(decode::<T>(bytes)))
             }
         }
     }
@@ -328,25 +367,177 @@ impl<T> Drop for Cursor<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operation::CursorInfo;
     use bson::{doc, Document};
 
     #[test]
-    fn raw_documents_are_moved_not_parsed() {
+    fn batch_documents_decode_to_raw_documents_and_types() {
         let raw = RawDocumentBuf::try_from(&doc! { "a": 1, "b": "x" }).unwrap();
-        let ptr = raw.as_bytes().as_ptr();
-        let out: RawDocumentBuf = convert(raw).unwrap();
-        assert_eq!(out.as_bytes().as_ptr(), ptr, "the same buffer, not a copy");
-        let raw = RawDocumentBuf::try_from(&doc! { "a": 1 }).unwrap();
-        let parsed: Document = convert(raw).unwrap();
-        assert_eq!(parsed, doc! { "a": 1 });
+        let out: RawDocumentBuf = decode(raw.as_bytes()).unwrap();
+        assert_eq!(out, raw);
+        let parsed: Document = decode(raw.as_bytes()).unwrap();
+        assert_eq!(parsed, doc! { "a": 1, "b": "x" });
         #[derive(serde::Deserialize, Debug)]
         struct A {
             #[allow(dead_code)]
             a: String,
         }
-        let raw = RawDocumentBuf::try_from(&doc! { "a": 1 }).unwrap();
-        assert!(convert::<A>(raw).is_err(), "a type mismatch is an error");
+        assert!(
+            decode::<A>(raw.as_bytes()).is_err(),
+            "a type mismatch is an error"
+        );
         assert!(empty_document().is_empty());
+        assert_eq!(cast::<i32, i32>(7), Some(7));
+        assert_eq!(cast::<i32, u8>(7), None);
+    }
+
+    /// A struct that reads one field: serde skips the others, so only the validation before it
+    /// can notice they are malformed.
+    #[derive(serde::Deserialize, Debug)]
+    struct OnlyA {
+        #[allow(dead_code)]
+        a: i32,
+    }
+
+    #[test]
+    fn every_path_rejects_exactly_what_full_validation_rejects() {
+        let good = RawDocumentBuf::try_from(&doc! {
+            "a": 1, "s": "héllo", "d": { "x": [1, "two", { "y": true }] }, "f": 1.5,
+        })
+        .unwrap()
+        .into_bytes();
+        let mut rejected = 0;
+        for i in 0..good.len() {
+            for v in [0x00, 0x01, 0x02, 0x7F, 0x80, 0xFF, good[i].wrapping_add(1)] {
+                let mut bad = good.clone();
+                bad[i] = v;
+                let valid = validate_document(&bad).is_ok();
+                rejected += usize::from(!valid);
+                let fast = fast_decode::document(&bad);
+                assert!(
+                    valid || fast.is_none(),
+                    "byte {i} = {v:#x}: fast path accepted"
+                );
+                let as_doc = decode::<Document>(&bad);
+                let as_raw = decode::<RawDocumentBuf>(&bad);
+                let as_a = decode::<OnlyA>(&bad);
+                if valid {
+                    assert!(as_raw.is_ok(), "byte {i} = {v:#x}");
+                    assert!(as_doc.is_ok(), "byte {i} = {v:#x}");
+                } else {
+                    for e in [as_doc.err(), as_raw.err(), as_a.err()] {
+                        let e = e.expect("a malformed document is an error");
+                        assert!(
+                            matches!(e.kind(), crate::error::ErrorKind::InvalidResponse { .. }),
+                            "byte {i} = {v:#x}: {e:?}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(rejected > 0);
+    }
+
+    /// What a client gets from a `find` reply's bytes: the wire decoder, `check_ok`, the cursor
+    /// info, then every batch document decoded as the cursor does (fast path, else validated).
+    fn client_result(message: &[u8]) -> Result<Vec<Document>> {
+        let mut decoder = crate::wire::Decoder::new(1 << 20);
+        decoder.feed(message);
+        let reply = decoder
+            .decode()?
+            .ok_or_else(|| Error::internal("incomplete"))?
+            .body
+            .into_reply_document()?;
+        crate::operation::check_ok(&reply)?;
+        let mut info = CursorInfo::parse(reply)?;
+        let mut out = Vec::new();
+        while let Some(bytes) = info.batch.pop_front() {
+            let doc = match fast_decode::document(bytes) {
+                Some(d) => d,
+                None => decode::<Document>(bytes)?,
+            };
+            out.push(doc);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn corrupted_replies_are_errors_that_agree_with_full_validation() {
+        use crate::wire::{encode, Body, Message, OpMsg};
+        let batch = vec![
+            doc! { "_id": 1, "text": "héllo", "tags": ["a", "b"], "n": 1.5 },
+            doc! { "_id": 2, "user": { "name": "x", "ok": true, "at": bson::DateTime::from_millis(3) } },
+        ];
+        let reply = RawDocumentBuf::try_from(&doc! {
+            "cursor": { "firstBatch": batch.clone(), "id": 0i64, "ns": "db.coll" }, "ok": 1.0,
+        })
+        .unwrap();
+        let mut message = Vec::new();
+        encode(
+            &Message::new(1, Body::Msg(OpMsg::new(reply.clone()))),
+            None,
+            &mut message,
+        )
+        .unwrap();
+        assert_eq!(client_result(&message).unwrap(), batch);
+        // The reply document starts after the header, the flags and the section kind.
+        let body_at = 16 + 4 + 1;
+        let cursor = reply.get_document("cursor").unwrap();
+        let array = cursor.get_array("firstBatch").unwrap().as_bytes();
+        let array_at = body_at + (array.as_ptr() as usize - reply.as_bytes().as_ptr() as usize);
+        let docs = array_at + 4..array_at + array.len() - 1;
+        let mut errors = 0;
+        for i in body_at..message.len() {
+            for v in [
+                0x00,
+                0x01,
+                0x03,
+                0x7F,
+                0x80,
+                0xFF,
+                message[i].wrapping_add(1),
+            ] {
+                let mut bad = message.clone();
+                bad[i] = v;
+                let reply_valid = validate_document(&bad[body_at..]).is_ok();
+                match client_result(&bad) {
+                    Ok(got) => {
+                        // Whatever is handed out, full validation and the bson crate agree on.
+                        let again = bson::RawDocument::from_bytes(&bad[body_at..])
+                            .ok()
+                            .and_then(|r| CursorInfo::parse(r.to_owned()).ok())
+                            .expect("it parsed once");
+                        for (bytes, doc) in again.batch.iter().zip(&got) {
+                            validate_document(bytes).expect("handed-out documents are valid");
+                            let raw = bson::RawDocument::from_bytes(bytes).unwrap();
+                            let theirs = Document::try_from(raw).unwrap();
+                            let enc = |d: &Document| RawDocumentBuf::try_from(d).unwrap();
+                            assert_eq!(enc(doc), enc(&theirs), "byte {i} = {v:#x}");
+                        }
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        assert!(
+                            matches!(
+                                e.kind(),
+                                crate::error::ErrorKind::InvalidResponse { .. }
+                                    | crate::error::ErrorKind::Command(_)
+                            ),
+                            "byte {i} = {v:#x}: {e:?}"
+                        );
+                    }
+                }
+                // A corrupted batch that full validation rejects is always an error.
+                if docs.contains(&i) && !reply_valid {
+                    let e = client_result(&bad).expect_err("a malformed batch is an error");
+                    assert!(
+                        matches!(e.kind(), crate::error::ErrorKind::InvalidResponse { .. }),
+                        "byte {i} = {v:#x}: {e:?}"
+                    );
+                }
+            }
+        }
+        assert!(errors > 0);
     }
 }
 
@@ -531,7 +722,10 @@ pub(crate) mod fast_decode {
                     let mut bad = good.clone();
                     bad[i] = v;
                     if let Some(d) = document(&bad) {
-                        // Whatever it accepts, the bson crate reads the same way.
+                        // Whatever it accepts, full validation accepts too (it is the only
+                        // validation a batch document gets)...
+                        crate::wire::validate_document(&bad).expect("valid");
+                        // ...and the bson crate reads the same way.
                         // (Compared re-encoded: a corrupted double may be NaN.)
                         let raw = bson::RawDocument::from_bytes(&bad).unwrap();
                         let theirs = Document::try_from(raw).expect("bson reads it too");

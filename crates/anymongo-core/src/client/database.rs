@@ -95,10 +95,12 @@ impl Database {
         }
     }
 
-    /// Runs a command, returning the reply as raw BSON.
+    /// Runs a command, returning the reply as raw BSON (validated).
     pub async fn run_raw_command(&self, command: Document) -> Result<RawDocumentBuf> {
         let op = RunCommand::new(self.name.clone(), command, None)?;
-        self.client.execute(op).await
+        let reply = self.client.execute(op).await?;
+        crate::wire::validate_document(reply.as_bytes())?;
+        Ok(reply)
     }
 }
 

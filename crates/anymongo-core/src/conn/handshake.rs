@@ -199,12 +199,15 @@ impl StreamDescription {
     }
 }
 
-/// Converts a raw reply into a `Document`, mapping BSON errors to a protocol error.
+/// Converts a raw reply (whose contents the wire decoder has not validated) into a `Document`,
+/// validating it on the way; malformed BSON is a protocol error.
 pub fn to_document(raw: &RawDocumentBuf) -> Result<Document> {
-    // The one-pass decoder handles ordinary replies; the bson crate decides anything else.
+    // The one-pass decoder handles ordinary replies and validates all it accepts; anything else
+    // is validated fully, then converted by the bson crate.
     if let Some(doc) = crate::cursor::fast_decode::document(raw.as_bytes()) {
         return Ok(doc);
     }
+    crate::wire::validate_document(raw.as_bytes())?;
     Document::try_from(raw.as_ref())
         .map_err(|e| Error::invalid_response(format!("invalid BSON in reply: {e}")))
 }

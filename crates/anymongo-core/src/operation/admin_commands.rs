@@ -84,6 +84,8 @@ impl Operation for AdminCommand {
         Ok(Command::borrowed(&self.db, &self.body))
     }
 
+    /// The reply as received: its contents are not validated (the callers only need `ok`, which
+    /// the executor has checked); validate it before reading more of it.
     fn handle_response(
         &mut self,
         response: RawDocumentBuf,

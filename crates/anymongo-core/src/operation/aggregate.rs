@@ -82,7 +82,7 @@ impl Operation for Aggregate {
         response: RawDocumentBuf,
         _description: &StreamDescription,
     ) -> Result<CursorInfo> {
-        CursorInfo::parse(&response)
+        CursorInfo::parse(response)
     }
 
     fn read_preference(&self) -> Option<&ReadPreference> {
@@ -120,6 +120,8 @@ pub fn parse_count_documents(info: &CursorInfo) -> Result<u64> {
     let Some(first) = info.batch.front() else {
         return Ok(0);
     };
+    let first = bson::RawDocument::from_bytes(first)
+        .map_err(|e| Error::invalid_response(format!("invalid count result: {e}")))?;
     let n = get_i64(first, "n")
         .ok_or_else(|| Error::invalid_response("count result has no numeric 'n'"))?;
     u64::try_from(n).map_err(|_| Error::invalid_response(format!("negative count {n}")))
@@ -215,7 +217,7 @@ mod tests {
         assert!(count_documents_pipeline(doc! {}, Some(u64::MAX), None).is_err());
         let parse = |reply: Document| {
             let raw = RawDocumentBuf::try_from(&reply).unwrap();
-            parse_count_documents(&CursorInfo::parse(&raw).unwrap())
+            parse_count_documents(&CursorInfo::parse(raw).unwrap())
         };
         let empty = doc! { "ok": 1, "cursor": { "id": 0i64, "ns": "d.c", "firstBatch": [] } };
         assert_eq!(parse(empty).unwrap(), 0);

@@ -101,7 +101,11 @@ impl Operation for FindAndModify {
             );
         }
         match response.get("value") {
-            Ok(Some(RawBsonRef::Document(d))) => Ok(Some(d.to_owned())),
+            // Handed to the caller raw: validated here (the wire decoder only checks framing).
+            Ok(Some(RawBsonRef::Document(d))) => {
+                crate::wire::validate_document(d.as_bytes())?;
+                Ok(Some(d.to_owned()))
+            }
             Ok(Some(RawBsonRef::Null)) | Ok(None) => Ok(None),
             Ok(Some(other)) => Err(Error::invalid_response(format!(
                 "findAndModify 'value' is a {:?}, not a document",

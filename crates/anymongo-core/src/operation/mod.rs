@@ -229,7 +229,12 @@ pub fn check_ok(reply: &RawDocument) -> Result<()> {
     if ok_is_one(reply.as_bytes()) {
         return Ok(());
     }
-    let ok = reply.get("ok").ok().flatten().and_then(number);
+    // The wire decoder does not validate contents: malformed BSON before `ok` is a protocol
+    // error, not a command error.
+    let ok = reply
+        .get("ok")
+        .map_err(|e| Error::invalid_response(format!("invalid BSON in reply: {e}")))?
+        .and_then(number);
     if ok == Some(1.0) {
         return Ok(());
     }
@@ -274,9 +279,16 @@ fn ok_is_one(b: &[u8]) -> bool {
         while pos < end {
             let kind = *b.get(pos)?;
             let key_start = pos + 1;
-            let value = after_cstring(b, key_start)?;
-            let key = std::str::from_utf8(b.get(key_start..value - 1)?).ok()?;
-            if key == "ok" {
+            // The key, up to its NUL, in one pass that also notes whether it is all ASCII (the
+            // usual case, UTF-8 without further checks); only other keys get a UTF-8 check.
+            let rest = b.get(key_start..)?;
+            let (n, ascii) = cstring_len(rest)?;
+            let key = rest.get(..n)?;
+            if !ascii && std::str::from_utf8(key).is_err() {
+                return None;
+            }
+            let value = key_start + n + 1;
+            if key == b"ok" {
                 let v = b.get(value..)?;
                 return Some(match kind {
                     0x01 => {
@@ -324,6 +336,42 @@ fn ok_is_one(b: &[u8]) -> bool {
         None
     };
     scan() == Some(true)
+}
+
+/// The length of the NUL-terminated string at the start of `s` (`None` if unterminated) and
+/// whether it is all ASCII, eight bytes at a time.
+fn cstring_len(s: &[u8]) -> Option<(usize, bool)> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut n = 0;
+    let mut high = 0u64;
+    while let Some(chunk) = s.get(n..n + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        // The lowest flagged byte is the first NUL (flags above it may be false positives).
+        let zero = w.wrapping_sub(ONES) & !w & HIGHS;
+        if zero != 0 {
+            let i = (zero.trailing_zeros() / 8) as usize;
+            let before = if i == 0 {
+                0
+            } else {
+                w & (u64::MAX >> (64 - 8 * i))
+            };
+            return Some((n + i, (high | before) & HIGHS == 0));
+        }
+        high |= w;
+        n += 8;
+    }
+    let mut tail_high = 0u8;
+    loop {
+        let c = *s.get(n)?;
+        if c == 0 {
+            return Some((n, high & HIGHS == 0 && tail_high < 0x80));
+        }
+        tail_high |= c;
+        n += 1;
+    }
 }
 
 /// The `errorLabels` of a reply.
@@ -464,6 +512,33 @@ mod tests {
                 &doc! { "mode": "x" }
             );
         }
+    }
+
+    #[test]
+    fn cstring_len_finds_the_nul_and_non_ascii_bytes() {
+        for len in 0..40 {
+            for at in 0..=len {
+                // `len` bytes of 'a', the NUL at `at`, maybe a non-ASCII byte before or after it.
+                let mut s = vec![b'a'; len + 1];
+                s[at] = 0;
+                assert_eq!(cstring_len(&s), Some((at, true)), "{len} {at}");
+                for high in 0..len + 1 {
+                    if high == at {
+                        continue;
+                    }
+                    let mut t = s.clone();
+                    t[high] = 0xC3;
+                    assert_eq!(cstring_len(&t), Some((at, high > at)), "{len} {at} {high}");
+                }
+                // Bytes after the NUL never matter, nor do 0x01 bytes (a borrow edge case).
+                let mut u = s.clone();
+                u.extend_from_slice(&[1, 0, 0x80]);
+                assert_eq!(cstring_len(&u).map(|r| r.0), Some(at));
+            }
+            assert_eq!(cstring_len(&vec![b'a'; len]), None);
+        }
+        assert_eq!(cstring_len(&[1, 1, 1, 1, 1, 1, 1, 1, 0]), Some((8, true)));
+        assert_eq!(cstring_len(&[0x81, 1, 0]), Some((2, false)));
     }
 
     #[test]

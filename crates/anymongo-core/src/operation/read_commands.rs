@@ -141,6 +141,7 @@ impl Operation for ListDatabases {
                 .ok()
                 .and_then(|d| d.as_document().map(|d| d.to_owned()))
                 .ok_or_else(|| Error::invalid_response("a 'databases' entry is not a document"))?;
+            crate::wire::validate_document(d.as_bytes())?;
             out.push(Document::try_from(d.as_ref())?);
         }
         Ok(out)
@@ -216,7 +217,7 @@ impl Operation for CursorCommand {
         response: RawDocumentBuf,
         _description: &StreamDescription,
     ) -> Result<CursorInfo> {
-        CursorInfo::parse(&response)
+        CursorInfo::parse(response)
     }
 
     fn read_preference(&self) -> Option<&ReadPreference> {

@@ -46,6 +46,8 @@ impl Operation for RunCommand {
         Ok(Command::borrowed(&self.db, &self.command))
     }
 
+    /// The reply as received: its contents are not validated yet (the caller validates it once,
+    /// as it converts or hands it out).
     fn handle_response(
         &mut self,
         response: RawDocumentBuf,

@@ -179,11 +179,8 @@ impl Operation for WriteCommand {
                 ..Default::default()
             });
         }
-        let reply = match crate::cursor::fast_decode::document(response.as_bytes()) {
-            Some(reply) => reply,
-            None => Document::try_from(response.as_ref())
-                .map_err(|e| Error::invalid_response(format!("invalid write reply: {e}")))?,
-        };
+        // Validates the reply (the wire decoder only checked its framing).
+        let reply = crate::conn::handshake::to_document(&response)?;
         parse_write_reply(&reply, &response, range)
     }
 }

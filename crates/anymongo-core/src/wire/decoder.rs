@@ -5,8 +5,8 @@ use std::fmt;
 use bson::RawDocumentBuf;
 
 use super::{
-    compression, read_i32, read_u32, validate_document, Body, DocumentSequence, Header, Message,
-    MsgFlags, OpCode, OpMsg, OpQuery, OpReply, WireError, COMPRESSED_PREFIX_LEN, HEADER_LEN,
+    compression, read_i32, read_u32, Body, DocumentSequence, Header, Message, MsgFlags, OpCode,
+    OpMsg, OpQuery, OpReply, WireError, COMPRESSED_PREFIX_LEN, HEADER_LEN,
 };
 
 /// The smallest buffer the decoder allocates.
@@ -404,7 +404,10 @@ fn take_sequence(s: &[u8], pos: usize) -> Result<(DocumentSequence, usize), Wire
     ))
 }
 
-/// Reads the document starting at `pos` of `s`, which must fit within `s`, and validates it fully.
+/// Reads the document starting at `pos` of `s`, which must fit within `s`.
+///
+/// Only its framing is checked here (a length of at least 5 that fits, a terminating NUL); its
+/// elements are validated once, by whoever reads them (see the module docs).
 fn take_document(s: &[u8], pos: usize) -> Result<(RawDocumentBuf, usize), WireError> {
     let left = s.len().saturating_sub(pos);
     let len = read_i32(s, pos).ok_or_else(|| {
@@ -423,7 +426,6 @@ fn take_document(s: &[u8], pos: usize) -> Result<(RawDocumentBuf, usize), WireEr
             ))
         })?;
     let bytes = s.get(pos..end).unwrap_or_default();
-    validate_document(bytes)?;
     let doc = RawDocumentBuf::from_bytes(bytes.to_vec())
         .map_err(|e| WireError::InvalidBson(e.to_string()))?;
     Ok((doc, end))

@@ -19,13 +19,21 @@
 //!   is needed at the end), so one socket read may carry many messages or a fraction of one.
 //!   Once a header is seen, `spare` offers room for the whole message, so a large reply is
 //!   read with few calls. OP_COMPRESSED is unwrapped transparently into a reused scratch buffer.
-//! - **Validation** is complete and typed: every length is checked against the bytes present and
-//!   the maximum message size before anything is allocated; every document is walked element by
-//!   element (iteratively, so deep nesting cannot overflow the stack) with the `bson` raw API;
-//!   OP_MSG checksums are verified; the decompressed size announced by OP_COMPRESSED is checked
+//! - **Validation** of the framing is complete and typed: every length is checked against the
+//!   bytes present and the maximum message size before anything is allocated; each document
+//!   (body, sequence document, OP_REPLY document) must have a length of at least 5 that fits its
+//!   section and end in NUL; OP_MSG checksums are verified; the decompressed size announced by OP_COMPRESSED is checked
 //!   against the maximum *before* decompressing and against the actual output after (a
 //!   decompression bomb never allocates more than the announced, bounded size). Bad input is a
 //!   [`WireError`], never a panic.
+//! - **Document contents are validated once, where they are read**, not here: a reply's bytes
+//!   would otherwise be walked twice (once here, once by whoever decodes them). Every reader
+//!   checks what it uses: the cursor's one-pass decoder validates as it decodes (and the general
+//!   path runs [`validate_document`] first), documents handed out raw are checked with
+//!   [`validate_document`], and internal readers go through the `bson` raw accessors, which
+//!   return errors on malformed input. A decoded message's documents are therefore
+//!   [`RawDocumentBuf`]s whose length prefix and terminator are right but whose elements may
+//!   still be malformed: never `unwrap` what their accessors return.
 //! - **Poisoning**: after a decode error the stream's framing can no longer be trusted, so the
 //!   decoder remembers the error and returns it again from every later [`Decoder::decode`]. The
 //!   connection owning it must be closed.
@@ -185,7 +193,8 @@ pub struct DocumentSequence {
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpMsg {
     pub flags: MsgFlags,
-    /// The kind-0 section: the command or reply document.
+    /// The kind-0 section: the command or reply document. On a decoded message only its
+    /// framing is checked (see the module docs on validation).
     pub body: RawDocumentBuf,
     /// The kind-1 sections, in wire order.
     pub sequences: Vec<DocumentSequence>,
@@ -245,7 +254,8 @@ pub struct OpReply {
     pub response_flags: u32,
     pub cursor_id: i64,
     pub starting_from: i32,
-    /// The documents (`numberReturned` is their count).
+    /// The documents (`numberReturned` is their count); decoded ones are framed, their
+    /// contents unvalidated (see the module docs).
     pub documents: Vec<RawDocumentBuf>,
 }
 

@@ -583,8 +583,29 @@ fn doc_with_string_len(len: i32) -> Vec<u8> {
 }
 
 #[test]
-fn invalid_bson_inside_a_document() {
+fn invalid_bson_inside_a_document_is_left_to_its_reader() {
+    // The decoder checks framing only: a document whose length and terminator are right but
+    // whose elements are malformed decodes, and whoever reads it finds the error.
     let bad = doc_with_string_len(100);
+    let mut sections = vec![0];
+    sections.extend_from_slice(&bad);
+    let bytes = raw_message(2013, &msg_body(0, &sections));
+    let msg = decode_one(&bytes).expect("the framing is right");
+    let body = msg.body.into_reply_document().unwrap();
+    assert!(matches!(
+        validate_document(body.as_bytes()),
+        Err(WireError::InvalidBson(_))
+    ));
+    assert!(body.get("s").is_err(), "the raw accessors report it");
+    let err = crate::operation::check_ok(&body).unwrap_err();
+    assert!(
+        matches!(err.kind(), crate::error::ErrorKind::InvalidResponse { .. }),
+        "{err:?}"
+    );
+    // A document whose last byte is not NUL is a framing error.
+    let mut bad = rawdoc! { "a": 1 }.into_bytes();
+    let last = bad.len() - 1;
+    bad[last] = 1;
     let mut sections = vec![0];
     sections.extend_from_slice(&bad);
     let bytes = raw_message(2013, &msg_body(0, &sections));
@@ -1065,9 +1086,30 @@ proptest! {
         bytes.truncate(truncate.index(bytes.len() + 1));
         let mut d = Decoder::new(1 << 20);
         let result = feed_in_chunks(&mut d, &bytes, &sizes);
-        if let Err(e) = result {
+        match result {
             // Poisoned: the same error again.
-            prop_assert_eq!(d.decode(), Err(e));
+            Err(e) => prop_assert_eq!(d.decode(), Err(e)),
+            // Framing held: the documents' contents were not validated by the decoder, and
+            // their reader (the reply conversion) agrees with full validation on every one.
+            Ok(messages) => {
+                for m in messages {
+                    if let Body::Msg(msg) = m.body {
+                        let docs = std::iter::once(&msg.body)
+                            .chain(msg.sequences.iter().flat_map(|s| &s.documents));
+                        for doc in docs {
+                            let valid = validate_document(doc.as_bytes()).is_ok();
+                            let read = crate::conn::handshake::to_document(doc);
+                            prop_assert_eq!(valid, read.is_ok(), "{:?}", read);
+                            if let Err(e) = read {
+                                prop_assert!(
+                                    matches!(e.kind(), crate::error::ErrorKind::InvalidResponse { .. }),
+                                    "{:?}", e
+                                );
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }

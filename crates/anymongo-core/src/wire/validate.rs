@@ -84,8 +84,13 @@ fn utf8(s: &[u8]) -> Option<()> {
     }
 }
 
+/// How deep the single pass follows nesting (its stack lives on the call stack, no allocation);
+/// deeper documents go to the `bson` walk.
+const MAX_FAST_DEPTH: usize = 32;
+
 /// One pass over `b` that returns `true` only for a well-formed document, and `false` for a
-/// malformed one or for element kinds it leaves to the `bson` walk (code with scope, old binary).
+/// malformed one, for element kinds it leaves to the `bson` walk (code with scope, old binary),
+/// or for nesting deeper than [`MAX_FAST_DEPTH`].
 /// Stricter than the walk, never looser: `true` means [`validate_with_bson`] accepts `b` too.
 fn certainly_valid(b: &[u8]) -> bool {
     check(b).is_some()
@@ -95,21 +100,21 @@ fn check(b: &[u8]) -> Option<()> {
     if usize::try_from(i32_at(b, 0)?).ok()? != b.len() || b.len() < 5 || b[b.len() - 1] != 0 {
         return None;
     }
-    // `end` is the index of the terminating NUL of the document being walked; `stack` holds
-    // the enclosing documents' ends.
-    let mut stack: Vec<usize> = Vec::new();
+    // `end` is the index of the terminating NUL of the document being walked; `stack[..depth]`
+    // holds the enclosing documents' ends.
+    let mut stack = [0usize; MAX_FAST_DEPTH];
+    let mut depth = 0;
     let mut end = b.len() - 1;
     let mut pos = 4;
     loop {
         if pos == end {
             pos += 1;
-            match stack.pop() {
-                Some(outer) => {
-                    end = outer;
-                    continue;
-                }
-                None => return (pos == b.len()).then_some(()),
+            if depth == 0 {
+                return (pos == b.len()).then_some(());
             }
+            depth -= 1;
+            end = *stack.get(depth)?;
+            continue;
         }
         if pos > end {
             return None;
@@ -149,7 +154,8 @@ fn check(b: &[u8]) -> Option<()> {
                 if stop > end || b[stop - 1] != 0 {
                     return None;
                 }
-                stack.push(end);
+                *stack.get_mut(depth)? = end;
+                depth += 1;
                 end = stop - 1;
                 pos + 4
             }
@@ -185,6 +191,21 @@ mod tests {
     fn the_single_pass_accepts_every_ordinary_element_type() {
         assert!(certainly_valid(&rich()));
         assert!(certainly_valid(&[5, 0, 0, 0, 0]));
+    }
+
+    #[test]
+    fn the_single_pass_leaves_deep_nesting_to_the_walk() {
+        let nested = |depth: usize| {
+            let mut d = doc! { "x": 1 };
+            for _ in 0..depth {
+                d = doc! { "n": d };
+            }
+            RawDocumentBuf::try_from(&d).unwrap().into_bytes()
+        };
+        assert!(certainly_valid(&nested(MAX_FAST_DEPTH)));
+        let deep = nested(MAX_FAST_DEPTH + 1);
+        assert!(!certainly_valid(&deep));
+        validate_document(&deep).unwrap();
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! The BSON corpus as a cross-check of the wire decoder's document validation: every valid
-//! document passes `wire::validate_document` and round-trips as an OP_MSG body; every
-//! `decodeErrors` document is rejected, both alone and as an OP_MSG body.
+//! The BSON corpus as a cross-check of document validation: every valid document passes
+//! `wire::validate_document` and round-trips as an OP_MSG body; every `decodeErrors` document is
+//! rejected, both alone and as an OP_MSG reply body (where the wire decoder checks the framing
+//! and the reply's reader, `conn::handshake::to_document`, the contents: a reply is validated
+//! once, where it is read).
 //!
 //! Suite name: `wire-bson-corpus`. Cases: `wire-bson-corpus/<file>/<valid|decodeErrors>: <description>`.
 //! (`parseErrors` are about extended JSON and string parsing, not wire bytes: not run here.)
@@ -8,7 +10,9 @@
 use std::path::Path;
 
 use anymongo_core::bson::RawDocumentBuf;
+use anymongo_core::conn::handshake::to_document;
 use anymongo_core::wire::{encode, validate_document, Body, Decoder, Message, OpMsg};
+use anymongo_core::ErrorKind;
 
 use crate::common::{json_files, read_json, skip_reason, Outcome, Report};
 
@@ -118,8 +122,18 @@ fn check_invalid(hex: &str) -> Result<(), String> {
     wire.extend_from_slice(&bytes);
     let mut d = Decoder::new(anymongo_core::wire::DEFAULT_MAX_MESSAGE_SIZE);
     d.feed(&wire);
-    match d.decode() {
-        Err(_) => Ok(()),
-        Ok(other) => Err(format!("invalid document decoded in an OP_MSG: {other:?}")),
+    let body = match d.decode() {
+        Err(_) => return Ok(()),
+        Ok(Some(Message {
+            body: Body::Msg(msg),
+            ..
+        })) => msg.body,
+        Ok(other) => return Err(format!("an OP_MSG decoded as {other:?}")),
+    };
+    // The framing was right: reading the reply must reject it.
+    match to_document(&body) {
+        Err(e) if matches!(e.kind(), ErrorKind::InvalidResponse { .. }) => Ok(()),
+        Err(e) => Err(format!("reading the invalid reply gave {e:?}")),
+        Ok(doc) => Err(format!("invalid reply body read as {doc:?}")),
     }
 }
