@@ -62,6 +62,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+mod answer;
 pub mod auth;
 mod commands;
 mod conn;

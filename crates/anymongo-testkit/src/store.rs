@@ -7,9 +7,11 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
-use bson::{doc, oid::ObjectId, Bson, Document};
+use bson::{doc, oid::ObjectId, Bson, Document, RawDocumentBuf};
 
+use crate::answer::{Answer, CursorReply};
 use crate::error::CommandError;
 
 /// Default first batch size of `find` / `aggregate`, like mongod.
@@ -21,11 +23,52 @@ const MAX_CURSORS: usize = 10_000;
 
 type CmdResult = Result<Document, CommandError>;
 
+/// A stored document: parsed (for matching, sorting and updating) and encoded (served as is).
+#[derive(Debug)]
+struct Stored {
+    doc: Document,
+    raw: Arc<RawDocumentBuf>,
+}
+
+impl Stored {
+    fn new(doc: Document) -> Result<Self, CommandError> {
+        let raw = RawDocumentBuf::try_from(&doc)
+            .map_err(|e| CommandError::bad_value(format!("cannot store the document: {e}")))?;
+        Ok(Stored {
+            doc,
+            raw: Arc::new(raw),
+        })
+    }
+}
+
+/// Encodes a document made up by a command (a projection, `$count`, a catalog entry).
+fn encoded(doc: &Document) -> Result<Arc<RawDocumentBuf>, CommandError> {
+    RawDocumentBuf::try_from(doc)
+        .map(Arc::new)
+        .map_err(|e| CommandError::bad_value(format!("cannot encode a result document: {e}")))
+}
+
 /// A canonical key for an `_id` value (numbers compare by value, like the server).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct IdKey(Vec<u8>);
 
 fn id_key(v: &Bson) -> IdKey {
+    // The common `_id` types, without encoding a document.
+    match v {
+        Bson::ObjectId(oid) => {
+            let mut k = Vec::with_capacity(13);
+            k.push(0x07);
+            k.extend_from_slice(&oid.bytes());
+            return IdKey(k);
+        }
+        Bson::String(s) => {
+            let mut k = Vec::with_capacity(s.len() + 1);
+            k.push(0x02);
+            k.extend_from_slice(s.as_bytes());
+            return IdKey(k);
+        }
+        _ => {}
+    }
     if let Some(f) = as_f64(v) {
         let mut k = b"n".to_vec();
         if f.fract() == 0.0 && f.abs() < 9.0e15 {
@@ -44,7 +87,7 @@ fn id_key(v: &Bson) -> IdKey {
 
 #[derive(Debug, Default)]
 struct Collection {
-    docs: BTreeMap<u64, Document>,
+    docs: BTreeMap<u64, Stored>,
     ids: HashMap<IdKey, u64>,
     next_seq: u64,
 }
@@ -62,17 +105,29 @@ impl Collection {
                 ),
             ));
         }
+        let stored = Stored::new(doc)?;
         let seq = self.next_seq;
         self.next_seq += 1;
         self.ids.insert(key, seq);
-        self.docs.insert(seq, doc);
+        self.docs.insert(seq, stored);
         Ok(())
+    }
+
+    /// Replaces the document stored under `seq` (its `_id` is unchanged).
+    fn replace(&mut self, seq: u64, doc: Document) -> Result<(), CommandError> {
+        let stored = Stored::new(doc)?;
+        self.docs.insert(seq, stored);
+        Ok(())
+    }
+
+    fn get(&self, seq: u64) -> Option<&Document> {
+        self.docs.get(&seq).map(|s| &s.doc)
     }
 
     fn remove(&mut self, seq: u64) {
         if let Some(d) = self.docs.remove(&seq) {
             self.ids
-                .remove(&id_key(d.get("_id").unwrap_or(&Bson::Null)));
+                .remove(&id_key(d.doc.get("_id").unwrap_or(&Bson::Null)));
         }
     }
 
@@ -88,7 +143,7 @@ impl Collection {
         }
         let mut out = Vec::new();
         for (seq, d) in &self.docs {
-            if matches(d, filter)? {
+            if matches(&d.doc, filter)? {
                 out.push(*seq);
             }
         }
@@ -99,7 +154,7 @@ impl Collection {
 #[derive(Debug)]
 struct Cursor {
     ns: String,
-    docs: VecDeque<Document>,
+    docs: VecDeque<Arc<RawDocumentBuf>>,
 }
 
 /// The store: databases of collections plus open cursors.
@@ -213,7 +268,7 @@ impl Store {
     /// The documents of `db.coll` in insertion order (for tests).
     pub(crate) fn documents(&self, db: &str, coll: &str) -> Vec<Document> {
         self.coll(db, coll)
-            .map(|c| c.docs.values().cloned().collect())
+            .map(|c| c.docs.values().map(|s| s.doc.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -226,18 +281,23 @@ impl Store {
     ///
     /// A retryable write (`lsid` + `txnNumber`, no transaction) that already succeeded is not
     /// executed again: its first reply is returned, as mongod does.
-    pub(crate) fn run(&mut self, name: &str, db: &str, cmd: &Document) -> Option<CmdResult> {
+    pub(crate) fn run(
+        &mut self,
+        name: &str,
+        db: &str,
+        cmd: &Document,
+    ) -> Option<Result<Answer, CommandError>> {
         let key = match name {
             "insert" | "update" | "delete" | "findAndModify" => retry_key(cmd),
             _ => None,
         };
         if let Some(k) = &key {
             if let Some(reply) = self.retried.get(k) {
-                return Some(Ok(reply.clone()));
+                return Some(Ok(Answer::Doc(reply.clone())));
             }
         }
         let result = self.execute(name, db, cmd)?;
-        if let (Some(k), Ok(reply)) = (key, &result) {
+        if let (Some(k), Ok(Answer::Doc(reply))) = (key, &result) {
             if self.retried_order.len() >= MAX_RETRY_RECORDS {
                 if let Some(old) = self.retried_order.pop_front() {
                     self.retried.remove(&old);
@@ -249,19 +309,30 @@ impl Store {
         Some(result)
     }
 
-    fn execute(&mut self, name: &str, db: &str, cmd: &Document) -> Option<CmdResult> {
-        Some(match name {
+    fn execute(
+        &mut self,
+        name: &str,
+        db: &str,
+        cmd: &Document,
+    ) -> Option<Result<Answer, CommandError>> {
+        let cursor = match name {
+            "find" => Some(self.find(db, cmd)),
+            "getMore" => Some(self.get_more(db, cmd)),
+            "aggregate" => Some(self.aggregate(db, cmd)),
+            "listCollections" => Some(self.list_collections(db, cmd)),
+            _ => None,
+        };
+        if let Some(r) = cursor {
+            return Some(r.map(Answer::Cursor));
+        }
+        let result = match name {
             "insert" => self.insert(db, cmd),
-            "find" => self.find(db, cmd),
-            "getMore" => self.get_more(db, cmd),
             "killCursors" => self.kill_cursors(cmd),
             "update" => self.update(db, cmd),
             "delete" => self.delete(db, cmd),
             "count" => self.count(db, cmd),
             "distinct" => self.distinct(db, cmd),
             "findAndModify" | "findandmodify" => self.find_and_modify(db, name, cmd),
-            "aggregate" => self.aggregate(db, cmd),
-            "listCollections" => self.list_collections(db, cmd),
             "listDatabases" => self.list_databases(cmd),
             "drop" => self.drop_coll(db, cmd),
             "dropDatabase" => {
@@ -280,7 +351,8 @@ impl Store {
                 })
             }
             _ => return None,
-        })
+        };
+        Some(result.map(Answer::Doc))
     }
 
     /// Inserts documents; `Err` only for a malformed command.
@@ -321,10 +393,10 @@ impl Store {
     pub(crate) fn find_by_id(&self, db: &str, coll: &str, id: &Bson) -> Option<Document> {
         let c = self.coll(db, coll)?;
         let seq = c.ids.get(&id_key(id))?;
-        c.docs.get(seq).cloned()
+        c.get(*seq).cloned()
     }
 
-    fn find(&mut self, db: &str, cmd: &Document) -> CmdResult {
+    fn find(&mut self, db: &str, cmd: &Document) -> Result<CursorReply, CommandError> {
         let coll = get_str(cmd, "find")?.to_string();
         let filter = get_doc_or_empty(cmd, "filter")?;
         let sort = get_doc_or_empty(cmd, "sort")?;
@@ -338,26 +410,29 @@ impl Store {
         let single = get_bool(cmd, "singleBatch") || limit < 0;
         // Reject a bad projection even when nothing matches, like the server.
         project(&Document::new(), &projection)?;
-        let mut docs = match self.coll(db, &coll) {
+        let mut hits: Vec<&Stored> = match self.coll(db, &coll) {
             Some(c) => c
                 .matching(&filter)?
                 .into_iter()
-                .filter_map(|s| c.docs.get(&s).cloned())
+                .filter_map(|s| c.docs.get(&s))
                 .collect(),
             None => Vec::new(),
         };
-        sort_docs(&mut docs, &sort)?;
-        let mut docs: Vec<Document> = docs.into_iter().skip(skip as usize).collect();
-        if limit != 0 {
-            docs.truncate(limit.unsigned_abs() as usize);
-        }
-        let docs = docs
+        sort_by_spec(&mut hits, &sort, |s| &s.doc)?;
+        let take = match limit {
+            0 => usize::MAX,
+            l => usize::try_from(l.unsigned_abs()).unwrap_or(usize::MAX),
+        };
+        // Unchanged documents go out as their stored bytes; projected ones are encoded.
+        let docs = hits
             .into_iter()
-            .map(|d| {
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            .take(take)
+            .map(|s| {
                 if projection.is_empty() {
-                    Ok(d)
+                    Ok(s.raw.clone())
                 } else {
-                    project(&d, &projection)
+                    encoded(&project(&s.doc, &projection)?)
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -369,11 +444,11 @@ impl Store {
     fn open_cursor(
         &mut self,
         ns: String,
-        docs: Vec<Document>,
+        docs: Vec<Arc<RawDocumentBuf>>,
         batch: usize,
         single: bool,
-    ) -> Document {
-        let mut rest: VecDeque<Document> = docs.into();
+    ) -> CursorReply {
+        let mut rest: VecDeque<Arc<RawDocumentBuf>> = docs.into();
         let first = take_batch(&mut rest, Some(batch));
         let id = if single || rest.is_empty() {
             0
@@ -394,10 +469,16 @@ impl Store {
             );
             id
         };
-        doc! { "cursor": { "firstBatch": first, "id": id, "ns": ns }, "ok": 1.0 }
+        CursorReply {
+            first: true,
+            docs: first,
+            id,
+            ns,
+            extra: Document::new(),
+        }
     }
 
-    fn get_more(&mut self, db: &str, cmd: &Document) -> CmdResult {
+    fn get_more(&mut self, db: &str, cmd: &Document) -> Result<CursorReply, CommandError> {
         let id = match cmd.get("getMore") {
             Some(Bson::Int64(i)) => *i,
             _ => {
@@ -430,7 +511,13 @@ impl Store {
         } else {
             id
         };
-        Ok(doc! { "cursor": { "nextBatch": next, "id": out_id, "ns": ns }, "ok": 1.0 })
+        Ok(CursorReply {
+            first: false,
+            docs: next,
+            id: out_id,
+            ns,
+            extra: Document::new(),
+        })
     }
 
     fn kill_cursors(&mut self, cmd: &Document) -> CmdResult {
@@ -526,7 +613,7 @@ impl Store {
         let mut values: Vec<Bson> = Vec::new();
         if let Some(c) = self.coll(db, coll) {
             for seq in c.matching(&query)? {
-                let Some(v) = c.docs.get(&seq).and_then(|d| get_path(d, key)) else {
+                let Some(v) = c.get(seq).and_then(|d| get_path(d, key)) else {
                     continue;
                 };
                 let items = match v {
@@ -561,13 +648,13 @@ impl Store {
             ));
         }
         let c = self.coll_mut(db, &coll);
-        let mut hits: Vec<Document> = c
+        let mut hits: Vec<&Document> = c
             .matching(&query)?
             .into_iter()
-            .filter_map(|s| c.docs.get(&s).cloned())
+            .filter_map(|s| c.get(s))
             .collect();
-        sort_docs(&mut hits, &sort)?;
-        let target = hits.into_iter().next();
+        sort_by_spec(&mut hits, &sort, |d| d)?;
+        let target = hits.first().map(|d| (*d).clone());
         let target_seq = target
             .as_ref()
             .and_then(|d| c.ids.get(&id_key(d.get("_id").unwrap_or(&Bson::Null))))
@@ -611,12 +698,7 @@ impl Store {
             (None, None) => None,
         };
         let value = if return_new {
-            after_id.and_then(|id| {
-                c.ids
-                    .get(&id_key(&id))
-                    .and_then(|seq| c.docs.get(seq))
-                    .cloned()
-            })
+            after_id.and_then(|id| c.ids.get(&id_key(&id)).and_then(|seq| c.get(*seq)).cloned())
         } else {
             target
         };
@@ -639,7 +721,7 @@ impl Store {
         Ok(doc! { "n": n as i64, "ok": 1.0 })
     }
 
-    fn aggregate(&mut self, db: &str, cmd: &Document) -> CmdResult {
+    fn aggregate(&mut self, db: &str, cmd: &Document) -> Result<CursorReply, CommandError> {
         let coll = match cmd.get("aggregate") {
             Some(Bson::String(s)) => s.clone(),
             _ => {
@@ -652,8 +734,8 @@ impl Store {
         let cursor_opts = get_doc_or_empty(cmd, "cursor")?;
         let batch =
             get_i64(&cursor_opts, "batchSize")?.map_or(DEFAULT_BATCH, |b| b.max(0) as usize);
-        let mut docs: Vec<Document> = match self.coll(db, &coll) {
-            Some(c) => c.docs.values().cloned().collect(),
+        let mut docs: Vec<Item<'_>> = match self.coll(db, &coll) {
+            Some(c) => c.docs.values().map(Item::Stored).collect(),
             None => Vec::new(),
         };
         for stage in &pipeline {
@@ -669,14 +751,14 @@ impl Store {
                 ("$match", Bson::Document(f)) => {
                     let mut out = Vec::new();
                     for d in docs {
-                        if matches(&d, f)? {
+                        if matches(d.doc(), f)? {
                             out.push(d);
                         }
                     }
                     out
                 }
                 ("$sort", Bson::Document(s)) => {
-                    sort_docs(&mut docs, s)?;
+                    sort_by_spec(&mut docs, s, Item::doc)?;
                     docs
                 }
                 ("$skip", v) => match as_f64(v) {
@@ -690,14 +772,14 @@ impl Store {
                 ("$project", Bson::Document(p)) => {
                     project(&Document::new(), p)?;
                     docs.iter()
-                        .map(|d| project(d, p))
+                        .map(|d| project(d.doc(), p).map(Item::Made))
                         .collect::<Result<_, _>>()?
                 }
                 ("$count", Bson::String(field)) => {
                     if docs.is_empty() {
                         Vec::new()
                     } else {
-                        vec![doc! { field.clone(): docs.len() as i32 }]
+                        vec![Item::Made(doc! { field.clone(): docs.len() as i32 })]
                     }
                 }
                 (other, _) => {
@@ -707,10 +789,14 @@ impl Store {
                 }
             };
         }
+        let docs = docs
+            .into_iter()
+            .map(Item::into_raw)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(self.open_cursor(format!("{db}.{coll}"), docs, batch, false))
     }
 
-    fn list_collections(&mut self, db: &str, cmd: &Document) -> CmdResult {
+    fn list_collections(&mut self, db: &str, cmd: &Document) -> Result<CursorReply, CommandError> {
         let filter = get_doc_or_empty(cmd, "filter")?;
         let name_only = get_bool(cmd, "nameOnly");
         let mut out = Vec::new();
@@ -729,6 +815,7 @@ impl Store {
         }
         let batch = get_i64(&get_doc_or_empty(cmd, "cursor")?, "batchSize")?
             .map_or(DEFAULT_BATCH, |b| b.max(0) as usize);
+        let out = out.iter().map(encoded).collect::<Result<Vec<_>, _>>()?;
         Ok(self.open_cursor(format!("{db}.$cmd.listCollections"), out, batch, false))
     }
 
@@ -781,19 +868,41 @@ impl Store {
     }
 }
 
-fn take_batch(rest: &mut VecDeque<Document>, batch: Option<usize>) -> Vec<Document> {
+/// A document flowing through an aggregation pipeline.
+enum Item<'a> {
+    /// A stored document, unchanged so far.
+    Stored(&'a Stored),
+    /// A document made by a stage.
+    Made(Document),
+}
+
+impl Item<'_> {
+    fn doc(&self) -> &Document {
+        match self {
+            Item::Stored(s) => &s.doc,
+            Item::Made(d) => d,
+        }
+    }
+
+    fn into_raw(self) -> Result<Arc<RawDocumentBuf>, CommandError> {
+        match self {
+            Item::Stored(s) => Ok(s.raw.clone()),
+            Item::Made(d) => encoded(&d),
+        }
+    }
+}
+
+fn take_batch(
+    rest: &mut VecDeque<Arc<RawDocumentBuf>>,
+    batch: Option<usize>,
+) -> Vec<Arc<RawDocumentBuf>> {
     let max = batch.unwrap_or(usize::MAX);
-    // A lone document always goes out, so sizes matter only for batches of several.
-    let measure = max > 1 && rest.len() > 1;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(max.min(rest.len()));
     let mut bytes = 0;
     while out.len() < max {
         let Some(d) = rest.front() else { break };
-        let size = if measure {
-            d.to_vec().map_or(0, |v| v.len())
-        } else {
-            0
-        };
+        let size = d.as_bytes().len();
+        // A lone document always goes out.
         if !out.is_empty() && bytes + size > MAX_BATCH_BYTES {
             break;
         }
@@ -897,7 +1006,7 @@ fn update_one_statement(c: &mut Collection, u: &Document) -> Result<UpdateOutcom
         upserted: None,
     };
     for seq in hits {
-        let Some(old) = c.docs.get(&seq).cloned() else {
+        let Some(old) = c.get(seq).cloned() else {
             continue;
         };
         let new_doc = if is_ops {
@@ -923,7 +1032,7 @@ fn update_one_statement(c: &mut Collection, u: &Document) -> Result<UpdateOutcom
         out.matched += 1;
         if new_doc != old {
             out.modified += 1;
-            c.docs.insert(seq, new_doc);
+            c.replace(seq, new_doc)?;
         }
     }
     Ok(out)
@@ -1228,7 +1337,12 @@ fn field_ops(field: Option<&Bson>, ops: &Document) -> Result<bool, CommandError>
     Ok(true)
 }
 
-fn sort_docs(docs: &mut [Document], sort: &Document) -> Result<(), CommandError> {
+/// Sorts `docs` (stably) by the sort specification `sort`, each item's document given by `doc_of`.
+fn sort_by_spec<T>(
+    docs: &mut [T],
+    sort: &Document,
+    doc_of: impl Fn(&T) -> &Document,
+) -> Result<(), CommandError> {
     if sort.is_empty() {
         return Ok(());
     }
@@ -1247,8 +1361,8 @@ fn sort_docs(docs: &mut [Document], sort: &Document) -> Result<(), CommandError>
     }
     docs.sort_by(|a, b| {
         for (k, dir) in &keys {
-            let va = get_path(a, k).unwrap_or(&Bson::Null);
-            let vb = get_path(b, k).unwrap_or(&Bson::Null);
+            let va = get_path(doc_of(a), k).unwrap_or(&Bson::Null);
+            let vb = get_path(doc_of(b), k).unwrap_or(&Bson::Null);
             let o = compare(va, vb);
             if o != Ordering::Equal {
                 return if *dir == 1 { o } else { o.reverse() };
@@ -1322,7 +1436,9 @@ mod tests {
 
     fn run(s: &mut Store, cmd: Document) -> CmdResult {
         let name = cmd.keys().next().cloned().unwrap_or_default();
-        s.run(&name, "db", &cmd).expect("a store command")
+        s.run(&name, "db", &cmd)
+            .expect("a store command")
+            .map(Answer::into_document)
     }
 
     fn seeded() -> Store {
