@@ -89,7 +89,9 @@ pub(crate) enum Produced {
 }
 
 /// Runs a command: queued reply, handler, auth gate, built-in.
-pub(crate) fn produce(shared: &Shared, st: &mut ConnState, req: &Request) -> Produced {
+///
+/// A built-in insert moves the documents out of `req.cmd` into the store.
+pub(crate) fn produce(shared: &Shared, st: &mut ConnState, req: &mut Request) -> Produced {
     if req.legacy_query {
         return Produced::Doc(
             doc! { "$err": "legacy OP_QUERY reads are not supported", "code": 2 }.into(),
@@ -142,7 +144,9 @@ pub(crate) fn produce(shared: &Shared, st: &mut ConnState, req: &Request) -> Pro
 }
 
 /// The built-in behaviour (no queued replies, no handlers).
-pub(crate) fn builtin(shared: &Shared, st: &mut ConnState, req: &Request) -> Produced {
+///
+/// A built-in insert moves the documents out of `req.cmd` into the store.
+pub(crate) fn builtin(shared: &Shared, st: &mut ConnState, req: &mut Request) -> Produced {
     let name = req.name.as_str();
     if is_hello(name) {
         if let Some(wait) = awaitable(shared, &req.cmd) {
@@ -178,7 +182,7 @@ pub(crate) fn builtin(shared: &Shared, st: &mut ConnState, req: &Request) -> Pro
             }
             Err(e)
         }
-        _ => match lock(&shared.store).run(name, &req.db, &req.cmd) {
+        _ => match lock(&shared.store).run(name, &req.db, &mut req.cmd, &req.sequences) {
             Some(r) => r,
             None => Err(CommandError::command_not_found(name)),
         },

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use anymongo_core::options::Compressor;
 use anymongo_core::wire::{
-    encode, Body, Decoder, Message, MsgFlags, OpMsg, OpReply, DEFAULT_MAX_MESSAGE_SIZE, HEADER_LEN,
+    encode, Body, Decoder, DocumentSequence, Message, MsgFlags, OpMsg, OpReply,
+    DEFAULT_MAX_MESSAGE_SIZE, HEADER_LEN,
 };
 use bson::{doc, Bson, Document, RawDocumentBuf};
 
@@ -36,6 +37,9 @@ pub(crate) struct Request {
     pub(crate) name: String,
     pub(crate) db: String,
     pub(crate) cmd: Document,
+    /// The OP_MSG document sequences as received (already folded into `cmd`): an insert stores
+    /// these bytes instead of encoding its documents again.
+    pub(crate) sequences: Vec<DocumentSequence>,
     pub(crate) more_to_come: bool,
     pub(crate) checksum: bool,
     pub(crate) compressor_id: Option<u8>,
@@ -167,7 +171,7 @@ impl Conn {
         }
     }
 
-    fn handle(&mut self, req: Request) -> Step {
+    fn handle(&mut self, mut req: Request) -> Step {
         let fast = self.shared.cfg.fast;
         if !fast && !req.synthetic {
             self.shared.record(CommandRecord {
@@ -216,7 +220,7 @@ impl Conn {
         );
         let mut reply = Answer::Doc(doc! { "ok": 1.0 });
         if needs_reply {
-            match commands::produce(&self.shared, &mut self.state, &req) {
+            match commands::produce(&self.shared, &mut self.state, &mut req) {
                 Produced::Doc(d) => reply = d,
                 Produced::Fault(f) => {
                     action = f;
@@ -233,7 +237,7 @@ impl Conn {
                             | FaultAction::CloseAfterHalf
                             | FaultAction::WriteConcernError { .. }
                     ) {
-                        reply = match commands::builtin(&self.shared, &mut self.state, &req) {
+                        reply = match commands::builtin(&self.shared, &mut self.state, &mut req) {
                             Produced::Doc(d) => d,
                             Produced::Wait(..) => {
                                 commands::hello(&self.shared, &mut self.state, &req).into()
@@ -434,6 +438,7 @@ impl Conn {
                 name: req.name.clone(),
                 db: req.db.clone(),
                 cmd,
+                sequences: Vec::new(),
                 more_to_come: false,
                 checksum: req.checksum,
                 compressor_id: req.compressor_id,
@@ -559,6 +564,7 @@ pub(crate) fn parse_request(msg: Message) -> Option<Request> {
                     .collect();
                 cmd.insert(seq.identifier.clone(), docs?);
             }
+            let sequences = m.sequences;
             let name = cmd.keys().next()?.clone();
             let db = cmd.get_str("$db").unwrap_or_default().to_string();
             Some(Request {
@@ -571,6 +577,7 @@ pub(crate) fn parse_request(msg: Message) -> Option<Request> {
                 exhaust: m.flags.contains(MsgFlags::EXHAUST_ALLOWED),
                 compressor_id: msg.compressor_id,
                 cmd,
+                sequences,
                 legacy_query: false,
                 synthetic: false,
             })
@@ -591,6 +598,7 @@ pub(crate) fn parse_request(msg: Message) -> Option<Request> {
                 name,
                 db,
                 cmd,
+                sequences: Vec::new(),
                 more_to_come: false,
                 checksum: false,
                 compressor_id: msg.compressor_id,
@@ -684,6 +692,7 @@ mod tests {
             name: name.into(),
             db: "admin".into(),
             cmd,
+            sequences: Vec::new(),
             more_to_come: false,
             checksum: false,
             compressor_id: None,

@@ -9,6 +9,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use anymongo_core::wire::DocumentSequence;
 use bson::{doc, oid::ObjectId, Bson, Document, RawDocumentBuf};
 
 use crate::answer::{Answer, CursorReply};
@@ -31,7 +32,14 @@ struct Stored {
 }
 
 impl Stored {
-    fn new(doc: Document) -> Result<Self, CommandError> {
+    /// `raw` is the document's encoding when the caller has it (the bytes an insert received).
+    fn new(doc: Document, raw: Option<RawDocumentBuf>) -> Result<Self, CommandError> {
+        if let Some(raw) = raw {
+            return Ok(Stored {
+                doc,
+                raw: Arc::new(raw),
+            });
+        }
         let raw = RawDocumentBuf::try_from(&doc)
             .map_err(|e| CommandError::bad_value(format!("cannot store the document: {e}")))?;
         Ok(Stored {
@@ -93,7 +101,7 @@ struct Collection {
 }
 
 impl Collection {
-    fn insert(&mut self, doc: Document) -> Result<(), CommandError> {
+    fn insert(&mut self, doc: Document, raw: Option<RawDocumentBuf>) -> Result<(), CommandError> {
         let key = id_key(doc.get("_id").unwrap_or(&Bson::Null));
         if self.ids.contains_key(&key) {
             return Err(CommandError::new(
@@ -105,7 +113,7 @@ impl Collection {
                 ),
             ));
         }
-        let stored = Stored::new(doc)?;
+        let stored = Stored::new(doc, raw)?;
         let seq = self.next_seq;
         self.next_seq += 1;
         self.ids.insert(key, seq);
@@ -115,7 +123,7 @@ impl Collection {
 
     /// Replaces the document stored under `seq` (its `_id` is unchanged).
     fn replace(&mut self, seq: u64, doc: Document) -> Result<(), CommandError> {
-        let stored = Stored::new(doc)?;
+        let stored = Stored::new(doc, None)?;
         self.docs.insert(seq, stored);
         Ok(())
     }
@@ -230,6 +238,27 @@ fn get_bool(cmd: &Document, key: &str) -> bool {
     }
 }
 
+/// Like [`doc_array`], moving the documents out of `cmd`.
+fn take_doc_array(cmd: &mut Document, key: &str) -> Result<Vec<Document>, CommandError> {
+    match cmd.get_mut(key) {
+        Some(Bson::Array(a)) if a.iter().all(|v| matches!(v, Bson::Document(_))) => {
+            Ok(std::mem::take(a)
+                .into_iter()
+                .filter_map(|v| match v {
+                    Bson::Document(d) => Some(d),
+                    _ => None,
+                })
+                .collect())
+        }
+        Some(Bson::Array(_)) => Err(CommandError::type_mismatch(format!(
+            "'{key}' must be an array of documents"
+        ))),
+        _ => Err(CommandError::bad_value(format!(
+            "'{key}' must be an array of documents"
+        ))),
+    }
+}
+
 fn doc_array(cmd: &Document, key: &str) -> Result<Vec<Document>, CommandError> {
     match cmd.get(key) {
         Some(Bson::Array(a)) => a
@@ -281,11 +310,15 @@ impl Store {
     ///
     /// A retryable write (`lsid` + `txnNumber`, no transaction) that already succeeded is not
     /// executed again: its first reply is returned, as mongod does.
+    ///
+    /// An insert moves its documents out of `cmd`; `sequences` are the OP_MSG document sequences
+    /// `cmd` was made with (their bytes are stored as they came).
     pub(crate) fn run(
         &mut self,
         name: &str,
         db: &str,
-        cmd: &Document,
+        cmd: &mut Document,
+        sequences: &[DocumentSequence],
     ) -> Option<Result<Answer, CommandError>> {
         let key = match name {
             "insert" | "update" | "delete" | "findAndModify" => retry_key(cmd),
@@ -296,7 +329,7 @@ impl Store {
                 return Some(Ok(Answer::Doc(reply.clone())));
             }
         }
-        let result = self.execute(name, db, cmd)?;
+        let result = self.execute(name, db, cmd, sequences)?;
         if let (Some(k), Ok(Answer::Doc(reply))) = (key, &result) {
             if self.retried_order.len() >= MAX_RETRY_RECORDS {
                 if let Some(old) = self.retried_order.pop_front() {
@@ -313,8 +346,13 @@ impl Store {
         &mut self,
         name: &str,
         db: &str,
-        cmd: &Document,
+        cmd: &mut Document,
+        sequences: &[DocumentSequence],
     ) -> Option<Result<Answer, CommandError>> {
+        if name == "insert" {
+            return Some(self.insert(db, cmd, sequences).map(Answer::Doc));
+        }
+        let cmd: &Document = cmd;
         let cursor = match name {
             "find" => Some(self.find(db, cmd)),
             "getMore" => Some(self.get_more(db, cmd)),
@@ -326,7 +364,6 @@ impl Store {
             return Some(r.map(Answer::Cursor));
         }
         let result = match name {
-            "insert" => self.insert(db, cmd),
             "killCursors" => self.kill_cursors(cmd),
             "update" => self.update(db, cmd),
             "delete" => self.delete(db, cmd),
@@ -355,21 +392,38 @@ impl Store {
         Some(result.map(Answer::Doc))
     }
 
-    /// Inserts documents; `Err` only for a malformed command.
-    pub(crate) fn insert(&mut self, db: &str, cmd: &Document) -> CmdResult {
+    /// Inserts documents (moved out of `cmd`); `Err` only for a malformed command.
+    ///
+    /// A document that came in an OP_MSG `documents` sequence with its `_id` is stored with the
+    /// bytes it came in; others are encoded.
+    pub(crate) fn insert(
+        &mut self,
+        db: &str,
+        cmd: &mut Document,
+        sequences: &[DocumentSequence],
+    ) -> CmdResult {
         let coll = get_str(cmd, "insert")?.to_string();
-        let docs = doc_array(cmd, "documents")?;
         let ordered = !matches!(cmd.get("ordered"), Some(Bson::Boolean(false)));
+        let docs = take_doc_array(cmd, "documents")?;
+        // The sequence's documents are exactly `documents` (it replaced any body field).
+        let raws = sequences
+            .iter()
+            .find(|s| s.identifier == "documents")
+            .map(|s| s.documents.as_slice())
+            .filter(|raws| raws.len() == docs.len())
+            .unwrap_or_default();
         let c = self.coll_mut(db, &coll);
         let mut n = 0;
         let mut errors = Vec::new();
         for (i, mut d) in docs.into_iter().enumerate() {
+            let mut raw = raws.get(i).cloned();
             if !d.contains_key("_id") {
                 let mut with_id = doc! { "_id": ObjectId::new() };
                 with_id.extend(d);
                 d = with_id;
+                raw = None;
             }
-            match c.insert(d) {
+            match c.insert(d, raw) {
                 Ok(()) => n += 1,
                 Err(e) => {
                     errors.push(Bson::Document(doc! {
@@ -993,7 +1047,7 @@ fn update_one_statement(c: &mut Collection, u: &Document) -> Result<UpdateOutcom
             new_doc = with_id;
         }
         let id = new_doc.get("_id").cloned().unwrap_or(Bson::Null);
-        c.insert(new_doc)?;
+        c.insert(new_doc, None)?;
         return Ok(UpdateOutcome {
             matched: 0,
             modified: 0,
@@ -1436,7 +1490,8 @@ mod tests {
 
     fn run(s: &mut Store, cmd: Document) -> CmdResult {
         let name = cmd.keys().next().cloned().unwrap_or_default();
-        s.run(&name, "db", &cmd)
+        let mut cmd = cmd;
+        s.run(&name, "db", &mut cmd, &[])
             .expect("a store command")
             .map(Answer::into_document)
     }
@@ -1449,6 +1504,55 @@ mod tests {
         let r = run(&mut s, doc! { "insert": "c", "documents": docs }).unwrap();
         assert_eq!(r.get_i32("n").unwrap(), 10);
         s
+    }
+
+    #[test]
+    fn inserts_store_the_bytes_they_received() {
+        let mut s = Store::default();
+        let with_id = doc! { "_id": 1, "x": "a" };
+        let without_id = doc! { "x": "b" };
+        let raw = |d: &Document| RawDocumentBuf::try_from(d).unwrap();
+        let seq = DocumentSequence {
+            identifier: "documents".into(),
+            documents: vec![raw(&with_id), raw(&without_id)],
+        };
+        let mut cmd = doc! { "insert": "c", "documents": [with_id.clone(), without_id.clone()] };
+        let r = s
+            .run("insert", "db", &mut cmd, &[seq])
+            .unwrap()
+            .map(Answer::into_document)
+            .unwrap();
+        assert_eq!(r.get_i32("n").unwrap(), 2);
+        assert!(
+            cmd.get_array("documents").unwrap().is_empty(),
+            "the documents moved into the store"
+        );
+        let stored: Vec<&Stored> = s.coll("db", "c").unwrap().docs.values().collect();
+        assert_eq!(stored[0].doc, with_id);
+        assert_eq!(stored[0].raw.as_bytes(), raw(&with_id).as_bytes());
+        // The one without `_id` got one first, and is encoded from its new form.
+        assert_eq!(stored[1].doc.keys().next().map(String::as_str), Some("_id"));
+        assert_eq!(stored[1].raw.as_bytes(), raw(&stored[1].doc).as_bytes());
+        // Updates re-encode.
+        run(
+            &mut s,
+            doc! { "update": "c", "updates": [ { "q": { "_id": 1 }, "u": { "$set": { "y": 2 } } } ] },
+        )
+        .unwrap();
+        let d = s.find_by_id("db", "c", &Bson::Int32(1)).unwrap();
+        let stored: Vec<&Stored> = s.coll("db", "c").unwrap().docs.values().collect();
+        assert_eq!(stored[0].raw.as_bytes(), raw(&d).as_bytes());
+        assert_eq!(d, doc! { "_id": 1, "x": "a", "y": 2 });
+        // A malformed `documents` is an error and inserts nothing.
+        let mut bad = doc! { "insert": "c", "documents": [ { "_id": 9 }, 5 ] };
+        assert_eq!(
+            s.run("insert", "db", &mut bad, &[])
+                .unwrap()
+                .unwrap_err()
+                .code,
+            14
+        );
+        assert_eq!(s.len("db", "c"), 2);
     }
 
     #[test]
