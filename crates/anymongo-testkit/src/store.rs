@@ -5,6 +5,7 @@
 //! or a replacement, sort on any number of fields, inclusion/exclusion projection, and server-side
 //! cursors with batches. Anything else is `BadValue` (code 2).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -78,10 +79,13 @@ fn id_key(v: &Bson) -> IdKey {
         _ => {}
     }
     if let Some(f) = as_f64(v) {
-        let mut k = b"n".to_vec();
+        // Integral values by their integer, others by their bits (distinct tags: no collisions).
+        let mut k = Vec::with_capacity(9);
         if f.fract() == 0.0 && f.abs() < 9.0e15 {
-            k.extend_from_slice(format!("{}", f as i64).as_bytes());
+            k.push(b'i');
+            k.extend_from_slice(&(f as i64).to_be_bytes());
         } else {
+            k.push(b'f');
             k.extend_from_slice(&f.to_bits().to_be_bytes());
         }
         return IdKey(k);
@@ -205,6 +209,17 @@ fn get_str<'a>(cmd: &'a Document, key: &str) -> Result<&'a str, CommandError> {
     match cmd.get(key) {
         Some(Bson::String(s)) => Ok(s),
         _ => Err(CommandError::bad_value(format!("'{key}' must be a string"))),
+    }
+}
+
+/// Like [`get_doc_or_empty`], borrowing the document from `cmd`.
+fn get_doc_ref<'a>(cmd: &'a Document, key: &str) -> Result<Cow<'a, Document>, CommandError> {
+    match cmd.get(key) {
+        None | Some(Bson::Null) => Ok(Cow::Owned(Document::new())),
+        Some(Bson::Document(d)) => Ok(Cow::Borrowed(d)),
+        Some(_) => Err(CommandError::type_mismatch(format!(
+            "'{key}' must be a document"
+        ))),
     }
 }
 
@@ -451,10 +466,10 @@ impl Store {
     }
 
     fn find(&mut self, db: &str, cmd: &Document) -> Result<CursorReply, CommandError> {
-        let coll = get_str(cmd, "find")?.to_string();
-        let filter = get_doc_or_empty(cmd, "filter")?;
-        let sort = get_doc_or_empty(cmd, "sort")?;
-        let projection = get_doc_or_empty(cmd, "projection")?;
+        let coll = get_str(cmd, "find")?;
+        let filter = get_doc_ref(cmd, "filter")?;
+        let sort = get_doc_ref(cmd, "sort")?;
+        let projection = get_doc_ref(cmd, "projection")?;
         let skip = get_i64(cmd, "skip")?.unwrap_or(0);
         let limit = get_i64(cmd, "limit")?.unwrap_or(0);
         let batch_size = get_i64(cmd, "batchSize")?;
@@ -464,7 +479,7 @@ impl Store {
         let single = get_bool(cmd, "singleBatch") || limit < 0;
         // Reject a bad projection even when nothing matches, like the server.
         project(&Document::new(), &projection)?;
-        let mut hits: Vec<&Stored> = match self.coll(db, &coll) {
+        let mut hits: Vec<&Stored> = match self.coll(db, coll) {
             Some(c) => c
                 .matching(&filter)?
                 .into_iter()
@@ -1504,6 +1519,25 @@ mod tests {
         let r = run(&mut s, doc! { "insert": "c", "documents": docs }).unwrap();
         assert_eq!(r.get_i32("n").unwrap(), 10);
         s
+    }
+
+    #[test]
+    fn id_keys_compare_numbers_by_value() {
+        let k = id_key;
+        assert_eq!(k(&Bson::Int32(3)), k(&Bson::Int64(3)));
+        assert_eq!(k(&Bson::Int32(3)), k(&Bson::Double(3.0)));
+        assert_eq!(k(&Bson::Double(0.0)), k(&Bson::Double(-0.0)));
+        assert_ne!(k(&Bson::Int32(3)), k(&Bson::Double(3.5)));
+        assert_ne!(k(&Bson::Int32(3)), k(&Bson::String("3".into())));
+        assert_ne!(k(&Bson::Int64(1 << 60)), k(&Bson::Int64((1 << 60) + 4096)));
+        let oid = ObjectId::new();
+        assert_eq!(k(&Bson::ObjectId(oid)), k(&Bson::ObjectId(oid)));
+        assert_ne!(k(&Bson::ObjectId(oid)), k(&Bson::ObjectId(ObjectId::new())));
+        assert_eq!(
+            k(&Bson::Document(doc! { "a": 1 })),
+            k(&Bson::Document(doc! { "a": 1 }))
+        );
+        assert_ne!(k(&Bson::Document(doc! { "a": 1 })), k(&Bson::Null));
     }
 
     #[test]
