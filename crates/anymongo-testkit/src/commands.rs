@@ -110,6 +110,10 @@ pub(crate) fn produce(shared: &Shared, st: &mut ConnState, req: &mut Request) ->
     let scripted = match (queued, handler) {
         (Some(r), _) => Some(r),
         (None, Some(h)) => {
+            // A handler sees the whole command.
+            if req.fold().is_none() {
+                return Produced::Fault(FaultAction::CloseBeforeReply);
+            }
             let ctx = CommandContext {
                 name: req.name.clone(),
                 db: req.db.clone(),
@@ -182,7 +186,8 @@ pub(crate) fn builtin(shared: &Shared, st: &mut ConnState, req: &mut Request) ->
             }
             Err(e)
         }
-        _ => match lock(&shared.store).run(name, &req.db, &mut req.cmd, &req.sequences) {
+        _ => match lock(&shared.store).run(name, &req.db, &mut req.cmd, &req.sequences, req.folded)
+        {
             Some(r) => r,
             None => Err(CommandError::command_not_found(name)),
         },

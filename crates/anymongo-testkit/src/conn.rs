@@ -37,9 +37,11 @@ pub(crate) struct Request {
     pub(crate) name: String,
     pub(crate) db: String,
     pub(crate) cmd: Document,
-    /// The OP_MSG document sequences as received (already folded into `cmd`): an insert stores
-    /// these bytes instead of encoding its documents again.
+    /// The OP_MSG document sequences as received: an insert stores these bytes instead of
+    /// encoding its documents again.
     pub(crate) sequences: Vec<DocumentSequence>,
+    /// Whether `sequences` were decoded into `cmd` (see [`Request::fold`]).
+    pub(crate) folded: bool,
     pub(crate) more_to_come: bool,
     pub(crate) checksum: bool,
     pub(crate) compressor_id: Option<u8>,
@@ -49,6 +51,26 @@ pub(crate) struct Request {
     pub(crate) exhaust: bool,
     /// Made up by the server to continue an exhaust stream (not logged).
     pub(crate) synthetic: bool,
+}
+
+impl Request {
+    /// Decodes the document sequences into `cmd` (each sequence's identifier set to the array of
+    /// its documents), once. `None` if a document cannot be decoded.
+    pub(crate) fn fold(&mut self) -> Option<()> {
+        if self.folded {
+            return Some(());
+        }
+        for seq in &self.sequences {
+            let docs: Option<Vec<Bson>> = seq
+                .documents
+                .iter()
+                .map(|d| to_doc(d).map(Bson::Document))
+                .collect();
+            self.cmd.insert(seq.identifier.clone(), docs?);
+        }
+        self.folded = true;
+        Some(())
+    }
 }
 
 enum Step {
@@ -173,6 +195,12 @@ impl Conn {
 
     fn handle(&mut self, mut req: Request) -> Step {
         let fast = self.shared.cfg.fast;
+        // The document sequences are decoded into the command (for the log, fail points,
+        // handlers and the store), except an insert's in fast mode: the store keeps their bytes
+        // and parses a document only if a later command needs it (handlers still fold them).
+        if !(fast && req.name == "insert") && req.fold().is_none() {
+            return Step::Close;
+        }
         if !fast && !req.synthetic {
             self.shared.record(CommandRecord {
                 connection_id: self.state.id,
@@ -439,6 +467,7 @@ impl Conn {
                 db: req.db.clone(),
                 cmd,
                 sequences: Vec::new(),
+                folded: true,
                 more_to_come: false,
                 checksum: req.checksum,
                 compressor_id: req.compressor_id,
@@ -555,16 +584,9 @@ fn to_doc(raw: &RawDocumentBuf) -> Option<Document> {
 pub(crate) fn parse_request(msg: Message) -> Option<Request> {
     match msg.body {
         Body::Msg(m) => {
-            let mut cmd = to_doc(&m.body)?;
-            for seq in &m.sequences {
-                let docs: Option<Vec<Bson>> = seq
-                    .documents
-                    .iter()
-                    .map(|d| to_doc(d).map(Bson::Document))
-                    .collect();
-                cmd.insert(seq.identifier.clone(), docs?);
-            }
+            let cmd = to_doc(&m.body)?;
             let sequences = m.sequences;
+            let folded = sequences.is_empty();
             let name = cmd.keys().next()?.clone();
             let db = cmd.get_str("$db").unwrap_or_default().to_string();
             Some(Request {
@@ -578,6 +600,7 @@ pub(crate) fn parse_request(msg: Message) -> Option<Request> {
                 compressor_id: msg.compressor_id,
                 cmd,
                 sequences,
+                folded,
                 legacy_query: false,
                 synthetic: false,
             })
@@ -599,6 +622,7 @@ pub(crate) fn parse_request(msg: Message) -> Option<Request> {
                 db,
                 cmd,
                 sequences: Vec::new(),
+                folded: true,
                 more_to_come: false,
                 checksum: false,
                 compressor_id: msg.compressor_id,
@@ -628,7 +652,10 @@ mod tests {
             identifier: "documents".into(),
             documents: vec![raw(&doc! { "_id": 1 }), raw(&doc! { "_id": 2 })],
         });
-        let req = parse_request(Message::new(7, Body::Msg(m))).unwrap();
+        let mut req = parse_request(Message::new(7, Body::Msg(m))).unwrap();
+        assert!(!req.folded && !req.cmd.contains_key("documents"));
+        req.fold().unwrap();
+        req.fold().unwrap();
         assert_eq!(
             (req.name.as_str(), req.db.as_str(), req.request_id),
             ("insert", "db", 7)
@@ -693,6 +720,7 @@ mod tests {
             db: "admin".into(),
             cmd,
             sequences: Vec::new(),
+            folded: true,
             more_to_come: false,
             checksum: false,
             compressor_id: None,

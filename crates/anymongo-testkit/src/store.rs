@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anymongo_core::wire::DocumentSequence;
 use bson::{doc, oid::ObjectId, Bson, Document, RawDocumentBuf};
@@ -25,28 +25,47 @@ const MAX_CURSORS: usize = 10_000;
 
 type CmdResult = Result<Document, CommandError>;
 
-/// A stored document: parsed (for matching, sorting and updating) and encoded (served as is).
+/// A stored document: encoded (served as is) and parsed (for matching, sorting and updating).
 #[derive(Debug)]
 struct Stored {
-    doc: Document,
+    /// Parsed on first use when the document arrived as bytes only.
+    doc: OnceLock<Document>,
     raw: Arc<RawDocumentBuf>,
+    /// The `_id` key.
+    key: IdKey,
 }
 
 impl Stored {
     /// `raw` is the document's encoding when the caller has it (the bytes an insert received).
     fn new(doc: Document, raw: Option<RawDocumentBuf>) -> Result<Self, CommandError> {
-        if let Some(raw) = raw {
-            return Ok(Stored {
-                doc,
-                raw: Arc::new(raw),
-            });
-        }
-        let raw = RawDocumentBuf::try_from(&doc)
-            .map_err(|e| CommandError::bad_value(format!("cannot store the document: {e}")))?;
+        let key = id_key(doc.get("_id").unwrap_or(&Bson::Null));
+        let raw = match raw {
+            Some(raw) => raw,
+            None => RawDocumentBuf::try_from(&doc)
+                .map_err(|e| CommandError::bad_value(format!("cannot store the document: {e}")))?,
+        };
         Ok(Stored {
-            doc,
+            doc: OnceLock::from(doc),
             raw: Arc::new(raw),
+            key,
         })
+    }
+
+    /// A document known by its bytes (validated on the wire) and the key of its `_id`.
+    fn from_raw(raw: RawDocumentBuf, key: IdKey) -> Self {
+        Stored {
+            doc: OnceLock::new(),
+            raw: Arc::new(raw),
+            key,
+        }
+    }
+
+    /// The parsed document (decoded from the bytes on first use).
+    fn doc(&self) -> &Document {
+        // Bytes that passed the wire validation always decode; were they not to, the document
+        // would match as empty (it is still served as received).
+        self.doc
+            .get_or_init(|| Document::try_from(&**self.raw).unwrap_or_default())
     }
 }
 
@@ -55,6 +74,14 @@ fn encoded(doc: &Document) -> Result<Arc<RawDocumentBuf>, CommandError> {
     RawDocumentBuf::try_from(doc)
         .map(Arc::new)
         .map_err(|e| CommandError::bad_value(format!("cannot encode a result document: {e}")))
+}
+
+fn duplicate_key(id: &Bson) -> CommandError {
+    CommandError::new(
+        11000,
+        "DuplicateKey",
+        format!("E11000 duplicate key error collection index: _id_ dup key: {{ _id: {id} }}"),
+    )
 }
 
 /// A canonical key for an `_id` value (numbers compare by value, like the server).
@@ -108,19 +135,19 @@ impl Collection {
     fn insert(&mut self, doc: Document, raw: Option<RawDocumentBuf>) -> Result<(), CommandError> {
         let key = id_key(doc.get("_id").unwrap_or(&Bson::Null));
         if self.ids.contains_key(&key) {
-            return Err(CommandError::new(
-                11000,
-                "DuplicateKey",
-                format!(
-                    "E11000 duplicate key error collection index: _id_ dup key: {{ _id: {} }}",
-                    doc.get("_id").unwrap_or(&Bson::Null)
-                ),
-            ));
+            return Err(duplicate_key(doc.get("_id").unwrap_or(&Bson::Null)));
         }
-        let stored = Stored::new(doc, raw)?;
+        self.insert_stored(Stored::new(doc, raw)?, &Bson::Null)
+    }
+
+    /// Inserts `stored` (whose `_id` is `id`) unless its `_id` is taken.
+    fn insert_stored(&mut self, stored: Stored, id: &Bson) -> Result<(), CommandError> {
+        if self.ids.contains_key(&stored.key) {
+            return Err(duplicate_key(id));
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.ids.insert(key, seq);
+        self.ids.insert(stored.key.clone(), seq);
         self.docs.insert(seq, stored);
         Ok(())
     }
@@ -133,13 +160,12 @@ impl Collection {
     }
 
     fn get(&self, seq: u64) -> Option<&Document> {
-        self.docs.get(&seq).map(|s| &s.doc)
+        self.docs.get(&seq).map(Stored::doc)
     }
 
     fn remove(&mut self, seq: u64) {
         if let Some(d) = self.docs.remove(&seq) {
-            self.ids
-                .remove(&id_key(d.doc.get("_id").unwrap_or(&Bson::Null)));
+            self.ids.remove(&d.key);
         }
     }
 
@@ -155,7 +181,7 @@ impl Collection {
         }
         let mut out = Vec::new();
         for (seq, d) in &self.docs {
-            if matches(&d.doc, filter)? {
+            if matches(d.doc(), filter)? {
                 out.push(*seq);
             }
         }
@@ -312,7 +338,7 @@ impl Store {
     /// The documents of `db.coll` in insertion order (for tests).
     pub(crate) fn documents(&self, db: &str, coll: &str) -> Vec<Document> {
         self.coll(db, coll)
-            .map(|c| c.docs.values().map(|s| s.doc.clone()).collect())
+            .map(|c| c.docs.values().map(|s| s.doc().clone()).collect())
             .unwrap_or_default()
     }
 
@@ -326,14 +352,16 @@ impl Store {
     /// A retryable write (`lsid` + `txnNumber`, no transaction) that already succeeded is not
     /// executed again: its first reply is returned, as mongod does.
     ///
-    /// An insert moves its documents out of `cmd`; `sequences` are the OP_MSG document sequences
-    /// `cmd` was made with (their bytes are stored as they came).
+    /// `sequences` are the request's OP_MSG document sequences, `folded` whether they were
+    /// decoded into `cmd` (every command but an insert needs them folded). An insert moves its
+    /// documents out of `cmd` and stores the bytes they came in.
     pub(crate) fn run(
         &mut self,
         name: &str,
         db: &str,
         cmd: &mut Document,
         sequences: &[DocumentSequence],
+        folded: bool,
     ) -> Option<Result<Answer, CommandError>> {
         let key = match name {
             "insert" | "update" | "delete" | "findAndModify" => retry_key(cmd),
@@ -344,7 +372,7 @@ impl Store {
                 return Some(Ok(Answer::Doc(reply.clone())));
             }
         }
-        let result = self.execute(name, db, cmd, sequences)?;
+        let result = self.execute(name, db, cmd, sequences, folded)?;
         if let (Some(k), Ok(Answer::Doc(reply))) = (key, &result) {
             if self.retried_order.len() >= MAX_RETRY_RECORDS {
                 if let Some(old) = self.retried_order.pop_front() {
@@ -363,9 +391,10 @@ impl Store {
         db: &str,
         cmd: &mut Document,
         sequences: &[DocumentSequence],
+        folded: bool,
     ) -> Option<Result<Answer, CommandError>> {
         if name == "insert" {
-            return Some(self.insert(db, cmd, sequences).map(Answer::Doc));
+            return Some(self.insert(db, cmd, sequences, folded).map(Answer::Doc));
         }
         let cmd: &Document = cmd;
         let cursor = match name {
@@ -416,29 +445,35 @@ impl Store {
         db: &str,
         cmd: &mut Document,
         sequences: &[DocumentSequence],
+        folded: bool,
     ) -> CmdResult {
         let coll = get_str(cmd, "insert")?.to_string();
         let ordered = !matches!(cmd.get("ordered"), Some(Bson::Boolean(false)));
-        let docs = take_doc_array(cmd, "documents")?;
-        // The sequence's documents are exactly `documents` (it replaced any body field).
-        let raws = sequences
+        let sequence = sequences
             .iter()
             .find(|s| s.identifier == "documents")
-            .map(|s| s.documents.as_slice())
-            .filter(|raws| raws.len() == docs.len())
-            .unwrap_or_default();
+            .map(|s| s.documents.as_slice());
+        let pending: Vec<Pending<'_>> = match sequence {
+            // Not decoded: the documents are stored as bytes and parsed only if ever needed.
+            Some(raws) if !folded => raws.iter().map(Pending::Raw).collect(),
+            _ => {
+                let docs = take_doc_array(cmd, "documents")?;
+                // A folded sequence's documents are exactly `documents` (it replaced any body
+                // field), so each has its bytes.
+                let raws = sequence
+                    .filter(|raws| raws.len() == docs.len())
+                    .unwrap_or_default();
+                docs.into_iter()
+                    .enumerate()
+                    .map(|(i, d)| Pending::Doc(d, raws.get(i)))
+                    .collect()
+            }
+        };
         let c = self.coll_mut(db, &coll);
         let mut n = 0;
         let mut errors = Vec::new();
-        for (i, mut d) in docs.into_iter().enumerate() {
-            let mut raw = raws.get(i).cloned();
-            if !d.contains_key("_id") {
-                let mut with_id = doc! { "_id": ObjectId::new() };
-                with_id.extend(d);
-                d = with_id;
-                raw = None;
-            }
-            match c.insert(d, raw) {
+        for (i, p) in pending.into_iter().enumerate() {
+            match p.insert_into(c) {
                 Ok(()) => n += 1,
                 Err(e) => {
                     errors.push(Bson::Document(doc! {
@@ -487,7 +522,7 @@ impl Store {
                 .collect(),
             None => Vec::new(),
         };
-        sort_by_spec(&mut hits, &sort, |s| &s.doc)?;
+        sort_by_spec(&mut hits, &sort, |s| s.doc())?;
         let take = match limit {
             0 => usize::MAX,
             l => usize::try_from(l.unsigned_abs()).unwrap_or(usize::MAX),
@@ -501,7 +536,7 @@ impl Store {
                 if projection.is_empty() {
                     Ok(s.raw.clone())
                 } else {
-                    encoded(&project(&s.doc, &projection)?)
+                    encoded(&project(s.doc(), &projection)?)
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -937,6 +972,44 @@ impl Store {
     }
 }
 
+/// A document an insert is about to store.
+enum Pending<'a> {
+    /// Parsed, maybe with the bytes it came in.
+    Doc(Document, Option<&'a RawDocumentBuf>),
+    /// Only the bytes it came in (validated on the wire).
+    Raw(&'a RawDocumentBuf),
+}
+
+impl Pending<'_> {
+    fn insert_into(self, c: &mut Collection) -> Result<(), CommandError> {
+        let (mut d, raw) = match self {
+            Pending::Raw(raw) => {
+                let id = match raw.get("_id") {
+                    Ok(Some(v)) => Bson::try_from(v).ok(),
+                    _ => None,
+                };
+                if let Some(id) = id {
+                    let stored = Stored::from_raw(raw.clone(), id_key(&id));
+                    return c.insert_stored(stored, &id);
+                }
+                let d = Document::try_from(&**raw).map_err(|e| {
+                    CommandError::bad_value(format!("cannot read the document: {e}"))
+                })?;
+                (d, None)
+            }
+            Pending::Doc(d, raw) => (d, raw),
+        };
+        let mut raw = raw.cloned();
+        if !d.contains_key("_id") {
+            let mut with_id = doc! { "_id": ObjectId::new() };
+            with_id.extend(d);
+            d = with_id;
+            raw = None;
+        }
+        c.insert(d, raw)
+    }
+}
+
 /// A document flowing through an aggregation pipeline.
 enum Item<'a> {
     /// A stored document, unchanged so far.
@@ -948,7 +1021,7 @@ enum Item<'a> {
 impl Item<'_> {
     fn doc(&self) -> &Document {
         match self {
-            Item::Stored(s) => &s.doc,
+            Item::Stored(s) => s.doc(),
             Item::Made(d) => d,
         }
     }
@@ -1506,7 +1579,7 @@ mod tests {
     fn run(s: &mut Store, cmd: Document) -> CmdResult {
         let name = cmd.keys().next().cloned().unwrap_or_default();
         let mut cmd = cmd;
-        s.run(&name, "db", &mut cmd, &[])
+        s.run(&name, "db", &mut cmd, &[], true)
             .expect("a store command")
             .map(Answer::into_document)
     }
@@ -1552,7 +1625,7 @@ mod tests {
         };
         let mut cmd = doc! { "insert": "c", "documents": [with_id.clone(), without_id.clone()] };
         let r = s
-            .run("insert", "db", &mut cmd, &[seq])
+            .run("insert", "db", &mut cmd, &[seq], true)
             .unwrap()
             .map(Answer::into_document)
             .unwrap();
@@ -1562,11 +1635,14 @@ mod tests {
             "the documents moved into the store"
         );
         let stored: Vec<&Stored> = s.coll("db", "c").unwrap().docs.values().collect();
-        assert_eq!(stored[0].doc, with_id);
+        assert_eq!(stored[0].doc(), &with_id);
         assert_eq!(stored[0].raw.as_bytes(), raw(&with_id).as_bytes());
         // The one without `_id` got one first, and is encoded from its new form.
-        assert_eq!(stored[1].doc.keys().next().map(String::as_str), Some("_id"));
-        assert_eq!(stored[1].raw.as_bytes(), raw(&stored[1].doc).as_bytes());
+        assert_eq!(
+            stored[1].doc().keys().next().map(String::as_str),
+            Some("_id")
+        );
+        assert_eq!(stored[1].raw.as_bytes(), raw(stored[1].doc()).as_bytes());
         // Updates re-encode.
         run(
             &mut s,
@@ -1580,13 +1656,76 @@ mod tests {
         // A malformed `documents` is an error and inserts nothing.
         let mut bad = doc! { "insert": "c", "documents": [ { "_id": 9 }, 5 ] };
         assert_eq!(
-            s.run("insert", "db", &mut bad, &[])
+            s.run("insert", "db", &mut bad, &[], true)
                 .unwrap()
                 .unwrap_err()
                 .code,
             14
         );
         assert_eq!(s.len("db", "c"), 2);
+    }
+
+    #[test]
+    fn unfolded_inserts_store_bytes_and_parse_on_demand() {
+        let mut s = Store::default();
+        let raw = |d: &Document| RawDocumentBuf::try_from(d).unwrap();
+        let docs = [
+            doc! { "_id": 1, "x": 5 },
+            doc! { "x": 6 },
+            doc! { "_id": 1_i64, "x": 7 },
+            doc! { "_id": 2, "x": 8 },
+        ];
+        let seq = DocumentSequence {
+            identifier: "documents".into(),
+            documents: docs.iter().map(raw).collect(),
+        };
+        // The sequence was not decoded into the command.
+        let mut cmd = doc! { "insert": "c", "ordered": false };
+        let r = s
+            .run("insert", "db", &mut cmd, &[seq], false)
+            .unwrap()
+            .map(Answer::into_document)
+            .unwrap();
+        assert_eq!(r.get_i32("n").unwrap(), 3);
+        let we = r.get_array("writeErrors").unwrap();
+        assert_eq!(we.len(), 1, "1_i64 is the same _id as 1");
+        let e = we[0].as_document().unwrap();
+        assert_eq!(
+            (e.get_i32("index").unwrap(), e.get_i32("code").unwrap()),
+            (2, 11000)
+        );
+        let stored: Vec<&Stored> = s.coll("db", "c").unwrap().docs.values().collect();
+        assert!(
+            stored[0].doc.get().is_none(),
+            "not parsed until a command needs it"
+        );
+        assert_eq!(stored[0].raw.as_bytes(), raw(&docs[0]).as_bytes());
+        assert_eq!(
+            stored[1].doc().keys().next().map(String::as_str),
+            Some("_id")
+        );
+        // Matching parses; the parsed form is the document sent.
+        let r = run(
+            &mut s,
+            doc! { "find": "c", "filter": { "x": { "$gte": 6 } } },
+        )
+        .unwrap();
+        let batch = r
+            .get_document("cursor")
+            .unwrap()
+            .get_array("firstBatch")
+            .unwrap()
+            .clone();
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch[1], Bson::Document(docs[3].clone()));
+        assert_eq!(s.find_by_id("db", "c", &Bson::Int32(1)).unwrap(), docs[0]);
+        run(
+            &mut s,
+            doc! { "delete": "c", "deletes": [ { "q": { "_id": 2 }, "limit": 1 } ] },
+        )
+        .unwrap();
+        assert_eq!(s.len("db", "c"), 2);
+        assert!(s.find_by_id("db", "c", &Bson::Int32(2)).is_none());
     }
 
     #[test]

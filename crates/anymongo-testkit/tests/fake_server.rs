@@ -1332,3 +1332,57 @@ fn cursor_replies_keep_their_shape_when_patched() {
     );
     assert_eq!(server.documents("db", "c"), docs);
 }
+
+#[test]
+fn fast_mode_inserts_from_sequences_behave_like_decoded_ones() {
+    let server = FakeServer::builder().fast_mode().start();
+    let mut c = Client::connect(server.addr());
+    let docs: Vec<Document> = (0..4).map(|i| doc! { "_id": i, "k": i % 2 }).collect();
+    let r = c.command_seq(doc! { "insert": "c", "$db": "db" }, "documents", &docs);
+    assert_eq!(r.get_i32("n").unwrap(), 4);
+    let r = c.command_seq(
+        doc! { "insert": "c", "ordered": false, "$db": "db" },
+        "documents",
+        &[doc! { "_id": 1 }, doc! { "no_id": true }],
+    );
+    assert_eq!(r.get_i32("n").unwrap(), 1);
+    assert_eq!(
+        r.get_array("writeErrors").unwrap()[0]
+            .as_document()
+            .unwrap()
+            .get_i32("code")
+            .unwrap(),
+        11000
+    );
+    let r =
+        c.command(doc! { "find": "c", "filter": { "k": 1 }, "sort": { "_id": -1 }, "$db": "db" });
+    assert_eq!(
+        r.get_document("cursor")
+            .unwrap()
+            .get_array("firstBatch")
+            .unwrap(),
+        &vec![
+            Bson::Document(docs[3].clone()),
+            Bson::Document(docs[1].clone())
+        ]
+    );
+    let stored = server.documents("db", "c");
+    assert_eq!(stored.len(), 5);
+    assert_eq!(&stored[..4], &docs[..]);
+    assert!(stored[4].get_object_id("_id").is_ok());
+    // A handler in fast mode still sees the documents.
+    server.on("insert", |ctx| {
+        let n = ctx
+            .command
+            .get_array("documents")
+            .map_or(-1, |a| a.len() as i32);
+        Reply::Document(doc! { "ok": 1.0, "n": n })
+    });
+    let r = c.command_seq(
+        doc! { "insert": "c", "$db": "db" },
+        "documents",
+        &[doc! { "_id": 10 }, doc! { "_id": 11 }],
+    );
+    assert_eq!(r.get_i32("n").unwrap(), 2);
+    assert_eq!(server.document_count("db", "c"), 5);
+}
