@@ -63,7 +63,7 @@
 //!   `aggregate`, `listCollections`) are assembled from those bytes: serving a document neither
 //!   clones nor re-encodes it (projected or computed documents are encoded once). In fast mode an
 //!   insert's `documents` sequence is not even decoded: the store parses a document the first
-//!   time a command needs its fields (a filter other than `{_id: v}`, a sort, an update).
+//!   time a command needs its fields (a filter other than `{}` or `{_id: v}`, a sort, an update).
 
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]

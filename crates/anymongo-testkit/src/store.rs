@@ -171,7 +171,10 @@ impl Collection {
 
     /// Sequence numbers of the documents matching `filter`, in insertion order.
     fn matching(&self, filter: &Document) -> Result<Vec<u64>, CommandError> {
-        // Fast path: `{_id: <scalar>}`.
+        // Fast paths: `{}` and `{_id: <scalar>}` (no document needs parsing).
+        if filter.is_empty() {
+            return Ok(self.docs.keys().copied().collect());
+        }
         if filter.len() == 1 {
             if let Some(v) = filter.get("_id") {
                 if !matches!(v, Bson::Document(d) if d.keys().any(|k| k.starts_with('$'))) {
@@ -1704,6 +1707,11 @@ mod tests {
             stored[1].doc().keys().next().map(String::as_str),
             Some("_id")
         );
+        // Serving everything or one `_id` needs no parsing.
+        run(&mut s, doc! { "find": "c" }).unwrap();
+        run(&mut s, doc! { "find": "c", "filter": { "_id": 2 } }).unwrap();
+        let stored: Vec<&Stored> = s.coll("db", "c").unwrap().docs.values().collect();
+        assert!(stored[0].doc.get().is_none() && stored[2].doc.get().is_none());
         // Matching parses; the parsed form is the document sent.
         let r = run(
             &mut s,
