@@ -9,6 +9,7 @@ use anymongo_core::options::{AuthMechanism, Compressor};
 use bson::spec::BinarySubtype;
 use bson::{doc, Binary, Bson, DateTime, Document};
 
+use crate::answer::Answer;
 use crate::auth::{self, ScramHash, ScramServer, User};
 use crate::conn::{Kind, Request};
 use crate::error::CommandError;
@@ -78,8 +79,8 @@ impl ConnState {
 
 /// The outcome of running a command.
 pub(crate) enum Produced {
-    /// Reply with this document.
-    Doc(Document),
+    /// Reply with this.
+    Doc(Answer),
     /// Misbehave.
     Fault(FaultAction),
     /// Awaitable hello: wait up to this long while the topology counter equals this value, then
@@ -88,10 +89,12 @@ pub(crate) enum Produced {
 }
 
 /// Runs a command: queued reply, handler, auth gate, built-in.
-pub(crate) fn produce(shared: &Shared, st: &mut ConnState, req: &Request) -> Produced {
+///
+/// A built-in insert moves the documents out of `req.cmd` into the store.
+pub(crate) fn produce(shared: &Shared, st: &mut ConnState, req: &mut Request) -> Produced {
     if req.legacy_query {
         return Produced::Doc(
-            doc! { "$err": "legacy OP_QUERY reads are not supported", "code": 2 },
+            doc! { "$err": "legacy OP_QUERY reads are not supported", "code": 2 }.into(),
         );
     }
     let (queued, handler) = {
@@ -107,6 +110,10 @@ pub(crate) fn produce(shared: &Shared, st: &mut ConnState, req: &Request) -> Pro
     let scripted = match (queued, handler) {
         (Some(r), _) => Some(r),
         (None, Some(h)) => {
+            // A handler sees the whole command.
+            if req.fold().is_none() {
+                return Produced::Fault(FaultAction::CloseBeforeReply);
+            }
             let ctx = CommandContext {
                 name: req.name.clone(),
                 db: req.db.clone(),
@@ -122,12 +129,12 @@ pub(crate) fn produce(shared: &Shared, st: &mut ConnState, req: &Request) -> Pro
         (None, None) => None,
     };
     match scripted {
-        Some(Reply::Document(d)) => Produced::Doc(d),
-        Some(Reply::Error(e)) => Produced::Doc(e.to_document()),
+        Some(Reply::Document(d)) => Produced::Doc(d.into()),
+        Some(Reply::Error(e)) => Produced::Doc(e.to_document().into()),
         Some(Reply::Fault(f)) => Produced::Fault(f),
         Some(Reply::Merge(fields)) => match builtin(shared, st, req) {
             Produced::Doc(mut d) => {
-                merge(&mut d, &fields);
+                merge(d.doc_mut(), &fields);
                 Produced::Doc(d)
             }
             Produced::Wait(dur, counter, mut m) => {
@@ -141,13 +148,15 @@ pub(crate) fn produce(shared: &Shared, st: &mut ConnState, req: &Request) -> Pro
 }
 
 /// The built-in behaviour (no queued replies, no handlers).
-pub(crate) fn builtin(shared: &Shared, st: &mut ConnState, req: &Request) -> Produced {
+///
+/// A built-in insert moves the documents out of `req.cmd` into the store.
+pub(crate) fn builtin(shared: &Shared, st: &mut ConnState, req: &mut Request) -> Produced {
     let name = req.name.as_str();
     if is_hello(name) {
         if let Some(wait) = awaitable(shared, &req.cmd) {
             return wait;
         }
-        return Produced::Doc(hello(shared, st, req));
+        return Produced::Doc(hello(shared, st, req).into());
     }
     if req.kind == Kind::Msg && req.db.is_empty() {
         return err(CommandError::new(
@@ -157,19 +166,19 @@ pub(crate) fn builtin(shared: &Shared, st: &mut ConnState, req: &Request) -> Pro
         ));
     }
     let result = match name {
-        "saslStart" => sasl_start(shared, st, &req.db, &req.cmd),
-        "saslContinue" => sasl_continue(shared, st, &req.cmd),
+        "saslStart" => sasl_start(shared, st, &req.db, &req.cmd).map(Answer::Doc),
+        "saslContinue" => sasl_continue(shared, st, &req.cmd).map(Answer::Doc),
         "authenticate" => Err(mechanism_unavailable(
             cmd_str(&req.cmd, "mechanism").unwrap_or("MONGODB-X509"),
         )),
-        "ping" => Ok(doc! { "ok": 1.0 }),
-        "buildInfo" | "buildinfo" => Ok(build_info(shared)),
+        "ping" => Ok(doc! { "ok": 1.0 }.into()),
+        "buildInfo" | "buildinfo" => Ok(build_info(shared).into()),
         // Everything below needs an authenticated connection when users are configured.
         _ if !shared.cfg.users.is_empty() && st.authenticated.is_none() => {
             Err(CommandError::unauthorized(name))
         }
-        "endSessions" | "killAllSessions" => Ok(doc! { "ok": 1.0 }),
-        "configureFailPoint" => configure_fail_point(shared, &req.cmd),
+        "endSessions" | "killAllSessions" => Ok(doc! { "ok": 1.0 }.into()),
+        "configureFailPoint" => configure_fail_point(shared, &req.cmd).map(Answer::Doc),
         _ if is_write(name) && !is_primary(shared) => {
             let mut e = CommandError::not_writable_primary();
             if shared.cfg.max_wire_version >= 9 && req.cmd.contains_key("txnNumber") {
@@ -177,7 +186,8 @@ pub(crate) fn builtin(shared: &Shared, st: &mut ConnState, req: &Request) -> Pro
             }
             Err(e)
         }
-        _ => match lock(&shared.store).run(name, &req.db, &req.cmd) {
+        _ => match lock(&shared.store).run(name, &req.db, &mut req.cmd, &req.sequences, req.folded)
+        {
             Some(r) => r,
             None => Err(CommandError::command_not_found(name)),
         },
@@ -202,7 +212,7 @@ pub(crate) fn merge(d: &mut Document, fields: &Document) {
 }
 
 fn err(e: CommandError) -> Produced {
-    Produced::Doc(e.to_document())
+    Produced::Doc(e.to_document().into())
 }
 
 fn is_primary(shared: &Shared) -> bool {

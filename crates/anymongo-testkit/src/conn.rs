@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 
 use anymongo_core::options::Compressor;
 use anymongo_core::wire::{
-    encode, Body, Decoder, Message, MsgFlags, OpMsg, OpReply, DEFAULT_MAX_MESSAGE_SIZE, HEADER_LEN,
+    encode, Body, Decoder, DocumentSequence, Message, MsgFlags, OpMsg, OpReply,
+    DEFAULT_MAX_MESSAGE_SIZE, HEADER_LEN,
 };
 use bson::{doc, Bson, Document, RawDocumentBuf};
 
+use crate::answer::Answer;
 use crate::commands::{self, ConnState, Produced};
 use crate::faults::{self, FaultAction};
 use crate::server::{lock, CommandRecord, Shared};
@@ -35,6 +37,11 @@ pub(crate) struct Request {
     pub(crate) name: String,
     pub(crate) db: String,
     pub(crate) cmd: Document,
+    /// The OP_MSG document sequences as received: an insert stores these bytes instead of
+    /// encoding its documents again.
+    pub(crate) sequences: Vec<DocumentSequence>,
+    /// Whether `sequences` were decoded into `cmd` (see [`Request::fold`]).
+    pub(crate) folded: bool,
     pub(crate) more_to_come: bool,
     pub(crate) checksum: bool,
     pub(crate) compressor_id: Option<u8>,
@@ -44,6 +51,26 @@ pub(crate) struct Request {
     pub(crate) exhaust: bool,
     /// Made up by the server to continue an exhaust stream (not logged).
     pub(crate) synthetic: bool,
+}
+
+impl Request {
+    /// Decodes the document sequences into `cmd` (each sequence's identifier set to the array of
+    /// its documents), once. `None` if a document cannot be decoded.
+    pub(crate) fn fold(&mut self) -> Option<()> {
+        if self.folded {
+            return Some(());
+        }
+        for seq in &self.sequences {
+            let docs: Option<Vec<Bson>> = seq
+                .documents
+                .iter()
+                .map(|d| to_doc(d).map(Bson::Document))
+                .collect();
+            self.cmd.insert(seq.identifier.clone(), docs?);
+        }
+        self.folded = true;
+        Some(())
+    }
 }
 
 enum Step {
@@ -166,8 +193,14 @@ impl Conn {
         }
     }
 
-    fn handle(&mut self, req: Request) -> Step {
+    fn handle(&mut self, mut req: Request) -> Step {
         let fast = self.shared.cfg.fast;
+        // The document sequences are decoded into the command (for the log, fail points,
+        // handlers and the store), except an insert's in fast mode: the store keeps their bytes
+        // and parses a document only if a later command needs it (handlers still fold them).
+        if !(fast && req.name == "insert") && req.fold().is_none() {
+            return Step::Close;
+        }
         if !fast && !req.synthetic {
             self.shared.record(CommandRecord {
                 connection_id: self.state.id,
@@ -213,9 +246,9 @@ impl Conn {
             action,
             FaultAction::None | FaultAction::CloseAfterHalf | FaultAction::WriteConcernError { .. }
         );
-        let mut reply = doc! { "ok": 1.0 };
+        let mut reply = Answer::Doc(doc! { "ok": 1.0 });
         if needs_reply {
-            match commands::produce(&self.shared, &mut self.state, &req) {
+            match commands::produce(&self.shared, &mut self.state, &mut req) {
                 Produced::Doc(d) => reply = d,
                 Produced::Fault(f) => {
                     action = f;
@@ -232,10 +265,10 @@ impl Conn {
                             | FaultAction::CloseAfterHalf
                             | FaultAction::WriteConcernError { .. }
                     ) {
-                        reply = match commands::builtin(&self.shared, &mut self.state, &req) {
+                        reply = match commands::builtin(&self.shared, &mut self.state, &mut req) {
                             Produced::Doc(d) => d,
                             Produced::Wait(..) => {
-                                commands::hello(&self.shared, &mut self.state, &req)
+                                commands::hello(&self.shared, &mut self.state, &req).into()
                             }
                             Produced::Fault(_) => reply,
                         };
@@ -251,8 +284,9 @@ impl Conn {
                             return Step::Close;
                         }
                     }
-                    reply = commands::hello(&self.shared, &mut self.state, &req);
-                    commands::merge(&mut reply, &fields);
+                    let mut hello = commands::hello(&self.shared, &mut self.state, &req);
+                    commands::merge(&mut hello, &fields);
+                    reply = hello.into();
                 }
             }
         }
@@ -290,7 +324,7 @@ impl Conn {
                 if !labels.is_empty() {
                     d.insert("errorLabels", labels);
                 }
-                self.send(&req, d)
+                self.send(&req, d.into())
             }
             FaultAction::WriteConcernError {
                 code,
@@ -298,13 +332,14 @@ impl Conn {
                 errmsg,
                 labels,
             } => {
-                reply.insert(
+                let d = reply.doc_mut();
+                d.insert(
                     "writeConcernError",
                     doc! { "code": code, "codeName": code_name, "errmsg": errmsg },
                 );
                 let labels = labels.unwrap_or_else(|| retryable_label(&self.shared, &req, code));
                 if !labels.is_empty() {
-                    reply.insert("errorLabels", labels);
+                    d.insert("errorLabels", labels);
                 }
                 self.send(&req, reply)
             }
@@ -342,10 +377,10 @@ impl Conn {
     fn encode_reply(
         &mut self,
         req: &Request,
-        reply: &Document,
+        reply: &Answer,
         more_to_come: bool,
     ) -> Result<i32, ()> {
-        let raw = RawDocumentBuf::try_from(reply).map_err(|_| ())?;
+        let raw = reply.encode().ok_or(())?;
         let body = match req.kind {
             Kind::Msg => {
                 let mut m = OpMsg::new(raw);
@@ -378,24 +413,31 @@ impl Conn {
         Ok(request_id)
     }
 
-    fn send(&mut self, req: &Request, mut reply: Document) -> Step {
+    fn send(&mut self, req: &Request, mut reply: Answer) -> Step {
         if req.more_to_come {
             return Step::Continue;
         }
         if self.shared.rs.is_some() && !reply.contains_key("$clusterTime") {
             // Replica-set members gossip the cluster time, like mongod.
             let ts = crate::replset::cluster_time();
-            let ok = reply.remove("ok");
-            reply.insert("operationTime", ts);
-            reply.insert(
-                "$clusterTime",
-                doc! {
-                    "clusterTime": ts,
-                    "signature": { "hash": Bson::Binary(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![0; 20] }), "keyId": 0_i64 },
-                },
-            );
-            if let Some(ok) = ok {
-                reply.insert("ok", ok);
+            let cluster_time = doc! {
+                "clusterTime": ts,
+                "signature": { "hash": Bson::Binary(bson::Binary { subtype: bson::spec::BinarySubtype::Generic, bytes: vec![0; 20] }), "keyId": 0_i64 },
+            };
+            match &mut reply {
+                // `ok` stays last: a cursor reply puts its extra fields before it.
+                Answer::Cursor(c) => {
+                    c.extra.insert("operationTime", ts);
+                    c.extra.insert("$clusterTime", cluster_time);
+                }
+                Answer::Doc(reply) => {
+                    let ok = reply.remove("ok");
+                    reply.insert("operationTime", ts);
+                    reply.insert("$clusterTime", cluster_time);
+                    if let Some(ok) = ok {
+                        reply.insert("ok", ok);
+                    }
+                }
             }
         }
         let next_cmd = exhaust_follow_up(req, &reply);
@@ -403,7 +445,7 @@ impl Conn {
             Ok(id) => id,
             Err(()) => {
                 // A reply that cannot be encoded (too large): say so instead.
-                let err = doc! { "ok": 0.0, "code": 10334, "codeName": "BSONObjectTooLarge", "errmsg": "reply too large" };
+                let err = doc! { "ok": 0.0, "code": 10334, "codeName": "BSONObjectTooLarge", "errmsg": "reply too large" }.into();
                 if self.encode_reply(req, &err, false).is_err() {
                     return Step::Close;
                 }
@@ -424,6 +466,8 @@ impl Conn {
                 name: req.name.clone(),
                 db: req.db.clone(),
                 cmd,
+                sequences: Vec::new(),
+                folded: true,
                 more_to_come: false,
                 checksum: req.checksum,
                 compressor_id: req.compressor_id,
@@ -475,21 +519,20 @@ impl Conn {
 /// With `exhaustAllowed`, an awaitable hello or a getMore whose cursor stays open is answered
 /// with `moreToCome`, and the server carries on as if the client had sent this command again
 /// (an exhaust follow-up's `responseTo` is the previous reply's request id).
-fn exhaust_follow_up(req: &Request, reply: &Document) -> Option<Document> {
+fn exhaust_follow_up(req: &Request, reply: &Answer) -> Option<Document> {
     if !req.exhaust || req.kind != Kind::Msg {
         return None;
     }
-    let ok = reply
-        .get("ok")
-        .and_then(crate::store::as_f64)
-        .is_some_and(|v| v == 1.0);
-    if !ok {
+    if !reply.is_ok() {
         return None;
     }
     if commands::is_hello(&req.name)
         && req.cmd.contains_key("topologyVersion")
         && req.cmd.contains_key("maxAwaitTimeMS")
     {
+        let Answer::Doc(reply) = reply else {
+            return None;
+        };
         let mut cmd = req.cmd.clone();
         cmd.insert(
             "topologyVersion",
@@ -498,10 +541,7 @@ fn exhaust_follow_up(req: &Request, reply: &Document) -> Option<Document> {
         return Some(cmd);
     }
     if req.name == "getMore" {
-        let open = reply
-            .get_document("cursor")
-            .and_then(|c| c.get_i64("id"))
-            .is_ok_and(|id| id != 0);
+        let open = reply.cursor_id().is_some_and(|id| id != 0);
         return open.then(|| req.cmd.clone());
     }
     None
@@ -544,15 +584,9 @@ fn to_doc(raw: &RawDocumentBuf) -> Option<Document> {
 pub(crate) fn parse_request(msg: Message) -> Option<Request> {
     match msg.body {
         Body::Msg(m) => {
-            let mut cmd = to_doc(&m.body)?;
-            for seq in &m.sequences {
-                let docs: Option<Vec<Bson>> = seq
-                    .documents
-                    .iter()
-                    .map(|d| to_doc(d).map(Bson::Document))
-                    .collect();
-                cmd.insert(seq.identifier.clone(), docs?);
-            }
+            let cmd = to_doc(&m.body)?;
+            let sequences = m.sequences;
+            let folded = sequences.is_empty();
             let name = cmd.keys().next()?.clone();
             let db = cmd.get_str("$db").unwrap_or_default().to_string();
             Some(Request {
@@ -565,6 +599,8 @@ pub(crate) fn parse_request(msg: Message) -> Option<Request> {
                 exhaust: m.flags.contains(MsgFlags::EXHAUST_ALLOWED),
                 compressor_id: msg.compressor_id,
                 cmd,
+                sequences,
+                folded,
                 legacy_query: false,
                 synthetic: false,
             })
@@ -585,6 +621,8 @@ pub(crate) fn parse_request(msg: Message) -> Option<Request> {
                 name,
                 db,
                 cmd,
+                sequences: Vec::new(),
+                folded: true,
                 more_to_come: false,
                 checksum: false,
                 compressor_id: msg.compressor_id,
@@ -614,7 +652,10 @@ mod tests {
             identifier: "documents".into(),
             documents: vec![raw(&doc! { "_id": 1 }), raw(&doc! { "_id": 2 })],
         });
-        let req = parse_request(Message::new(7, Body::Msg(m))).unwrap();
+        let mut req = parse_request(Message::new(7, Body::Msg(m))).unwrap();
+        assert!(!req.folded && !req.cmd.contains_key("documents"));
+        req.fold().unwrap();
+        req.fold().unwrap();
         assert_eq!(
             (req.name.as_str(), req.db.as_str(), req.request_id),
             ("insert", "db", 7)
@@ -678,6 +719,8 @@ mod tests {
             name: name.into(),
             db: "admin".into(),
             cmd,
+            sequences: Vec::new(),
+            folded: true,
             more_to_come: false,
             checksum: false,
             compressor_id: None,
@@ -689,14 +732,17 @@ mod tests {
         let hello =
             doc! { "hello": 1, "topologyVersion": { "counter": 0_i64 }, "maxAwaitTimeMS": 10 };
         let reply = doc! { "ok": 1.0, "topologyVersion": tv.clone() };
+        let reply = Answer::Doc(reply);
         let next = exhaust_follow_up(&req("hello", hello.clone(), true), &reply).unwrap();
         assert_eq!(next.get_document("topologyVersion").unwrap(), &tv);
         assert!(exhaust_follow_up(&req("hello", hello.clone(), false), &reply).is_none());
         assert!(exhaust_follow_up(&req("hello", doc! { "hello": 1 }, true), &reply).is_none());
-        assert!(exhaust_follow_up(&req("hello", hello, true), &doc! { "ok": 0.0 }).is_none());
+        assert!(
+            exhaust_follow_up(&req("hello", hello, true), &doc! { "ok": 0.0 }.into()).is_none()
+        );
         let gm = doc! { "getMore": 5_i64, "collection": "c" };
-        let open = doc! { "ok": 1.0, "cursor": { "id": 5_i64, "nextBatch": [] } };
-        let done = doc! { "ok": 1.0, "cursor": { "id": 0_i64, "nextBatch": [] } };
+        let open = doc! { "ok": 1.0, "cursor": { "id": 5_i64, "nextBatch": [] } }.into();
+        let done = doc! { "ok": 1.0, "cursor": { "id": 0_i64, "nextBatch": [] } }.into();
         assert_eq!(
             exhaust_follow_up(&req("getMore", gm.clone(), true), &open),
             Some(gm.clone())

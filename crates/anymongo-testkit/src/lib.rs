@@ -58,10 +58,17 @@
 //!   `configureFailPoint` command.
 //! * Fast mode (benchmarks): no command log, no fail point lookups, hello replies encoded once per
 //!   connection and replayed; finds by `_id` use the store's `_id` index.
+//! * In every mode the store keeps each document's encoding next to its parsed form (an insert
+//!   keeps the bytes of its OP_MSG `documents` sequence), and cursor replies (`find`, `getMore`,
+//!   `aggregate`, `listCollections`) are assembled from those bytes: serving a document neither
+//!   clones nor re-encodes it (projected or computed documents are encoded once). In fast mode an
+//!   insert's `documents` sequence is not even decoded: the store parses a document the first
+//!   time a command needs its fields (a filter other than `{}` or `{_id: v}`, a sort, an update).
 
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
+mod answer;
 pub mod auth;
 mod commands;
 mod conn;

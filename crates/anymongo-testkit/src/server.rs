@@ -458,8 +458,8 @@ impl FakeServer {
 
     /// Inserts documents straight into the store (no command, no log).
     pub fn seed(&self, db: &str, coll: &str, docs: Vec<Document>) -> Result<(), CommandError> {
-        let cmd = bson::doc! { "insert": coll, "documents": docs };
-        let reply = lock(&self.shared.store).insert(db, &cmd)?;
+        let mut cmd = bson::doc! { "insert": coll, "documents": docs };
+        let reply = lock(&self.shared.store).insert(db, &mut cmd, &[], true)?;
         match reply.get_array("writeErrors") {
             Ok(_) => Err(CommandError::new(
                 11000,

@@ -5,11 +5,15 @@
 //! or a replacement, sort on any number of fields, inclusion/exclusion projection, and server-side
 //! cursors with batches. Anything else is `BadValue` (code 2).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, OnceLock};
 
-use bson::{doc, oid::ObjectId, Bson, Document};
+use anymongo_core::wire::DocumentSequence;
+use bson::{doc, oid::ObjectId, Bson, Document, RawDocumentBuf};
 
+use crate::answer::{Answer, CursorReply};
 use crate::error::CommandError;
 
 /// Default first batch size of `find` / `aggregate`, like mongod.
@@ -21,16 +25,94 @@ const MAX_CURSORS: usize = 10_000;
 
 type CmdResult = Result<Document, CommandError>;
 
+/// A stored document: encoded (served as is) and parsed (for matching, sorting and updating).
+#[derive(Debug)]
+struct Stored {
+    /// Parsed on first use when the document arrived as bytes only.
+    doc: OnceLock<Document>,
+    raw: Arc<RawDocumentBuf>,
+    /// The `_id` key.
+    key: IdKey,
+}
+
+impl Stored {
+    /// `raw` is the document's encoding when the caller has it (the bytes an insert received).
+    fn new(doc: Document, raw: Option<RawDocumentBuf>) -> Result<Self, CommandError> {
+        let key = id_key(doc.get("_id").unwrap_or(&Bson::Null));
+        let raw = match raw {
+            Some(raw) => raw,
+            None => RawDocumentBuf::try_from(&doc)
+                .map_err(|e| CommandError::bad_value(format!("cannot store the document: {e}")))?,
+        };
+        Ok(Stored {
+            doc: OnceLock::from(doc),
+            raw: Arc::new(raw),
+            key,
+        })
+    }
+
+    /// A document known by its bytes (validated on the wire) and the key of its `_id`.
+    fn from_raw(raw: RawDocumentBuf, key: IdKey) -> Self {
+        Stored {
+            doc: OnceLock::new(),
+            raw: Arc::new(raw),
+            key,
+        }
+    }
+
+    /// The parsed document (decoded from the bytes on first use).
+    fn doc(&self) -> &Document {
+        // Bytes that passed the wire validation always decode; were they not to, the document
+        // would match as empty (it is still served as received).
+        self.doc
+            .get_or_init(|| Document::try_from(&**self.raw).unwrap_or_default())
+    }
+}
+
+/// Encodes a document made up by a command (a projection, `$count`, a catalog entry).
+fn encoded(doc: &Document) -> Result<Arc<RawDocumentBuf>, CommandError> {
+    RawDocumentBuf::try_from(doc)
+        .map(Arc::new)
+        .map_err(|e| CommandError::bad_value(format!("cannot encode a result document: {e}")))
+}
+
+fn duplicate_key(id: &Bson) -> CommandError {
+    CommandError::new(
+        11000,
+        "DuplicateKey",
+        format!("E11000 duplicate key error collection index: _id_ dup key: {{ _id: {id} }}"),
+    )
+}
+
 /// A canonical key for an `_id` value (numbers compare by value, like the server).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct IdKey(Vec<u8>);
 
 fn id_key(v: &Bson) -> IdKey {
+    // The common `_id` types, without encoding a document.
+    match v {
+        Bson::ObjectId(oid) => {
+            let mut k = Vec::with_capacity(13);
+            k.push(0x07);
+            k.extend_from_slice(&oid.bytes());
+            return IdKey(k);
+        }
+        Bson::String(s) => {
+            let mut k = Vec::with_capacity(s.len() + 1);
+            k.push(0x02);
+            k.extend_from_slice(s.as_bytes());
+            return IdKey(k);
+        }
+        _ => {}
+    }
     if let Some(f) = as_f64(v) {
-        let mut k = b"n".to_vec();
+        // Integral values by their integer, others by their bits (distinct tags: no collisions).
+        let mut k = Vec::with_capacity(9);
         if f.fract() == 0.0 && f.abs() < 9.0e15 {
-            k.extend_from_slice(format!("{}", f as i64).as_bytes());
+            k.push(b'i');
+            k.extend_from_slice(&(f as i64).to_be_bytes());
         } else {
+            k.push(b'f');
             k.extend_from_slice(&f.to_bits().to_be_bytes());
         }
         return IdKey(k);
@@ -44,41 +126,55 @@ fn id_key(v: &Bson) -> IdKey {
 
 #[derive(Debug, Default)]
 struct Collection {
-    docs: BTreeMap<u64, Document>,
+    docs: BTreeMap<u64, Stored>,
     ids: HashMap<IdKey, u64>,
     next_seq: u64,
 }
 
 impl Collection {
-    fn insert(&mut self, doc: Document) -> Result<(), CommandError> {
+    fn insert(&mut self, doc: Document, raw: Option<RawDocumentBuf>) -> Result<(), CommandError> {
         let key = id_key(doc.get("_id").unwrap_or(&Bson::Null));
         if self.ids.contains_key(&key) {
-            return Err(CommandError::new(
-                11000,
-                "DuplicateKey",
-                format!(
-                    "E11000 duplicate key error collection index: _id_ dup key: {{ _id: {} }}",
-                    doc.get("_id").unwrap_or(&Bson::Null)
-                ),
-            ));
+            return Err(duplicate_key(doc.get("_id").unwrap_or(&Bson::Null)));
+        }
+        self.insert_stored(Stored::new(doc, raw)?, &Bson::Null)
+    }
+
+    /// Inserts `stored` (whose `_id` is `id`) unless its `_id` is taken.
+    fn insert_stored(&mut self, stored: Stored, id: &Bson) -> Result<(), CommandError> {
+        if self.ids.contains_key(&stored.key) {
+            return Err(duplicate_key(id));
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.ids.insert(key, seq);
-        self.docs.insert(seq, doc);
+        self.ids.insert(stored.key.clone(), seq);
+        self.docs.insert(seq, stored);
         Ok(())
+    }
+
+    /// Replaces the document stored under `seq` (its `_id` is unchanged).
+    fn replace(&mut self, seq: u64, doc: Document) -> Result<(), CommandError> {
+        let stored = Stored::new(doc, None)?;
+        self.docs.insert(seq, stored);
+        Ok(())
+    }
+
+    fn get(&self, seq: u64) -> Option<&Document> {
+        self.docs.get(&seq).map(Stored::doc)
     }
 
     fn remove(&mut self, seq: u64) {
         if let Some(d) = self.docs.remove(&seq) {
-            self.ids
-                .remove(&id_key(d.get("_id").unwrap_or(&Bson::Null)));
+            self.ids.remove(&d.key);
         }
     }
 
     /// Sequence numbers of the documents matching `filter`, in insertion order.
     fn matching(&self, filter: &Document) -> Result<Vec<u64>, CommandError> {
-        // Fast path: `{_id: <scalar>}`.
+        // Fast paths: `{}` and `{_id: <scalar>}` (no document needs parsing).
+        if filter.is_empty() {
+            return Ok(self.docs.keys().copied().collect());
+        }
         if filter.len() == 1 {
             if let Some(v) = filter.get("_id") {
                 if !matches!(v, Bson::Document(d) if d.keys().any(|k| k.starts_with('$'))) {
@@ -88,7 +184,7 @@ impl Collection {
         }
         let mut out = Vec::new();
         for (seq, d) in &self.docs {
-            if matches(d, filter)? {
+            if matches(d.doc(), filter)? {
                 out.push(*seq);
             }
         }
@@ -99,7 +195,7 @@ impl Collection {
 #[derive(Debug)]
 struct Cursor {
     ns: String,
-    docs: VecDeque<Document>,
+    docs: VecDeque<Arc<RawDocumentBuf>>,
 }
 
 /// The store: databases of collections plus open cursors.
@@ -145,6 +241,17 @@ fn get_str<'a>(cmd: &'a Document, key: &str) -> Result<&'a str, CommandError> {
     }
 }
 
+/// Like [`get_doc_or_empty`], borrowing the document from `cmd`.
+fn get_doc_ref<'a>(cmd: &'a Document, key: &str) -> Result<Cow<'a, Document>, CommandError> {
+    match cmd.get(key) {
+        None | Some(Bson::Null) => Ok(Cow::Owned(Document::new())),
+        Some(Bson::Document(d)) => Ok(Cow::Borrowed(d)),
+        Some(_) => Err(CommandError::type_mismatch(format!(
+            "'{key}' must be a document"
+        ))),
+    }
+}
+
 fn get_doc_or_empty(cmd: &Document, key: &str) -> Result<Document, CommandError> {
     match cmd.get(key) {
         None | Some(Bson::Null) => Ok(Document::new()),
@@ -172,6 +279,27 @@ fn get_bool(cmd: &Document, key: &str) -> bool {
         Some(Bson::Boolean(b)) => *b,
         Some(v) => as_f64(v).is_some_and(|f| f != 0.0),
         None => false,
+    }
+}
+
+/// Like [`doc_array`], moving the documents out of `cmd`.
+fn take_doc_array(cmd: &mut Document, key: &str) -> Result<Vec<Document>, CommandError> {
+    match cmd.get_mut(key) {
+        Some(Bson::Array(a)) if a.iter().all(|v| matches!(v, Bson::Document(_))) => {
+            Ok(std::mem::take(a)
+                .into_iter()
+                .filter_map(|v| match v {
+                    Bson::Document(d) => Some(d),
+                    _ => None,
+                })
+                .collect())
+        }
+        Some(Bson::Array(_)) => Err(CommandError::type_mismatch(format!(
+            "'{key}' must be an array of documents"
+        ))),
+        _ => Err(CommandError::bad_value(format!(
+            "'{key}' must be an array of documents"
+        ))),
     }
 }
 
@@ -213,7 +341,7 @@ impl Store {
     /// The documents of `db.coll` in insertion order (for tests).
     pub(crate) fn documents(&self, db: &str, coll: &str) -> Vec<Document> {
         self.coll(db, coll)
-            .map(|c| c.docs.values().cloned().collect())
+            .map(|c| c.docs.values().map(|s| s.doc().clone()).collect())
             .unwrap_or_default()
     }
 
@@ -226,18 +354,29 @@ impl Store {
     ///
     /// A retryable write (`lsid` + `txnNumber`, no transaction) that already succeeded is not
     /// executed again: its first reply is returned, as mongod does.
-    pub(crate) fn run(&mut self, name: &str, db: &str, cmd: &Document) -> Option<CmdResult> {
+    ///
+    /// `sequences` are the request's OP_MSG document sequences, `folded` whether they were
+    /// decoded into `cmd` (every command but an insert needs them folded). An insert moves its
+    /// documents out of `cmd` and stores the bytes they came in.
+    pub(crate) fn run(
+        &mut self,
+        name: &str,
+        db: &str,
+        cmd: &mut Document,
+        sequences: &[DocumentSequence],
+        folded: bool,
+    ) -> Option<Result<Answer, CommandError>> {
         let key = match name {
             "insert" | "update" | "delete" | "findAndModify" => retry_key(cmd),
             _ => None,
         };
         if let Some(k) = &key {
             if let Some(reply) = self.retried.get(k) {
-                return Some(Ok(reply.clone()));
+                return Some(Ok(Answer::Doc(reply.clone())));
             }
         }
-        let result = self.execute(name, db, cmd)?;
-        if let (Some(k), Ok(reply)) = (key, &result) {
+        let result = self.execute(name, db, cmd, sequences, folded)?;
+        if let (Some(k), Ok(Answer::Doc(reply))) = (key, &result) {
             if self.retried_order.len() >= MAX_RETRY_RECORDS {
                 if let Some(old) = self.retried_order.pop_front() {
                     self.retried.remove(&old);
@@ -249,19 +388,35 @@ impl Store {
         Some(result)
     }
 
-    fn execute(&mut self, name: &str, db: &str, cmd: &Document) -> Option<CmdResult> {
-        Some(match name {
-            "insert" => self.insert(db, cmd),
-            "find" => self.find(db, cmd),
-            "getMore" => self.get_more(db, cmd),
+    fn execute(
+        &mut self,
+        name: &str,
+        db: &str,
+        cmd: &mut Document,
+        sequences: &[DocumentSequence],
+        folded: bool,
+    ) -> Option<Result<Answer, CommandError>> {
+        if name == "insert" {
+            return Some(self.insert(db, cmd, sequences, folded).map(Answer::Doc));
+        }
+        let cmd: &Document = cmd;
+        let cursor = match name {
+            "find" => Some(self.find(db, cmd)),
+            "getMore" => Some(self.get_more(db, cmd)),
+            "aggregate" => Some(self.aggregate(db, cmd)),
+            "listCollections" => Some(self.list_collections(db, cmd)),
+            _ => None,
+        };
+        if let Some(r) = cursor {
+            return Some(r.map(Answer::Cursor));
+        }
+        let result = match name {
             "killCursors" => self.kill_cursors(cmd),
             "update" => self.update(db, cmd),
             "delete" => self.delete(db, cmd),
             "count" => self.count(db, cmd),
             "distinct" => self.distinct(db, cmd),
             "findAndModify" | "findandmodify" => self.find_and_modify(db, name, cmd),
-            "aggregate" => self.aggregate(db, cmd),
-            "listCollections" => self.list_collections(db, cmd),
             "listDatabases" => self.list_databases(cmd),
             "drop" => self.drop_coll(db, cmd),
             "dropDatabase" => {
@@ -280,24 +435,48 @@ impl Store {
                 })
             }
             _ => return None,
-        })
+        };
+        Some(result.map(Answer::Doc))
     }
 
-    /// Inserts documents; `Err` only for a malformed command.
-    pub(crate) fn insert(&mut self, db: &str, cmd: &Document) -> CmdResult {
+    /// Inserts documents (moved out of `cmd`); `Err` only for a malformed command.
+    ///
+    /// A document that came in an OP_MSG `documents` sequence with its `_id` is stored with the
+    /// bytes it came in; others are encoded.
+    pub(crate) fn insert(
+        &mut self,
+        db: &str,
+        cmd: &mut Document,
+        sequences: &[DocumentSequence],
+        folded: bool,
+    ) -> CmdResult {
         let coll = get_str(cmd, "insert")?.to_string();
-        let docs = doc_array(cmd, "documents")?;
         let ordered = !matches!(cmd.get("ordered"), Some(Bson::Boolean(false)));
+        let sequence = sequences
+            .iter()
+            .find(|s| s.identifier == "documents")
+            .map(|s| s.documents.as_slice());
+        let pending: Vec<Pending<'_>> = match sequence {
+            // Not decoded: the documents are stored as bytes and parsed only if ever needed.
+            Some(raws) if !folded => raws.iter().map(Pending::Raw).collect(),
+            _ => {
+                let docs = take_doc_array(cmd, "documents")?;
+                // A folded sequence's documents are exactly `documents` (it replaced any body
+                // field), so each has its bytes.
+                let raws = sequence
+                    .filter(|raws| raws.len() == docs.len())
+                    .unwrap_or_default();
+                docs.into_iter()
+                    .enumerate()
+                    .map(|(i, d)| Pending::Doc(d, raws.get(i)))
+                    .collect()
+            }
+        };
         let c = self.coll_mut(db, &coll);
         let mut n = 0;
         let mut errors = Vec::new();
-        for (i, mut d) in docs.into_iter().enumerate() {
-            if !d.contains_key("_id") {
-                let mut with_id = doc! { "_id": ObjectId::new() };
-                with_id.extend(d);
-                d = with_id;
-            }
-            match c.insert(d) {
+        for (i, p) in pending.into_iter().enumerate() {
+            match p.insert_into(c) {
                 Ok(()) => n += 1,
                 Err(e) => {
                     errors.push(Bson::Document(doc! {
@@ -321,14 +500,14 @@ impl Store {
     pub(crate) fn find_by_id(&self, db: &str, coll: &str, id: &Bson) -> Option<Document> {
         let c = self.coll(db, coll)?;
         let seq = c.ids.get(&id_key(id))?;
-        c.docs.get(seq).cloned()
+        c.get(*seq).cloned()
     }
 
-    fn find(&mut self, db: &str, cmd: &Document) -> CmdResult {
-        let coll = get_str(cmd, "find")?.to_string();
-        let filter = get_doc_or_empty(cmd, "filter")?;
-        let sort = get_doc_or_empty(cmd, "sort")?;
-        let projection = get_doc_or_empty(cmd, "projection")?;
+    fn find(&mut self, db: &str, cmd: &Document) -> Result<CursorReply, CommandError> {
+        let coll = get_str(cmd, "find")?;
+        let filter = get_doc_ref(cmd, "filter")?;
+        let sort = get_doc_ref(cmd, "sort")?;
+        let projection = get_doc_ref(cmd, "projection")?;
         let skip = get_i64(cmd, "skip")?.unwrap_or(0);
         let limit = get_i64(cmd, "limit")?.unwrap_or(0);
         let batch_size = get_i64(cmd, "batchSize")?;
@@ -338,26 +517,29 @@ impl Store {
         let single = get_bool(cmd, "singleBatch") || limit < 0;
         // Reject a bad projection even when nothing matches, like the server.
         project(&Document::new(), &projection)?;
-        let mut docs = match self.coll(db, &coll) {
+        let mut hits: Vec<&Stored> = match self.coll(db, coll) {
             Some(c) => c
                 .matching(&filter)?
                 .into_iter()
-                .filter_map(|s| c.docs.get(&s).cloned())
+                .filter_map(|s| c.docs.get(&s))
                 .collect(),
             None => Vec::new(),
         };
-        sort_docs(&mut docs, &sort)?;
-        let mut docs: Vec<Document> = docs.into_iter().skip(skip as usize).collect();
-        if limit != 0 {
-            docs.truncate(limit.unsigned_abs() as usize);
-        }
-        let docs = docs
+        sort_by_spec(&mut hits, &sort, |s| s.doc())?;
+        let take = match limit {
+            0 => usize::MAX,
+            l => usize::try_from(l.unsigned_abs()).unwrap_or(usize::MAX),
+        };
+        // Unchanged documents go out as their stored bytes; projected ones are encoded.
+        let docs = hits
             .into_iter()
-            .map(|d| {
+            .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+            .take(take)
+            .map(|s| {
                 if projection.is_empty() {
-                    Ok(d)
+                    Ok(s.raw.clone())
                 } else {
-                    project(&d, &projection)
+                    encoded(&project(s.doc(), &projection)?)
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -369,11 +551,11 @@ impl Store {
     fn open_cursor(
         &mut self,
         ns: String,
-        docs: Vec<Document>,
+        docs: Vec<Arc<RawDocumentBuf>>,
         batch: usize,
         single: bool,
-    ) -> Document {
-        let mut rest: VecDeque<Document> = docs.into();
+    ) -> CursorReply {
+        let mut rest: VecDeque<Arc<RawDocumentBuf>> = docs.into();
         let first = take_batch(&mut rest, Some(batch));
         let id = if single || rest.is_empty() {
             0
@@ -394,10 +576,16 @@ impl Store {
             );
             id
         };
-        doc! { "cursor": { "firstBatch": first, "id": id, "ns": ns }, "ok": 1.0 }
+        CursorReply {
+            first: true,
+            docs: first,
+            id,
+            ns,
+            extra: Document::new(),
+        }
     }
 
-    fn get_more(&mut self, db: &str, cmd: &Document) -> CmdResult {
+    fn get_more(&mut self, db: &str, cmd: &Document) -> Result<CursorReply, CommandError> {
         let id = match cmd.get("getMore") {
             Some(Bson::Int64(i)) => *i,
             _ => {
@@ -430,7 +618,13 @@ impl Store {
         } else {
             id
         };
-        Ok(doc! { "cursor": { "nextBatch": next, "id": out_id, "ns": ns }, "ok": 1.0 })
+        Ok(CursorReply {
+            first: false,
+            docs: next,
+            id: out_id,
+            ns,
+            extra: Document::new(),
+        })
     }
 
     fn kill_cursors(&mut self, cmd: &Document) -> CmdResult {
@@ -526,7 +720,7 @@ impl Store {
         let mut values: Vec<Bson> = Vec::new();
         if let Some(c) = self.coll(db, coll) {
             for seq in c.matching(&query)? {
-                let Some(v) = c.docs.get(&seq).and_then(|d| get_path(d, key)) else {
+                let Some(v) = c.get(seq).and_then(|d| get_path(d, key)) else {
                     continue;
                 };
                 let items = match v {
@@ -561,13 +755,13 @@ impl Store {
             ));
         }
         let c = self.coll_mut(db, &coll);
-        let mut hits: Vec<Document> = c
+        let mut hits: Vec<&Document> = c
             .matching(&query)?
             .into_iter()
-            .filter_map(|s| c.docs.get(&s).cloned())
+            .filter_map(|s| c.get(s))
             .collect();
-        sort_docs(&mut hits, &sort)?;
-        let target = hits.into_iter().next();
+        sort_by_spec(&mut hits, &sort, |d| d)?;
+        let target = hits.first().map(|d| (*d).clone());
         let target_seq = target
             .as_ref()
             .and_then(|d| c.ids.get(&id_key(d.get("_id").unwrap_or(&Bson::Null))))
@@ -611,12 +805,7 @@ impl Store {
             (None, None) => None,
         };
         let value = if return_new {
-            after_id.and_then(|id| {
-                c.ids
-                    .get(&id_key(&id))
-                    .and_then(|seq| c.docs.get(seq))
-                    .cloned()
-            })
+            after_id.and_then(|id| c.ids.get(&id_key(&id)).and_then(|seq| c.get(*seq)).cloned())
         } else {
             target
         };
@@ -639,7 +828,7 @@ impl Store {
         Ok(doc! { "n": n as i64, "ok": 1.0 })
     }
 
-    fn aggregate(&mut self, db: &str, cmd: &Document) -> CmdResult {
+    fn aggregate(&mut self, db: &str, cmd: &Document) -> Result<CursorReply, CommandError> {
         let coll = match cmd.get("aggregate") {
             Some(Bson::String(s)) => s.clone(),
             _ => {
@@ -652,8 +841,8 @@ impl Store {
         let cursor_opts = get_doc_or_empty(cmd, "cursor")?;
         let batch =
             get_i64(&cursor_opts, "batchSize")?.map_or(DEFAULT_BATCH, |b| b.max(0) as usize);
-        let mut docs: Vec<Document> = match self.coll(db, &coll) {
-            Some(c) => c.docs.values().cloned().collect(),
+        let mut docs: Vec<Item<'_>> = match self.coll(db, &coll) {
+            Some(c) => c.docs.values().map(Item::Stored).collect(),
             None => Vec::new(),
         };
         for stage in &pipeline {
@@ -669,14 +858,14 @@ impl Store {
                 ("$match", Bson::Document(f)) => {
                     let mut out = Vec::new();
                     for d in docs {
-                        if matches(&d, f)? {
+                        if matches(d.doc(), f)? {
                             out.push(d);
                         }
                     }
                     out
                 }
                 ("$sort", Bson::Document(s)) => {
-                    sort_docs(&mut docs, s)?;
+                    sort_by_spec(&mut docs, s, Item::doc)?;
                     docs
                 }
                 ("$skip", v) => match as_f64(v) {
@@ -690,14 +879,14 @@ impl Store {
                 ("$project", Bson::Document(p)) => {
                     project(&Document::new(), p)?;
                     docs.iter()
-                        .map(|d| project(d, p))
+                        .map(|d| project(d.doc(), p).map(Item::Made))
                         .collect::<Result<_, _>>()?
                 }
                 ("$count", Bson::String(field)) => {
                     if docs.is_empty() {
                         Vec::new()
                     } else {
-                        vec![doc! { field.clone(): docs.len() as i32 }]
+                        vec![Item::Made(doc! { field.clone(): docs.len() as i32 })]
                     }
                 }
                 (other, _) => {
@@ -707,10 +896,14 @@ impl Store {
                 }
             };
         }
+        let docs = docs
+            .into_iter()
+            .map(Item::into_raw)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(self.open_cursor(format!("{db}.{coll}"), docs, batch, false))
     }
 
-    fn list_collections(&mut self, db: &str, cmd: &Document) -> CmdResult {
+    fn list_collections(&mut self, db: &str, cmd: &Document) -> Result<CursorReply, CommandError> {
         let filter = get_doc_or_empty(cmd, "filter")?;
         let name_only = get_bool(cmd, "nameOnly");
         let mut out = Vec::new();
@@ -729,6 +922,7 @@ impl Store {
         }
         let batch = get_i64(&get_doc_or_empty(cmd, "cursor")?, "batchSize")?
             .map_or(DEFAULT_BATCH, |b| b.max(0) as usize);
+        let out = out.iter().map(encoded).collect::<Result<Vec<_>, _>>()?;
         Ok(self.open_cursor(format!("{db}.$cmd.listCollections"), out, batch, false))
     }
 
@@ -781,19 +975,79 @@ impl Store {
     }
 }
 
-fn take_batch(rest: &mut VecDeque<Document>, batch: Option<usize>) -> Vec<Document> {
+/// A document an insert is about to store.
+enum Pending<'a> {
+    /// Parsed, maybe with the bytes it came in.
+    Doc(Document, Option<&'a RawDocumentBuf>),
+    /// Only the bytes it came in (validated on the wire).
+    Raw(&'a RawDocumentBuf),
+}
+
+impl Pending<'_> {
+    fn insert_into(self, c: &mut Collection) -> Result<(), CommandError> {
+        let (mut d, raw) = match self {
+            Pending::Raw(raw) => {
+                let id = match raw.get("_id") {
+                    Ok(Some(v)) => Bson::try_from(v).ok(),
+                    _ => None,
+                };
+                if let Some(id) = id {
+                    let stored = Stored::from_raw(raw.clone(), id_key(&id));
+                    return c.insert_stored(stored, &id);
+                }
+                let d = Document::try_from(&**raw).map_err(|e| {
+                    CommandError::bad_value(format!("cannot read the document: {e}"))
+                })?;
+                (d, None)
+            }
+            Pending::Doc(d, raw) => (d, raw),
+        };
+        let mut raw = raw.cloned();
+        if !d.contains_key("_id") {
+            let mut with_id = doc! { "_id": ObjectId::new() };
+            with_id.extend(d);
+            d = with_id;
+            raw = None;
+        }
+        c.insert(d, raw)
+    }
+}
+
+/// A document flowing through an aggregation pipeline.
+enum Item<'a> {
+    /// A stored document, unchanged so far.
+    Stored(&'a Stored),
+    /// A document made by a stage.
+    Made(Document),
+}
+
+impl Item<'_> {
+    fn doc(&self) -> &Document {
+        match self {
+            Item::Stored(s) => s.doc(),
+            Item::Made(d) => d,
+        }
+    }
+
+    fn into_raw(self) -> Result<Arc<RawDocumentBuf>, CommandError> {
+        match self {
+            Item::Stored(s) => Ok(s.raw.clone()),
+            Item::Made(d) => encoded(&d),
+        }
+    }
+}
+
+fn take_batch(
+    rest: &mut VecDeque<Arc<RawDocumentBuf>>,
+    batch: Option<usize>,
+) -> Vec<Arc<RawDocumentBuf>> {
     let max = batch.unwrap_or(usize::MAX);
-    // A lone document always goes out, so sizes matter only for batches of several.
-    let measure = max > 1 && rest.len() > 1;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(max.min(rest.len()));
     let mut bytes = 0;
     while out.len() < max {
         let Some(d) = rest.front() else { break };
-        let size = if measure {
-            d.to_vec().map_or(0, |v| v.len())
-        } else {
-            0
-        };
+        let size = d.as_bytes().len();
+        // A lone document always goes out.
         if !out.is_empty() && bytes + size > MAX_BATCH_BYTES {
             break;
         }
@@ -884,7 +1138,7 @@ fn update_one_statement(c: &mut Collection, u: &Document) -> Result<UpdateOutcom
             new_doc = with_id;
         }
         let id = new_doc.get("_id").cloned().unwrap_or(Bson::Null);
-        c.insert(new_doc)?;
+        c.insert(new_doc, None)?;
         return Ok(UpdateOutcome {
             matched: 0,
             modified: 0,
@@ -897,7 +1151,7 @@ fn update_one_statement(c: &mut Collection, u: &Document) -> Result<UpdateOutcom
         upserted: None,
     };
     for seq in hits {
-        let Some(old) = c.docs.get(&seq).cloned() else {
+        let Some(old) = c.get(seq).cloned() else {
             continue;
         };
         let new_doc = if is_ops {
@@ -923,7 +1177,7 @@ fn update_one_statement(c: &mut Collection, u: &Document) -> Result<UpdateOutcom
         out.matched += 1;
         if new_doc != old {
             out.modified += 1;
-            c.docs.insert(seq, new_doc);
+            c.replace(seq, new_doc)?;
         }
     }
     Ok(out)
@@ -1228,7 +1482,12 @@ fn field_ops(field: Option<&Bson>, ops: &Document) -> Result<bool, CommandError>
     Ok(true)
 }
 
-fn sort_docs(docs: &mut [Document], sort: &Document) -> Result<(), CommandError> {
+/// Sorts `docs` (stably) by the sort specification `sort`, each item's document given by `doc_of`.
+fn sort_by_spec<T>(
+    docs: &mut [T],
+    sort: &Document,
+    doc_of: impl Fn(&T) -> &Document,
+) -> Result<(), CommandError> {
     if sort.is_empty() {
         return Ok(());
     }
@@ -1247,8 +1506,8 @@ fn sort_docs(docs: &mut [Document], sort: &Document) -> Result<(), CommandError>
     }
     docs.sort_by(|a, b| {
         for (k, dir) in &keys {
-            let va = get_path(a, k).unwrap_or(&Bson::Null);
-            let vb = get_path(b, k).unwrap_or(&Bson::Null);
+            let va = get_path(doc_of(a), k).unwrap_or(&Bson::Null);
+            let vb = get_path(doc_of(b), k).unwrap_or(&Bson::Null);
             let o = compare(va, vb);
             if o != Ordering::Equal {
                 return if *dir == 1 { o } else { o.reverse() };
@@ -1322,7 +1581,10 @@ mod tests {
 
     fn run(s: &mut Store, cmd: Document) -> CmdResult {
         let name = cmd.keys().next().cloned().unwrap_or_default();
-        s.run(&name, "db", &cmd).expect("a store command")
+        let mut cmd = cmd;
+        s.run(&name, "db", &mut cmd, &[], true)
+            .expect("a store command")
+            .map(Answer::into_document)
     }
 
     fn seeded() -> Store {
@@ -1333,6 +1595,145 @@ mod tests {
         let r = run(&mut s, doc! { "insert": "c", "documents": docs }).unwrap();
         assert_eq!(r.get_i32("n").unwrap(), 10);
         s
+    }
+
+    #[test]
+    fn id_keys_compare_numbers_by_value() {
+        let k = id_key;
+        assert_eq!(k(&Bson::Int32(3)), k(&Bson::Int64(3)));
+        assert_eq!(k(&Bson::Int32(3)), k(&Bson::Double(3.0)));
+        assert_eq!(k(&Bson::Double(0.0)), k(&Bson::Double(-0.0)));
+        assert_ne!(k(&Bson::Int32(3)), k(&Bson::Double(3.5)));
+        assert_ne!(k(&Bson::Int32(3)), k(&Bson::String("3".into())));
+        assert_ne!(k(&Bson::Int64(1 << 60)), k(&Bson::Int64((1 << 60) + 4096)));
+        let oid = ObjectId::new();
+        assert_eq!(k(&Bson::ObjectId(oid)), k(&Bson::ObjectId(oid)));
+        assert_ne!(k(&Bson::ObjectId(oid)), k(&Bson::ObjectId(ObjectId::new())));
+        assert_eq!(
+            k(&Bson::Document(doc! { "a": 1 })),
+            k(&Bson::Document(doc! { "a": 1 }))
+        );
+        assert_ne!(k(&Bson::Document(doc! { "a": 1 })), k(&Bson::Null));
+    }
+
+    #[test]
+    fn inserts_store_the_bytes_they_received() {
+        let mut s = Store::default();
+        let with_id = doc! { "_id": 1, "x": "a" };
+        let without_id = doc! { "x": "b" };
+        let raw = |d: &Document| RawDocumentBuf::try_from(d).unwrap();
+        let seq = DocumentSequence {
+            identifier: "documents".into(),
+            documents: vec![raw(&with_id), raw(&without_id)],
+        };
+        let mut cmd = doc! { "insert": "c", "documents": [with_id.clone(), without_id.clone()] };
+        let r = s
+            .run("insert", "db", &mut cmd, &[seq], true)
+            .unwrap()
+            .map(Answer::into_document)
+            .unwrap();
+        assert_eq!(r.get_i32("n").unwrap(), 2);
+        assert!(
+            cmd.get_array("documents").unwrap().is_empty(),
+            "the documents moved into the store"
+        );
+        let stored: Vec<&Stored> = s.coll("db", "c").unwrap().docs.values().collect();
+        assert_eq!(stored[0].doc(), &with_id);
+        assert_eq!(stored[0].raw.as_bytes(), raw(&with_id).as_bytes());
+        // The one without `_id` got one first, and is encoded from its new form.
+        assert_eq!(
+            stored[1].doc().keys().next().map(String::as_str),
+            Some("_id")
+        );
+        assert_eq!(stored[1].raw.as_bytes(), raw(stored[1].doc()).as_bytes());
+        // Updates re-encode.
+        run(
+            &mut s,
+            doc! { "update": "c", "updates": [ { "q": { "_id": 1 }, "u": { "$set": { "y": 2 } } } ] },
+        )
+        .unwrap();
+        let d = s.find_by_id("db", "c", &Bson::Int32(1)).unwrap();
+        let stored: Vec<&Stored> = s.coll("db", "c").unwrap().docs.values().collect();
+        assert_eq!(stored[0].raw.as_bytes(), raw(&d).as_bytes());
+        assert_eq!(d, doc! { "_id": 1, "x": "a", "y": 2 });
+        // A malformed `documents` is an error and inserts nothing.
+        let mut bad = doc! { "insert": "c", "documents": [ { "_id": 9 }, 5 ] };
+        assert_eq!(
+            s.run("insert", "db", &mut bad, &[], true)
+                .unwrap()
+                .unwrap_err()
+                .code,
+            14
+        );
+        assert_eq!(s.len("db", "c"), 2);
+    }
+
+    #[test]
+    fn unfolded_inserts_store_bytes_and_parse_on_demand() {
+        let mut s = Store::default();
+        let raw = |d: &Document| RawDocumentBuf::try_from(d).unwrap();
+        let docs = [
+            doc! { "_id": 1, "x": 5 },
+            doc! { "x": 6 },
+            doc! { "_id": 1_i64, "x": 7 },
+            doc! { "_id": 2, "x": 8 },
+        ];
+        let seq = DocumentSequence {
+            identifier: "documents".into(),
+            documents: docs.iter().map(raw).collect(),
+        };
+        // The sequence was not decoded into the command.
+        let mut cmd = doc! { "insert": "c", "ordered": false };
+        let r = s
+            .run("insert", "db", &mut cmd, &[seq], false)
+            .unwrap()
+            .map(Answer::into_document)
+            .unwrap();
+        assert_eq!(r.get_i32("n").unwrap(), 3);
+        let we = r.get_array("writeErrors").unwrap();
+        assert_eq!(we.len(), 1, "1_i64 is the same _id as 1");
+        let e = we[0].as_document().unwrap();
+        assert_eq!(
+            (e.get_i32("index").unwrap(), e.get_i32("code").unwrap()),
+            (2, 11000)
+        );
+        let stored: Vec<&Stored> = s.coll("db", "c").unwrap().docs.values().collect();
+        assert!(
+            stored[0].doc.get().is_none(),
+            "not parsed until a command needs it"
+        );
+        assert_eq!(stored[0].raw.as_bytes(), raw(&docs[0]).as_bytes());
+        assert_eq!(
+            stored[1].doc().keys().next().map(String::as_str),
+            Some("_id")
+        );
+        // Serving everything or one `_id` needs no parsing.
+        run(&mut s, doc! { "find": "c" }).unwrap();
+        run(&mut s, doc! { "find": "c", "filter": { "_id": 2 } }).unwrap();
+        let stored: Vec<&Stored> = s.coll("db", "c").unwrap().docs.values().collect();
+        assert!(stored[0].doc.get().is_none() && stored[2].doc.get().is_none());
+        // Matching parses; the parsed form is the document sent.
+        let r = run(
+            &mut s,
+            doc! { "find": "c", "filter": { "x": { "$gte": 6 } } },
+        )
+        .unwrap();
+        let batch = r
+            .get_document("cursor")
+            .unwrap()
+            .get_array("firstBatch")
+            .unwrap()
+            .clone();
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch[1], Bson::Document(docs[3].clone()));
+        assert_eq!(s.find_by_id("db", "c", &Bson::Int32(1)).unwrap(), docs[0]);
+        run(
+            &mut s,
+            doc! { "delete": "c", "deletes": [ { "q": { "_id": 2 }, "limit": 1 } ] },
+        )
+        .unwrap();
+        assert_eq!(s.len("db", "c"), 2);
+        assert!(s.find_by_id("db", "c", &Bson::Int32(2)).is_none());
     }
 
     #[test]

@@ -1247,3 +1247,142 @@ fn random_bytes_never_take_the_server_down() {
         server.open_connections() == 1
     });
 }
+
+#[test]
+fn cursor_replies_keep_their_shape_when_patched() {
+    let docs: Vec<Document> = (0..5)
+        .map(|i| doc! { "_id": i, "s": "x".repeat(i as usize) })
+        .collect();
+    let batch = |r: &Document, key: &str| -> Vec<Bson> {
+        r.get_document("cursor")
+            .unwrap()
+            .get_array(key)
+            .unwrap()
+            .clone()
+    };
+    // A replica-set member puts `operationTime` / `$clusterTime` before `ok` in cursor replies.
+    let rs = ReplicaSet::start(1, "rs9");
+    rs.member(0).unwrap().seed("db", "c", docs.clone()).unwrap();
+    let mut c = Client::connect(rs.member(0).unwrap().addr());
+    let r = c.command(doc! { "find": "c", "batchSize": 2, "$db": "db" });
+    let keys: Vec<&str> = r.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["cursor", "operationTime", "$clusterTime", "ok"]);
+    assert_eq!(
+        batch(&r, "firstBatch"),
+        docs[..2]
+            .iter()
+            .cloned()
+            .map(Bson::Document)
+            .collect::<Vec<_>>()
+    );
+    let id = r.get_document("cursor").unwrap().get_i64("id").unwrap();
+    let r = c.command(doc! { "getMore": id, "collection": "c", "$db": "db" });
+    assert_eq!(
+        batch(&r, "nextBatch"),
+        docs[2..]
+            .iter()
+            .cloned()
+            .map(Bson::Document)
+            .collect::<Vec<_>>()
+    );
+    assert!(r.get_document("$clusterTime").is_ok());
+    assert_eq!(r.keys().last().map(String::as_str), Some("ok"));
+
+    // A handler's Merge and a write-concern-error fail point patch a cursor reply.
+    let server = FakeServer::builder().start();
+    server.seed("db", "c", docs.clone()).unwrap();
+    server.on("find", |_| Reply::Merge(doc! { "extra": 1 }));
+    let mut c = Client::connect(server.addr());
+    let r = c.command(doc! { "find": "c", "filter": { "_id": 3 }, "$db": "db" });
+    assert_eq!(r.get_i32("extra").unwrap(), 1);
+    assert_eq!(
+        batch(&r, "firstBatch"),
+        vec![Bson::Document(docs[3].clone())]
+    );
+    assert_eq!(r.keys().last().map(String::as_str), Some("ok"));
+    server.remove_handler("find");
+    server.fail_point(FailPoint::new(
+        Times::N(1),
+        ["aggregate"],
+        FaultAction::write_concern_error(64),
+    ));
+    let r = c.command(doc! { "aggregate": "c", "pipeline": [ { "$match": { "_id": { "$gte": 3 } } }, { "$project": { "s": 0 } } ], "cursor": {}, "$db": "db" });
+    assert_eq!(
+        r.get_document("writeConcernError")
+            .unwrap()
+            .get_i32("code")
+            .unwrap(),
+        64
+    );
+    assert_eq!(
+        batch(&r, "firstBatch"),
+        vec![
+            Bson::Document(doc! { "_id": 3 }),
+            Bson::Document(doc! { "_id": 4 })
+        ]
+    );
+    // Projections are applied to the served bytes; the stored documents are unchanged.
+    let r = c.command(doc! { "find": "c", "projection": { "s": 1, "_id": 0 }, "limit": 2, "skip": 1, "$db": "db" });
+    assert_eq!(
+        batch(&r, "firstBatch"),
+        vec![
+            Bson::Document(doc! { "s": "x" }),
+            Bson::Document(doc! { "s": "xx" })
+        ]
+    );
+    assert_eq!(server.documents("db", "c"), docs);
+}
+
+#[test]
+fn fast_mode_inserts_from_sequences_behave_like_decoded_ones() {
+    let server = FakeServer::builder().fast_mode().start();
+    let mut c = Client::connect(server.addr());
+    let docs: Vec<Document> = (0..4).map(|i| doc! { "_id": i, "k": i % 2 }).collect();
+    let r = c.command_seq(doc! { "insert": "c", "$db": "db" }, "documents", &docs);
+    assert_eq!(r.get_i32("n").unwrap(), 4);
+    let r = c.command_seq(
+        doc! { "insert": "c", "ordered": false, "$db": "db" },
+        "documents",
+        &[doc! { "_id": 1 }, doc! { "no_id": true }],
+    );
+    assert_eq!(r.get_i32("n").unwrap(), 1);
+    assert_eq!(
+        r.get_array("writeErrors").unwrap()[0]
+            .as_document()
+            .unwrap()
+            .get_i32("code")
+            .unwrap(),
+        11000
+    );
+    let r =
+        c.command(doc! { "find": "c", "filter": { "k": 1 }, "sort": { "_id": -1 }, "$db": "db" });
+    assert_eq!(
+        r.get_document("cursor")
+            .unwrap()
+            .get_array("firstBatch")
+            .unwrap(),
+        &vec![
+            Bson::Document(docs[3].clone()),
+            Bson::Document(docs[1].clone())
+        ]
+    );
+    let stored = server.documents("db", "c");
+    assert_eq!(stored.len(), 5);
+    assert_eq!(&stored[..4], &docs[..]);
+    assert!(stored[4].get_object_id("_id").is_ok());
+    // A handler in fast mode still sees the documents.
+    server.on("insert", |ctx| {
+        let n = ctx
+            .command
+            .get_array("documents")
+            .map_or(-1, |a| a.len() as i32);
+        Reply::Document(doc! { "ok": 1.0, "n": n })
+    });
+    let r = c.command_seq(
+        doc! { "insert": "c", "$db": "db" },
+        "documents",
+        &[doc! { "_id": 10 }, doc! { "_id": 11 }],
+    );
+    assert_eq!(r.get_i32("n").unwrap(), 2);
+    assert_eq!(server.document_count("db", "c"), 5);
+}
