@@ -206,22 +206,14 @@ impl<'a> Ctx<'a> {
                 .collect()
         };
         match self.td.topology_type {
-            TopologyType::Unknown => Vec::new(),
-            TopologyType::Single => {
-                let available = of_type(&|t| t.is_available());
-                match criteria {
-                    Criteria::Predicate(p) => available.into_iter().filter(|s| p(s)).collect(),
-                    _ => available,
-                }
-            }
-            TopologyType::LoadBalanced => of_type(&|t| t == ServerType::LoadBalancer),
-            TopologyType::Sharded => {
-                let mongoses = of_type(&|t| t == ServerType::Mongos);
-                match criteria {
-                    Criteria::Predicate(p) => mongoses.into_iter().filter(|s| p(s)).collect(),
-                    _ => mongoses,
-                }
-            }
+            TopologyType::Unknown
+            | TopologyType::Single
+            | TopologyType::LoadBalanced
+            | TopologyType::Sharded => candidates
+                .iter()
+                .copied()
+                .filter(|s| suitable_alone(self.td.topology_type, s, criteria) == Some(true))
+                .collect(),
             TopologyType::ReplicaSetNoPrimary | TopologyType::ReplicaSetWithPrimary => {
                 let primary = of_type(&|t| t == ServerType::RsPrimary);
                 match criteria {
@@ -258,14 +250,33 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// The suitable servers for `criteria`: deprioritized servers are left out unless that leaves
-/// none. Fails on an invalid read preference or an incompatible topology.
-pub fn suitable_servers<'a>(
-    description: &'a TopologyDescription,
+/// Whether `server` is suitable for `criteria` on its own, in a topology of a type where that does
+/// not depend on the other servers (Unknown, Single, LoadBalanced, Sharded); `None` for the
+/// replica set types.
+fn suitable_alone(
+    topology_type: TopologyType,
+    server: &ServerDescription,
+    criteria: &Criteria,
+) -> Option<bool> {
+    let predicate = || match criteria {
+        Criteria::Predicate(p) => p(server),
+        _ => true,
+    };
+    match topology_type {
+        TopologyType::Unknown => Some(false),
+        TopologyType::Single => Some(server.server_type.is_available() && predicate()),
+        TopologyType::LoadBalanced => Some(server.server_type == ServerType::LoadBalancer),
+        TopologyType::Sharded => Some(server.server_type == ServerType::Mongos && predicate()),
+        TopologyType::ReplicaSetNoPrimary | TopologyType::ReplicaSetWithPrimary => None,
+    }
+}
+
+/// The checks [`suitable_servers`] makes before looking at any server.
+fn check_selectable(
+    description: &TopologyDescription,
     criteria: &Criteria,
     heartbeat_frequency: Duration,
-    deprioritized: &[ServerAddress],
-) -> Result<Vec<&'a ServerDescription>, SelectionError> {
+) -> Result<(), SelectionError> {
     if !description.compatible {
         return Err(SelectionError::Incompatible(
             description
@@ -277,6 +288,18 @@ pub fn suitable_servers<'a>(
     if let Criteria::Read(rp) = criteria {
         validate_read_preference(rp, description.topology_type, heartbeat_frequency)?;
     }
+    Ok(())
+}
+
+/// The suitable servers for `criteria`: deprioritized servers are left out unless that leaves
+/// none. Fails on an invalid read preference or an incompatible topology.
+pub fn suitable_servers<'a>(
+    description: &'a TopologyDescription,
+    criteria: &Criteria,
+    heartbeat_frequency: Duration,
+    deprioritized: &[ServerAddress],
+) -> Result<Vec<&'a ServerDescription>, SelectionError> {
+    check_selectable(description, criteria, heartbeat_frequency)?;
     let ctx = Ctx {
         td: description,
         heartbeat_frequency,
@@ -324,6 +347,18 @@ pub fn select(
     rng: &mut impl rand::Rng,
     in_use: impl Fn(&ServerAddress) -> usize,
 ) -> Result<Option<ServerAddress>, SelectionError> {
+    // The common case of one server outside a replica set, without allocating: it is suitable
+    // or not on its own (deprioritizing it changes nothing when it is the only one), and alone
+    // it is always in the latency window.
+    if let (1, Some(only)) = (
+        description.servers.len(),
+        description.servers.values().next(),
+    ) {
+        if let Some(suitable) = suitable_alone(description.topology_type, only, criteria) {
+            check_selectable(description, criteria, heartbeat_frequency)?;
+            return Ok(suitable.then(|| only.address.clone()));
+        }
+    }
     let suitable = suitable_servers(description, criteria, heartbeat_frequency, deprioritized)?;
     let window = in_latency_window(&suitable, local_threshold);
     Ok(choose(&window, rng, in_use).map(|s| s.address.clone()))
