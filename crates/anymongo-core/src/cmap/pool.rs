@@ -138,6 +138,27 @@ struct Shared<T> {
     in_use: HashMap<u64, Arc<InterruptSignal>>,
     /// Background connections whose error was already given to the error handler.
     reported: std::collections::HashSet<u64>,
+    /// The check-out whose first poll holds the lock, and its outcome if the machine gave one at
+    /// once (an available connection, or a failure): it is handed over without a channel.
+    immediate: Option<(RequestId, Option<Result<Delivered<T>>>)>,
+}
+
+impl<T> Shared<T> {
+    /// Gives `outcome` to the check-out being started under the lock if it is for `request`;
+    /// gives it back otherwise.
+    fn serve_immediate(
+        &mut self,
+        request: RequestId,
+        outcome: Result<Delivered<T>>,
+    ) -> Option<Result<Delivered<T>>> {
+        match &mut self.immediate {
+            Some((r, slot @ None)) if *r == request => {
+                *slot = Some(outcome);
+                None
+            }
+            _ => Some(outcome),
+        }
+    }
 }
 
 /// Work to do once the lock is released.
@@ -206,6 +227,7 @@ impl<C: Connector> Pool<C> {
                 establishing: HashMap::new(),
                 in_use: HashMap::new(),
                 reported: Default::default(),
+                immediate: None,
             }),
             timer: Arc::new(TimerSignal {
                 deadline: Mutex::new(None),
@@ -372,11 +394,13 @@ impl<C: Connector> Inner<C> {
                         // The machine and the object map disagree: a bug. Keep the machine's
                         // counts right and tell the waiter.
                         let _ = shared.machine.check_in(conn_id, now, false);
-                        if let Some(tx) = tx {
-                            let _ = tx.send(Err(Error::internal(format!(
-                                "pool for {} lost connection {conn_id}",
-                                self.address
-                            ))));
+                        let error = Error::internal(format!(
+                            "pool for {} lost connection {conn_id}",
+                            self.address
+                        ));
+                        match tx {
+                            Some(tx) => drop(tx.send(Err(error))),
+                            None => drop(shared.serve_immediate(request, Err(error))),
                         }
                         continue;
                     };
@@ -390,7 +414,9 @@ impl<C: Connector> Inner<C> {
                     };
                     let undelivered = match tx {
                         Some(tx) => tx.send(Ok(delivered)).err().and_then(|r| r.ok()),
-                        None => Some(delivered),
+                        None => shared
+                            .serve_immediate(request, Ok(delivered))
+                            .and_then(|r| r.ok()),
                     };
                     if let Some(d) = undelivered {
                         // The waiter is gone (cannot happen: drops cancel under the lock); put
@@ -401,8 +427,9 @@ impl<C: Connector> Inner<C> {
                     }
                 }
                 PoolAction::CheckOutFailed { request, error, .. } => {
-                    if let Some(tx) = shared.waiters.remove(&request) {
-                        let _ = tx.send(Err(error));
+                    match shared.waiters.remove(&request) {
+                        Some(tx) => drop(tx.send(Err(error))),
+                        None => drop(shared.serve_immediate(request, Err(error))),
                     }
                 }
                 PoolAction::Interrupt { conn_id } => {
@@ -588,13 +615,33 @@ impl<C: Connector> Future for CheckOut<C> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if let CheckOutState::Start(deadline) = this.state {
-            let (tx, rx) = oneshot::channel();
-            let request = this.inner.with_shared(|shared, now| {
+            // Served at once (an available connection, or an immediate failure): no channel.
+            // Otherwise the request waits for its channel, registered under the same lock.
+            let inner = &this.inner;
+            let mut deferred = Deferred::new();
+            let started = {
+                let mut shared = lock(&inner.shared);
+                let now = inner.runtime.now();
                 let request = shared.machine.check_out_with_deadline(now, deadline);
-                shared.waiters.insert(request, tx);
-                request
-            });
-            this.state = CheckOutState::Waiting { request, rx };
+                shared.immediate = Some((request, None));
+                inner.drive(&mut shared, now, &mut deferred);
+                match shared.immediate.take() {
+                    Some((_, Some(outcome))) => Ok(outcome),
+                    _ => {
+                        let (tx, rx) = oneshot::channel();
+                        shared.waiters.insert(request, tx);
+                        Err((request, rx))
+                    }
+                }
+            };
+            inner.run_deferred(deferred);
+            match started {
+                Ok(outcome) => {
+                    this.state = CheckOutState::Done;
+                    return Poll::Ready(outcome.map(|d| this.pooled(d)));
+                }
+                Err((request, rx)) => this.state = CheckOutState::Waiting { request, rx },
+            }
         }
         let CheckOutState::Waiting { rx, .. } = &mut this.state else {
             return Poll::Ready(Err(Error::internal(
@@ -610,30 +657,20 @@ impl<C: Connector> Future for CheckOut<C> {
             ))),
         };
         this.state = CheckOutState::Done;
-        Poll::Ready(result.map(|d| PooledConnection {
+        Poll::Ready(result.map(|d| this.pooled(d)))
+    }
+}
+
+impl<C: Connector> CheckOut<C> {
+    fn pooled(&self, d: Delivered<C::Conn>) -> PooledConnection<C> {
+        PooledConnection {
             conn: Some(d.conn),
             conn_id: d.conn_id,
             generation: d.generation,
             reusable: false,
             interrupt: d.interrupt,
-            pool: this.inner.clone(),
-        }))
-    }
-}
-
-impl<C: Connector> Inner<C> {
-    /// Like `with_machine`, with access to the whole shared state.
-    fn with_shared<R>(self: &Arc<Self>, f: impl FnOnce(&mut Shared<C::Conn>, Instant) -> R) -> R {
-        let mut deferred = Deferred::new();
-        let out = {
-            let mut shared = lock(&self.shared);
-            let now = self.runtime.now();
-            let out = f(&mut shared, now);
-            self.drive(&mut shared, now, &mut deferred);
-            out
-        };
-        self.run_deferred(deferred);
-        out
+            pool: self.inner.clone(),
+        }
     }
 }
 
@@ -853,6 +890,32 @@ mod tests {
             let c = pool.check_out().await.unwrap();
             assert_eq!(c.id(), 2);
             assert_eq!(count(&events, "ConnectionClosed"), 1);
+        })
+        .unwrap();
+        pool.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn an_available_connection_is_handed_over_on_the_first_poll() {
+        let rt = VirtualRuntime::new();
+        let (pool, events) = make_pool(&rt, MockConnector, PoolOptions::default());
+        rt.block_on(async {
+            let mut c = pool.check_out().await.unwrap();
+            c.mark_reusable();
+            drop(c);
+            // No channel and no waiting: the first poll completes with the idle connection.
+            let c = pool.check_out().now_or_never().expect("ready").unwrap();
+            assert_eq!(c.id(), 1);
+            assert_eq!(pool.counts().4, 0, "nothing waits");
+            drop(c);
+            // A paused pool fails a check-out on its first poll too.
+            pool.clear(false, None);
+            let e = pool.check_out().now_or_never().expect("ready").unwrap_err();
+            assert!(
+                matches!(e.kind(), ErrorKind::ConnectionPoolCleared { .. }),
+                "{e:?}"
+            );
+            assert_eq!(count(&events, "ConnectionCheckOutFailed"), 1);
         })
         .unwrap();
         pool.check_invariants().unwrap();
