@@ -559,24 +559,6 @@ pub(crate) mod fast_decode {
         (r.pos == bytes.len()).then_some(doc)
     }
 
-    /// Where the first NUL byte of `bytes` is, looking at eight bytes at a time (keys are mostly
-    /// longer than a few bytes).
-    fn nul_position(bytes: &[u8]) -> Option<usize> {
-        const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-        const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
-        let mut at = 0;
-        for chunk in bytes.chunks_exact(8) {
-            let word = u64::from_le_bytes(chunk.try_into().ok()?);
-            // Nonzero exactly when some byte of `word` is zero.
-            if word.wrapping_sub(ONES) & !word & HIGHS != 0 {
-                break;
-            }
-            at += 8;
-        }
-        let n = bytes.get(at..)?.iter().position(|&c| c == 0)?;
-        Some(at + n)
-    }
-
     struct Reader<'a> {
         b: &'a [u8],
         pos: usize,
@@ -603,8 +585,8 @@ pub(crate) mod fast_decode {
 
         fn cstr(&mut self) -> Option<&'a str> {
             let rest = self.b.get(self.pos..)?;
-            let n = nul_position(rest)?;
-            let s = std::str::from_utf8(rest.get(..n)?).ok()?;
+            let n = rest.iter().position(|&c| c == 0)?;
+            let s = std::str::from_utf8(&rest[..n]).ok()?;
             self.pos += n + 1;
             Some(s)
         }
@@ -754,21 +736,6 @@ pub(crate) mod fast_decode {
             }
             for n in 0..good.len() {
                 assert_eq!(document(&good[..n]), None);
-            }
-        }
-
-        #[test]
-        fn finds_the_first_nul_at_any_offset() {
-            for len in 0..40 {
-                for nul in 0..len {
-                    let mut bytes: Vec<u8> = (0..len).map(|i| 0x80 | (i as u8 + 1)).collect();
-                    bytes[nul] = 0;
-                    if let Some(later) = bytes.get_mut(nul + 9) {
-                        *later = 0;
-                    }
-                    assert_eq!(nul_position(&bytes), Some(nul), "len {len}, nul {nul}");
-                }
-                assert_eq!(nul_position(&vec![b'a'; len]), None);
             }
         }
 
