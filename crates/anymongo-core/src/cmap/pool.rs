@@ -131,8 +131,9 @@ type WaiterRx<T> = oneshot::Receiver<Result<Delivered<T>>>;
 
 struct Shared<T> {
     machine: PoolMachine,
-    /// Connection objects the pool holds (available ones, and ones in transit under the lock).
-    idle: HashMap<u64, T>,
+    /// Connection objects the pool holds (available ones, and ones in transit under the lock),
+    /// each with the interrupt signal of its last check-out, reused by the next one.
+    idle: HashMap<u64, (T, Option<Arc<InterruptSignal>>)>,
     waiters: HashMap<RequestId, WaiterTx<T>>,
     establishing: HashMap<u64, AbortHandle>,
     in_use: HashMap<u64, Arc<InterruptSignal>>,
@@ -377,7 +378,7 @@ impl<C: Connector> Inner<C> {
                     out.establish.push((conn_id, generation, registration));
                 }
                 PoolAction::Close { conn_id, .. } => {
-                    if let Some(conn) = shared.idle.remove(&conn_id) {
+                    if let Some((conn, _)) = shared.idle.remove(&conn_id) {
                         out.drop.push(conn);
                     }
                     if let Some(handle) = shared.establishing.remove(&conn_id) {
@@ -390,7 +391,7 @@ impl<C: Connector> Inner<C> {
                     generation,
                 } => {
                     let tx = shared.waiters.remove(&request);
-                    let Some(conn) = shared.idle.remove(&conn_id) else {
+                    let Some((conn, signal)) = shared.idle.remove(&conn_id) else {
                         // The machine and the object map disagree: a bug. Keep the machine's
                         // counts right and tell the waiter.
                         let _ = shared.machine.check_in(conn_id, now, false);
@@ -404,7 +405,11 @@ impl<C: Connector> Inner<C> {
                         }
                         continue;
                     };
-                    let interrupt = InterruptSignal::new();
+                    // An interrupted connection is never reused, so a fired signal is not
+                    // either; a fresh one keeps that true whatever happens.
+                    let interrupt = signal
+                        .filter(|s| !s.fired.load(Ordering::SeqCst))
+                        .unwrap_or_else(InterruptSignal::new);
                     shared.in_use.insert(conn_id, interrupt.clone());
                     let delivered = Delivered {
                         conn,
@@ -422,7 +427,7 @@ impl<C: Connector> Inner<C> {
                         // The waiter is gone (cannot happen: drops cancel under the lock); put
                         // the connection back.
                         shared.in_use.remove(&d.conn_id);
-                        shared.idle.insert(d.conn_id, d.conn);
+                        shared.idle.insert(d.conn_id, (d.conn, Some(d.interrupt)));
                         let _ = shared.machine.check_in(d.conn_id, now, true);
                     }
                 }
@@ -500,9 +505,9 @@ impl<C: Connector> Inner<C> {
                 let now = self.runtime.now();
                 match result {
                     Ok(conn) => {
-                        shared.idle.insert(conn_id, conn);
+                        shared.idle.insert(conn_id, (conn, None));
                         if !shared.machine.connection_established(conn_id, now) {
-                            if let Some(conn) = shared.idle.remove(&conn_id) {
+                            if let Some((conn, _)) = shared.idle.remove(&conn_id) {
                                 deferred.drop.push(conn);
                             }
                         }
@@ -530,10 +535,10 @@ impl<C: Connector> Inner<C> {
         out: &mut Deferred<C::Conn>,
     ) {
         let now = self.runtime.now();
-        shared.in_use.remove(&conn_id);
-        shared.idle.insert(conn_id, conn);
+        let signal = shared.in_use.remove(&conn_id);
+        shared.idle.insert(conn_id, (conn, signal));
         if shared.machine.check_in(conn_id, now, reusable).is_err() {
-            if let Some(conn) = shared.idle.remove(&conn_id) {
+            if let Some((conn, _)) = shared.idle.remove(&conn_id) {
                 out.drop.push(conn);
             }
         }
@@ -904,9 +909,16 @@ mod tests {
             c.mark_reusable();
             drop(c);
             // No channel and no waiting: the first poll completes with the idle connection.
-            let c = pool.check_out().now_or_never().expect("ready").unwrap();
+            let mut c = pool.check_out().now_or_never().expect("ready").unwrap();
             assert_eq!(c.id(), 1);
             assert_eq!(pool.counts().4, 0, "nothing waits");
+            // The connection's interrupt signal is reused by its next check-out.
+            let signal = c.interrupt.clone();
+            c.mark_reusable();
+            drop(c);
+            let c = pool.check_out().now_or_never().expect("ready").unwrap();
+            assert!(Arc::ptr_eq(&signal, &c.interrupt));
+            assert!(!c.is_interrupted());
             drop(c);
             // A paused pool fails a check-out on its first poll too.
             pool.clear(false, None);
