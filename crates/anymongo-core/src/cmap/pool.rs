@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -118,6 +119,34 @@ impl<C: Connector> Drop for Inner<C> {
     }
 }
 
+/// A map keyed by the pool's own sequential numbers (connection ids, request ids).
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// Hashes the pool's sequential ids with a multiply per word: nobody outside picks them, so
+/// SipHash's resistance to chosen keys would only cost time on every check-out and check-in.
+#[derive(Clone, Copy, Debug, Default)]
+struct IdHasher(u64);
+
+impl IdHasher {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+}
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(Self::K);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(32) ^ n).wrapping_mul(Self::K);
+    }
+}
+
 /// What a check-out receives through its channel.
 struct Delivered<T> {
     conn: T,
@@ -133,10 +162,10 @@ struct Shared<T> {
     machine: PoolMachine,
     /// Connection objects the pool holds (available ones, and ones in transit under the lock),
     /// each with the interrupt signal of its last check-out, reused by the next one.
-    idle: HashMap<u64, (T, Option<Arc<InterruptSignal>>)>,
-    waiters: HashMap<RequestId, WaiterTx<T>>,
-    establishing: HashMap<u64, AbortHandle>,
-    in_use: HashMap<u64, Arc<InterruptSignal>>,
+    idle: IdMap<u64, (T, Option<Arc<InterruptSignal>>)>,
+    waiters: IdMap<RequestId, WaiterTx<T>>,
+    establishing: IdMap<u64, AbortHandle>,
+    in_use: IdMap<u64, Arc<InterruptSignal>>,
     /// Background connections whose error was already given to the error handler.
     reported: std::collections::HashSet<u64>,
     /// The check-out whose first poll holds the lock, and its outcome if the machine gave one at
@@ -223,10 +252,10 @@ impl<C: Connector> Pool<C> {
             background_error_handler: config.background_error_handler,
             shared: Mutex::new(Shared {
                 machine,
-                idle: HashMap::new(),
-                waiters: HashMap::new(),
-                establishing: HashMap::new(),
-                in_use: HashMap::new(),
+                idle: IdMap::default(),
+                waiters: IdMap::default(),
+                establishing: IdMap::default(),
+                in_use: IdMap::default(),
                 reported: Default::default(),
                 immediate: None,
             }),
