@@ -217,14 +217,7 @@ impl Decoder {
             &mut self.scratch,
             &mut self.decompressor,
         );
-        self.start += length;
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-            if self.buf.len() > SHRINK_ABOVE {
-                self.buf = Vec::new();
-            }
-        }
+        self.consume(length);
         if self.scratch.capacity() > SHRINK_ABOVE {
             self.scratch = Vec::new();
         }
@@ -249,12 +242,9 @@ impl Decoder {
         if let Some(bytes) = self.buf.get(self.start..self.start + take) {
             large.body.extend_from_slice(bytes);
         }
-        self.start += take;
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
-        if large.body.len() < large.len {
+        let complete = large.body.len() == large.len;
+        self.consume(take);
+        if !complete {
             return Ok(None);
         }
         let Some(LargeBody {
@@ -281,11 +271,33 @@ impl Decoder {
         }
     }
 
+    /// Marks `n` buffered bytes as used; once none are left, starts over at the front of the
+    /// buffer, releasing it if it grew large.
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            if self.buf.len() > SHRINK_ABOVE {
+                self.buf = Vec::new();
+            }
+        }
+    }
+
     /// Bytes still missing from the message whose header is buffered (0 if none or invalid).
+    /// For a large OP_MSG whose start is not buffered yet, only the bytes needed to tell whether
+    /// it can be received straight into its body (see [`large_body`]).
     fn pending_need(&self) -> usize {
         let avail = &self.buf[self.start..self.end];
         match Header::parse(avail) {
             Some(h) => match check_header(&h, self.max_message_size) {
+                Ok(length)
+                    if length > LARGE_ABOVE
+                        && h.op_code == OpCode::Msg as i32
+                        && avail.len() < BODY_OFFSET + 4 =>
+                {
+                    BODY_OFFSET + 4 - avail.len()
+                }
                 Ok(length) => length.saturating_sub(avail.len()),
                 Err(_) => 0,
             },
@@ -759,6 +771,38 @@ mod tests {
         assert!(matches!(d.decode(), Ok(Some(_))));
         assert_eq!(d.buffered(), 0);
         assert!(d.large.is_none());
+    }
+
+    #[test]
+    fn a_large_message_whose_header_arrives_alone_does_not_grow_the_buffer() {
+        let msg = big_msg(2 * 1024 * 1024, MsgFlags::empty());
+        let bytes = encoded(&msg);
+        let mut d = Decoder::new(DEFAULT_MAX_MESSAGE_SIZE);
+        for chunk in [&bytes[..HEADER_LEN], &bytes[HEADER_LEN..HEADER_LEN + 3]] {
+            d.feed(chunk);
+            assert_eq!(d.decode(), Ok(None));
+        }
+        // Only what is needed to see the body's start is asked for, not the whole message.
+        assert_eq!(d.pending_need(), BODY_OFFSET + 4 - HEADER_LEN - 3);
+        let (out, max_buf) = (|| {
+            let mut rest = &bytes[HEADER_LEN + 3..];
+            let mut max_buf = 0;
+            while !rest.is_empty() {
+                let spare = d.spare(16 * 1024);
+                let n = spare.len().min(rest.len()).min(100_000);
+                spare[..n].copy_from_slice(&rest[..n]);
+                d.commit(n);
+                rest = &rest[n..];
+                max_buf = max_buf.max(d.buf.len());
+                if let Some(m) = d.decode().unwrap() {
+                    return (Some(m), max_buf);
+                }
+            }
+            (None, max_buf)
+        })();
+        assert_eq!(out, Some(msg));
+        assert!(max_buf <= LARGE_CHUNK, "buffer grew to {max_buf}");
+        assert_eq!(d.buffered(), 0);
     }
 
     #[test]
