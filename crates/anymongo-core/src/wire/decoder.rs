@@ -15,8 +15,8 @@ const INITIAL_CAPACITY: usize = 16 * 1024;
 /// Buffers grown past this are released once empty (so one large message does not pin memory
 /// on an idle connection).
 const SHRINK_ABOVE: usize = 1024 * 1024;
-/// An OP_MSG longer than this whose only section is its kind-0 body is received straight into
-/// the body's own buffer (see [`LargeBody`]).
+/// A message longer than this is received into a buffer of its own (see [`LargeBody`]), not
+/// into the decoder's buffer.
 const LARGE_ABOVE: usize = 256 * 1024;
 /// While a large body is received, socket reads land in a buffer region of about this size
 /// (small enough to stay in cache) before they are appended to the body.
@@ -24,17 +24,21 @@ const LARGE_CHUNK: usize = 256 * 1024;
 /// Header, flags and section kind: where an OP_MSG's kind-0 body starts.
 const BODY_OFFSET: usize = HEADER_LEN + 4 + 1;
 
-/// A large OP_MSG whose only section is its kind-0 body, being received.
+/// A large message being received.
 ///
-/// Its bytes are appended to `body`, allocated once at the body's length and never zero-filled:
-/// when complete, `body` is the reply document itself, with no copy of the multi-megabyte
-/// message out of the decoder's buffer (socket reads go through the decoder's small buffer,
-/// which stays in cache).
+/// Its bytes are appended to `body`, allocated once at its final length and never zero-filled
+/// (socket reads go through the decoder's small buffer, which stays in cache), so the decoder's
+/// buffer never grows to a large message's size: nothing multi-megabyte is zero-filled, nor
+/// kept on an idle connection. For an OP_MSG whose only section is its kind-0 body (a large
+/// reply batch), `body` holds only that document: when complete it *is* the reply document,
+/// never copied. Any other message is received whole and parsed as usual.
 #[derive(Debug)]
 struct LargeBody {
     header: Header,
-    flags: MsgFlags,
-    /// The body's bytes so far; its length when complete is `len`.
+    /// `Some` for a body-only OP_MSG (then `body` starts at [`BODY_OFFSET`] of the message),
+    /// `None` for a whole message.
+    flags: Option<MsgFlags>,
+    /// The bytes so far; `len` of them when complete.
     body: Vec<u8>,
     len: usize,
 }
@@ -164,10 +168,9 @@ impl Decoder {
     /// Bytes buffered that have not been returned as messages yet. Non-zero when a connection's
     /// read was abandoned mid-message: such a connection cannot be reused.
     pub fn buffered(&self) -> usize {
-        let large = self
-            .large
-            .as_ref()
-            .map_or(0, |l| BODY_OFFSET + l.body.len());
+        let large = self.large.as_ref().map_or(0, |l| {
+            l.body.len() + if l.flags.is_some() { BODY_OFFSET } else { 0 }
+        });
         large + self.buffered_in_buf()
     }
 
@@ -201,12 +204,21 @@ impl Decoder {
             Err(e) => return Err(self.poison(e)),
         };
         let Some(bytes) = avail.get(..length) else {
-            if length > LARGE_ABOVE {
-                if let Some(large) = large_body(&header, avail, length) {
+            // Whether it is a body-only OP_MSG can be told once its first section's start is in.
+            let decided = header.op_code != OpCode::Msg as i32 || avail.len() >= BODY_OFFSET + 4;
+            if length > LARGE_ABOVE && decided {
+                let large = large_body(&header, avail, length).unwrap_or_else(|| LargeBody {
+                    header,
+                    flags: None,
+                    // The length was checked against the maximum message size.
+                    body: Vec::with_capacity(length),
+                    len: length,
+                });
+                if large.flags.is_some() {
                     self.start += BODY_OFFSET;
-                    self.large = Some(large);
-                    return self.decode_large();
                 }
+                self.large = Some(large);
+                return self.decode_large();
             }
             return Ok(None);
         };
@@ -256,6 +268,22 @@ impl Decoder {
         else {
             return Ok(None);
         };
+        let Some(flags) = flags else {
+            let result = parse_message(
+                &header,
+                &body,
+                self.max_message_size,
+                &mut self.scratch,
+                &mut self.decompressor,
+            );
+            if self.scratch.capacity() > SHRINK_ABOVE {
+                self.scratch = Vec::new();
+            }
+            return match result {
+                Ok(msg) => Ok(Some(msg)),
+                Err(e) => Err(self.poison(e)),
+            };
+        };
         match RawDocumentBuf::from_bytes(body) {
             Ok(body) => Ok(Some(Message {
                 request_id: header.request_id,
@@ -286,7 +314,8 @@ impl Decoder {
 
     /// Bytes still missing from the message whose header is buffered (0 if none or invalid).
     /// For a large OP_MSG whose start is not buffered yet, only the bytes needed to tell whether
-    /// it can be received straight into its body (see [`large_body`]).
+    /// it can be received straight into its body (see [`large_body`]); a large message already
+    /// being received needs none here (it is read in chunks).
     fn pending_need(&self) -> usize {
         let avail = &self.buf[self.start..self.end];
         match Header::parse(avail) {
@@ -330,11 +359,11 @@ fn check_header(h: &Header, max: usize) -> Result<usize, WireError> {
     Ok(length)
 }
 
-/// A [`LargeBody`] for the partly received message of `length` bytes (header checked) that
-/// starts `avail`, if it is an OP_MSG whose only section is its kind-0 body and which has no
-/// checksum: then the body is everything after [`BODY_OFFSET`], and parsing the whole message
-/// would accept exactly what [`RawDocumentBuf::from_bytes`] accepts of the body. Any other
-/// message (or one whose start is not buffered yet) is left to the ordinary path.
+/// A body-only [`LargeBody`] for the partly received message of `length` bytes (header
+/// checked) that starts `avail`, if it is an OP_MSG whose only section is its kind-0 body and
+/// which has no checksum: then the body is everything after [`BODY_OFFSET`], and parsing the
+/// whole message would accept exactly what [`RawDocumentBuf::from_bytes`] accepts of the body.
+/// Any other message (or one whose start is not buffered yet) is received whole and parsed.
 fn large_body(header: &Header, avail: &[u8], length: usize) -> Option<LargeBody> {
     if header.op_code != OpCode::Msg as i32 {
         return None;
@@ -350,7 +379,7 @@ fn large_body(header: &Header, avail: &[u8], length: usize) -> Option<LargeBody>
     }
     Some(LargeBody {
         header: *header,
-        flags,
+        flags: Some(flags),
         // The length was checked against the maximum message size.
         body: Vec::with_capacity(len),
         len,
@@ -823,7 +852,7 @@ mod tests {
     }
 
     #[test]
-    fn large_messages_with_a_checksum_or_a_sequence_take_the_ordinary_path() {
+    fn large_messages_with_a_checksum_or_a_sequence_are_received_whole_then_parsed() {
         let with_checksum = big_msg(LARGE_ABOVE * 2, MsgFlags::CHECKSUM_PRESENT);
         let Body::Msg(m) = big_msg(LARGE_ABOVE * 2, MsgFlags::empty()).body else {
             unreachable!()
@@ -833,9 +862,34 @@ mod tests {
             Body::Msg(m.with_sequence("documents", vec![rawdoc! { "a": 1 }])),
         );
         for msg in [with_checksum, with_sequence] {
-            let (out, _) = decode_in_reads(&encoded(&msg), 50_000);
+            let (out, max_buf) = decode_in_reads(&encoded(&msg), 50_000);
             assert_eq!(out, vec![Ok(msg)]);
+            assert!(max_buf <= LARGE_CHUNK, "buffer grew to {max_buf}");
         }
+    }
+
+    #[test]
+    fn a_large_compressed_message_is_received_whole_then_decompressed() {
+        // Pseudo-random bytes, so that the compressed message stays large.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let bytes: Vec<u8> = (0..LARGE_ABOVE * 2)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let body = rawdoc! { "data": Binary { subtype: BinarySubtype::Generic, bytes } };
+        let msg = Message::new(12, Body::Msg(OpMsg::new(body)));
+        let mut wire = Vec::new();
+        encode(&msg, Some(&crate::options::Compressor::Snappy), &mut wire).expect("encode");
+        assert!(wire.len() > LARGE_ABOVE);
+        let (out, max_buf) = decode_in_reads(&wire, 70_000);
+        let mut expected = msg;
+        expected.compressor_id = Some(compression::SNAPPY_ID);
+        assert_eq!(out, vec![Ok(expected)]);
+        assert!(max_buf <= LARGE_CHUNK, "buffer grew to {max_buf}");
     }
 
     /// The large path rejects exactly what the ordinary parse rejects, with the same error.
