@@ -266,13 +266,6 @@ pub fn check_ok(reply: &RawDocument) -> Result<()> {
 /// before it by their lengths alone (a reply's `ok` usually comes last). `false` means "not
 /// certainly": the caller then reads the document the general way.
 fn ok_is_one(b: &[u8]) -> bool {
-    fn i32_at(b: &[u8], pos: usize) -> Option<usize> {
-        let s = b.get(pos..pos.checked_add(4)?)?;
-        usize::try_from(i32::from_le_bytes([s[0], s[1], s[2], s[3]])).ok()
-    }
-    fn after_cstring(b: &[u8], pos: usize) -> Option<usize> {
-        Some(pos + b.get(pos..)?.iter().position(|&c| c == 0)? + 1)
-    }
     let scan = || -> Option<bool> {
         let end = b.len().checked_sub(1)?;
         let mut pos = 4;
@@ -303,34 +296,7 @@ fn ok_is_one(b: &[u8]) -> bool {
                     _ => false,
                 });
             }
-            let size = match kind {
-                0x01 | 0x09 | 0x11 | 0x12 => 8,
-                0x10 => 4,
-                0x13 => 16,
-                0x07 => 12,
-                0x08 => 1,
-                0x06 | 0x0A | 0xFF | 0x7F => 0,
-                0x02 | 0x0D | 0x0E => {
-                    // A string must end in its NUL.
-                    let len = i32_at(b, value)?;
-                    let size = 4usize.checked_add(len)?;
-                    if len == 0 || b.get(value + size - 1) != Some(&0) {
-                        return None;
-                    }
-                    size
-                }
-                0x03 | 0x04 | 0x0F => {
-                    let len = i32_at(b, value)?;
-                    if len < 5 || b.get(value + len - 1) != Some(&0) {
-                        return None;
-                    }
-                    len
-                }
-                0x05 => 5usize.checked_add(i32_at(b, value)?)?,
-                0x0C => 16usize.checked_add(i32_at(b, value)?)?,
-                0x0B => after_cstring(b, after_cstring(b, value)?)? - value,
-                _ => return None,
-            };
+            let size = crate::wire::element_value_len(b, kind, value)?;
             pos = value.checked_add(size)?;
         }
         None

@@ -54,6 +54,7 @@ use bson::{Document, RawDocumentBuf};
 pub use bson_encode::write_document;
 pub use decoder::Decoder;
 pub use encode::{encode, encode_command, encode_op_msg, CommandBody, DocumentSequenceRef};
+pub(crate) use validate::element_value_len;
 pub use validate::validate_document;
 
 /// The default maximum size of a message (the server's default `maxMessageSizeBytes`).

@@ -1150,3 +1150,49 @@ fn encode_op_msg_from_parts_equals_encoding_the_message() {
         }
     }
 }
+
+#[test]
+fn element_value_len_walks_every_element_type_and_never_panics() {
+    use bson::spec::BinarySubtype;
+    let d = doc! {
+        "double": 1.5, "string": "héllo", "doc": { "a": 1 }, "array": [1, "x"],
+        "binary": bson::Binary { subtype: BinarySubtype::Generic, bytes: vec![1, 2, 3] },
+        "undefined": Bson::Undefined, "oid": bson::oid::ObjectId::new(), "bool": true,
+        "date": bson::DateTime::from_millis(5), "null": Bson::Null,
+        "regex": bson::Regex { pattern: "a.*".try_into().unwrap(), options: "i".try_into().unwrap() },
+        "code": Bson::JavaScriptCode("f()".into()),
+        "symbol": Bson::Symbol("s".into()),
+        "scope": Bson::JavaScriptCodeWithScope(bson::JavaScriptCodeWithScope {
+            code: "g()".into(), scope: doc! { "x": 1 },
+        }),
+        "int": 7, "ts": bson::Timestamp { time: 1, increment: 2 }, "long": 8i64,
+        "dec": bson::Decimal128::from_bytes([0; 16]), "min": Bson::MinKey, "max": Bson::MaxKey,
+    };
+    let raw = RawDocumentBuf::try_from(&d).unwrap();
+    let b = raw.as_bytes();
+    // Walking by lengths alone visits exactly the elements the bson crate sees, in order.
+    let walk = |b: &[u8]| -> Option<Vec<String>> {
+        let (mut pos, end, mut keys) = (4, b.len().checked_sub(1)?, Vec::new());
+        while pos < end {
+            let kind = *b.get(pos)?;
+            let n = b.get(pos + 1..)?.iter().position(|&c| c == 0)?;
+            keys.push(String::from_utf8(b.get(pos + 1..pos + 1 + n)?.to_vec()).ok()?);
+            let value = pos + 1 + n + 1;
+            pos = value + element_value_len(b, kind, value)?;
+        }
+        (pos == end).then_some(keys)
+    };
+    let expected: Vec<String> = d.keys().cloned().collect();
+    assert_eq!(walk(b), Some(expected));
+    // Truncated or corrupted bytes give `None` or some walk, never a panic.
+    for cut in 0..b.len() {
+        let _ = walk(&b[..cut]);
+    }
+    for i in 0..b.len() {
+        for v in [0u8, 1, 0x7f, 0xff] {
+            let mut c = b.to_vec();
+            c[i] = v;
+            let _ = walk(&c);
+        }
+    }
+}

@@ -40,6 +40,51 @@ fn validate_with_bson(bytes: &[u8]) -> Result<(), WireError> {
     Ok(())
 }
 
+/// The length of the value of an element of BSON type `kind` that starts at `at` in `b`, read
+/// from the type and the value's length prefix alone: no UTF-8 or nested check, but strings must
+/// end in their NUL and embedded documents in theirs. `None` for an unknown type, a length that
+/// does not fit `b`, or a missing terminator. For walks that skip over elements by their lengths
+/// (the caller decides what a `None` means, usually "read it the general way").
+pub(crate) fn element_value_len(b: &[u8], kind: u8, at: usize) -> Option<usize> {
+    let prefixed = |extra: usize| -> Option<usize> {
+        usize::try_from(i32_at(b, at)?).ok()?.checked_add(extra)
+    };
+    let ends_in_nul = |len: usize| {
+        at.checked_add(len)
+            .and_then(|end| end.checked_sub(1))
+            .and_then(|last| b.get(last))
+            == Some(&0)
+    };
+    let after_cstring = |from: usize| Some(from + b.get(from..)?.iter().position(|&c| c == 0)? + 1);
+    let len = match kind {
+        0x01 | 0x09 | 0x11 | 0x12 => 8,
+        0x10 => 4,
+        0x13 => 16,
+        0x07 => 12,
+        0x08 => 1,
+        0x06 | 0x0A | 0xFF | 0x7F => 0,
+        0x02 | 0x0D | 0x0E => {
+            let len = prefixed(4)?;
+            if len == 4 || !ends_in_nul(len) {
+                return None;
+            }
+            len
+        }
+        0x03 | 0x04 | 0x0F => {
+            let len = prefixed(0)?;
+            if len < 5 || !ends_in_nul(len) {
+                return None;
+            }
+            len
+        }
+        0x05 => prefixed(5)?,
+        0x0C => prefixed(16)?,
+        0x0B => after_cstring(after_cstring(at)?)? - at,
+        _ => return None,
+    };
+    (at.checked_add(len)? <= b.len()).then_some(len)
+}
+
 fn bson_err(e: bson::error::Error) -> WireError {
     WireError::InvalidBson(e.to_string())
 }

@@ -193,24 +193,7 @@ fn certainly_lacks_top_level_id(b: &[u8]) -> bool {
                 return Some(false);
             }
             let value = pos + 1 + key_len + 1;
-            let size = match kind {
-                0x01 | 0x09 | 0x11 | 0x12 => 8,
-                0x10 => 4,
-                0x13 => 16,
-                0x07 => 12,
-                0x08 => 1,
-                0x06 | 0x0A | 0xFF | 0x7F => 0,
-                0x02 | 0x0D | 0x0E => 4usize.checked_add(i32_at(b, value)?)?,
-                0x03 | 0x04 | 0x0F => i32_at(b, value)?,
-                0x05 => 5usize.checked_add(i32_at(b, value)?)?,
-                0x0C => 16usize.checked_add(i32_at(b, value)?)?,
-                0x0B => {
-                    let pattern = cstring_len(b, value, end)?;
-                    let options = cstring_len(b, value + pattern + 1, end)?;
-                    pattern + 1 + options + 1
-                }
-                _ => return None,
-            };
+            let size = crate::wire::element_value_len(b, kind, value)?;
             pos = value.checked_add(size)?;
         }
         (pos == end).then_some(true)
