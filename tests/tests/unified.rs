@@ -1,5 +1,6 @@
 //! The CRUD unified-format spec tests (`$ANYMONGO_SPECS/crud/tests/unified`, default
-//! `<repo>/../shared/specs`) on the anymongo client, on tokio's multi-thread runtime, against
+//! `<repo>/../shared/specs`) on the anymongo client, on every runtime configuration of the
+//! conformance suite (each test is reported as `runtime: file/description`), against
 //! `ANYMONGO_URI` (run under `ci/with-server`) and, for files that configure fail points, the
 //! testkit fake server.
 //!
@@ -10,7 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anymongo_tests::unified::{run_suite, Suite};
+use anymongo_tests::unified::{run_suite, Report, Suite};
+use anymongo_tests::{harness, Outcome};
 
 fn specs_root() -> PathBuf {
     match std::env::var_os("ANYMONGO_SPECS") {
@@ -25,37 +27,38 @@ fn main() -> ExitCode {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start tokio: {e}");
+    // The same suite on every runtime configuration; each test is named `runtime: file/test`.
+    let mut report = Report::default();
+    for harness in harness::ALL {
+        let filters = filters.clone();
+        let db_prefix = format!("anymongo_unified_{}_", harness.name.replace('-', "_"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        (harness.run)(Box::new(move |runtime| {
+            Box::pin(async move {
+                let suite = Suite {
+                    root: specs_root().join("crud/tests/unified"),
+                    uri: anymongo_tests::server_uri(),
+                    runtime,
+                    filters,
+                    db_prefix,
+                };
+                let _ = tx.send(run_suite(&suite).await);
+                Outcome::Pass
+            })
+        }));
+        let Ok(one) = rx.recv() else {
+            eprintln!("the unified suite did not finish on {}", harness.name);
             return ExitCode::FAILURE;
-        }
-    };
-    let report = runtime.block_on(async {
-        let rt = match anymongo_tokio::TokioRuntime::current() {
-            Ok(rt) => rt,
-            Err(e) => {
-                eprintln!("no tokio runtime handle: {e}");
-                return None;
-            }
         };
-        let suite = Suite {
-            root: specs_root().join("crud/tests/unified"),
-            uri: anymongo_tests::server_uri(),
-            runtime: rt,
-            filters,
-            db_prefix: "anymongo_unified_".to_string(),
-        };
-        Some(run_suite(&suite).await)
-    });
-    let Some(report) = report else {
-        return ExitCode::FAILURE;
-    };
+        let name = |test: String| format!("{}: {test}", harness.name);
+        report.passed.extend(one.passed.into_iter().map(name));
+        report
+            .failed
+            .extend(one.failed.into_iter().map(|(t, m)| (name(t), m)));
+        report
+            .skipped
+            .extend(one.skipped.into_iter().map(|(t, r)| (name(t), r)));
+    }
     report.print();
     if report.failed.is_empty() {
         ExitCode::SUCCESS
