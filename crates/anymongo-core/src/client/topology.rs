@@ -1486,7 +1486,6 @@ mod tests {
     fn monitoring_mode_decides_streaming() {
         assert!(streaming_enabled(ServerMonitoringMode::Stream));
         assert!(!streaming_enabled(ServerMonitoringMode::Poll));
-        assert_eq!(streaming_enabled(ServerMonitoringMode::Auto), !is_faas());
     }
 
     fn secs(s: f64) -> Duration {

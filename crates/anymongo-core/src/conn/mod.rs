@@ -113,8 +113,13 @@ impl Connection {
 
     /// Records the handshake's outcome: limits and the negotiated compressor.
     pub fn set_description(&mut self, description: StreamDescription) {
-        self.decoder
-            .set_max_message_size(description.max_message_size_bytes as usize);
+        // A nonsensical limit from the server (negative, or too small for a header) keeps the
+        // default rather than lifting the decoder's bound.
+        let max = usize::try_from(description.max_message_size_bytes)
+            .ok()
+            .filter(|&n| n >= wire::HEADER_LEN)
+            .unwrap_or(wire::DEFAULT_MAX_MESSAGE_SIZE);
+        self.decoder.set_max_message_size(max);
         self.compressor = description.compressor;
         self.description = Some(Arc::new(description));
     }

@@ -337,7 +337,7 @@ impl Operation for GetMore {
             body.insert("batchSize", i64::from(n));
         }
         if let Some(t) = self.max_time {
-            body.insert("maxTimeMS", t.as_millis() as i64);
+            body.insert("maxTimeMS", crate::operation::millis(t));
         }
         if let Some(c) = &self.comment {
             body.insert("comment", c.clone());

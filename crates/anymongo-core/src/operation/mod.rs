@@ -170,7 +170,10 @@ pub fn read_preference_document(rp: &ReadPreference) -> Document {
         doc.insert("tags", sets);
     }
     if let Some(ms) = rp.max_staleness {
-        doc.insert("maxStalenessSeconds", ms.as_secs() as i64);
+        doc.insert(
+            "maxStalenessSeconds",
+            i64::try_from(ms.as_secs()).unwrap_or(i64::MAX),
+        );
     }
     if let Some(hedge) = rp.hedge {
         doc.insert("hedge", bson::doc! { "enabled": hedge });
@@ -201,6 +204,13 @@ pub trait Operation {
     fn read_preference(&self) -> Option<&ReadPreference> {
         None
     }
+}
+
+/// A duration as whole milliseconds for a command field (`maxTimeMS`, `wtimeout`), saturating
+/// at `i64::MAX` instead of wrapping for durations no command could mean (the server then
+/// rejects or caps it).
+pub(crate) fn millis(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Reads a numeric field as `f64` (`ok` may be int, long, double or bool).

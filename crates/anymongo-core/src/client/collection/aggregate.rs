@@ -70,7 +70,7 @@ impl AggregateOptions {
             d.insert("hint", v.clone());
         }
         if let Some(v) = self.max_time {
-            d.insert("maxTimeMS", v.as_millis() as i64);
+            d.insert("maxTimeMS", crate::operation::millis(v));
         }
         if let Some(v) = &self.let_vars {
             d.insert("let", v.clone());

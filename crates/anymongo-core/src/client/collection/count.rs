@@ -149,7 +149,7 @@ impl CountOptions {
             d.insert("hint", v.clone());
         }
         if let Some(v) = self.max_time {
-            d.insert("maxTimeMS", v.as_millis() as i64);
+            d.insert("maxTimeMS", crate::operation::millis(v));
         }
         if let Some(v) = &self.comment {
             d.insert("comment", v.clone());
@@ -165,7 +165,7 @@ impl EstimatedDocumentCountOptions {
     fn to_command_fields(&self, handle_rc: Option<&ReadConcern>) -> Document {
         let mut d = Document::new();
         if let Some(v) = self.max_time {
-            d.insert("maxTimeMS", v.as_millis() as i64);
+            d.insert("maxTimeMS", crate::operation::millis(v));
         }
         if let Some(v) = &self.comment {
             d.insert("comment", v.clone());

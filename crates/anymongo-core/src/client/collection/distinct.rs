@@ -90,7 +90,7 @@ impl DistinctOptions {
             d.insert("hint", v.clone());
         }
         if let Some(v) = self.max_time {
-            d.insert("maxTimeMS", v.as_millis() as i64);
+            d.insert("maxTimeMS", crate::operation::millis(v));
         }
         if let Some(rc) = read_concern_document(self.read_concern.as_ref(), handle_rc) {
             d.insert("readConcern", rc);

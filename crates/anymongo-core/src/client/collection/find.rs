@@ -91,7 +91,7 @@ impl FindOptions {
             d.insert("comment", v.clone());
         }
         if let Some(v) = self.max_time {
-            d.insert("maxTimeMS", v.as_millis() as i64);
+            d.insert("maxTimeMS", crate::operation::millis(v));
         }
         if let Some(v) = self.allow_disk_use {
             d.insert("allowDiskUse", v);

@@ -99,7 +99,8 @@ impl IndexOptions {
         put("background", self.background.map(Bson::Boolean));
         put(
             "expireAfterSeconds",
-            self.expire_after.map(|t| Bson::Int64(t.as_secs() as i64)),
+            self.expire_after
+                .map(|t| Bson::Int64(i64::try_from(t.as_secs()).unwrap_or(i64::MAX))),
         );
         put("sparse", self.sparse.map(Bson::Boolean));
         put(
@@ -126,16 +127,13 @@ impl IndexOptions {
             "language_override",
             self.language_override.clone().map(Bson::String),
         );
-        put(
-            "textIndexVersion",
-            self.text_index_version.map(|v| Bson::Int32(v as i32)),
-        );
+        put("textIndexVersion", self.text_index_version.map(int32_or_64));
         put("weights", self.weights.clone().map(Bson::Document));
         put(
             "2dsphereIndexVersion",
-            self.sphere_2d_index_version.map(|v| Bson::Int32(v as i32)),
+            self.sphere_2d_index_version.map(int32_or_64),
         );
-        put("bits", self.bits.map(|v| Bson::Int32(v as i32)));
+        put("bits", self.bits.map(int32_or_64));
         put("max", self.max.map(Bson::Double));
         put("min", self.min.map(Bson::Double));
         put(
@@ -442,7 +440,7 @@ fn common_fields(
 ) -> Document {
     let mut d = Document::new();
     if let Some(t) = max_time {
-        d.insert("maxTimeMS", t.as_millis() as i64);
+        d.insert("maxTimeMS", crate::operation::millis(t));
     }
     if let Some(wc) = write_concern_document(wc) {
         d.insert("writeConcern", wc);
@@ -800,6 +798,12 @@ impl<'a, T: Send + Sync> IntoFuture for ListIndexNames<'a, T> {
             Ok(names)
         })
     }
+}
+
+/// A `u32` option as BSON: an int32 when it fits (as the official driver sends it), else an
+/// int64 rather than a wrapped negative number.
+fn int32_or_64(v: u32) -> Bson {
+    i32::try_from(v).map_or(Bson::Int64(i64::from(v)), Bson::Int32)
 }
 
 #[cfg(test)]

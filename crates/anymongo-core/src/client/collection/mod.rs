@@ -221,7 +221,7 @@ pub(crate) fn write_concern_document(wc: Option<&WriteConcern>) -> Option<Docume
         d.insert("j", j);
     }
     if let Some(t) = wc.w_timeout {
-        d.insert("wtimeout", t.as_millis() as i64);
+        d.insert("wtimeout", crate::operation::millis(t));
     }
     Some(d)
 }
