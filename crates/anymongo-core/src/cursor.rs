@@ -74,9 +74,6 @@ impl CursorState {
     }
 }
 
-/// Decodes raw BSON into a `T` without serde, or declines (`None`).
-type FastDecode<T> = fn(&[u8]) -> Option<T>;
-
 /// A stream of `T`s from a server cursor.
 pub struct Cursor<T> {
     client: Client,
@@ -86,8 +83,6 @@ pub struct Cursor<T> {
     get_more: Option<BoxFuture<'static, Result<CursorInfo>>>,
     /// Where, in the buffered batch, the (validated) document [`Cursor::advance`] moved to is.
     current: Option<(usize, usize)>,
-    /// A decoder that skips serde, when `T` is [`bson::Document`] (see [`fast_decode`]).
-    fast: Option<FastDecode<T>>,
     _marker: PhantomData<fn() -> T>,
 }
 
@@ -99,9 +94,16 @@ fn cast<U: 'static, T: 'static>(value: U) -> Option<T> {
         .and_then(Option::take)
 }
 
-/// Validates one (unvalidated) batch document and turns it into a `T`: copied out as is when `T`
-/// is `RawDocumentBuf`, else deserialized. A malformed document is an `InvalidResponse` error.
+/// Validates one (unvalidated) batch document and turns it into a `T`: a `bson::Document` by the
+/// one-pass decoder (which validates everything it accepts), copied out as is when `T` is
+/// `RawDocumentBuf`, else deserialized. A malformed document is an `InvalidResponse` error.
 pub(crate) fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T> {
+    if TypeId::of::<T>() == TypeId::of::<bson::Document>() {
+        if let Some(doc) = fast_decode::document(bytes).and_then(cast) {
+            return Ok(doc);
+        }
+    }
+    // Declined by the one-pass decoder, or another type: validated, then the general path.
     validate_document(bytes)?;
     if TypeId::of::<T>() == TypeId::of::<RawDocumentBuf>() {
         let raw = RawDocumentBuf::from_bytes(bytes.to_vec())
@@ -135,7 +137,6 @@ impl<T> Cursor<T> {
             options,
             get_more: None,
             current: None,
-            fast: None,
             _marker: PhantomData,
         })
     }
@@ -192,18 +193,6 @@ impl<T> Cursor<T> {
         Ok(span)
     }
 
-    /// Decodes documents straight from raw BSON when `T` is [`bson::Document`] (the common
-    /// case), instead of through serde.
-    pub(crate) fn with_fast_documents(mut self) -> Self
-    where
-        T: 'static,
-    {
-        if std::any::TypeId::of::<T>() == std::any::TypeId::of::<bson::Document>() {
-            self.fast = Some(|bytes| cast(fast_decode::document(bytes)?));
-        }
-        self
-    }
-
     /// The server's id for this cursor; 0 once it is exhausted.
     pub fn id(&self) -> i64 {
         self.state.id
@@ -233,7 +222,6 @@ impl<T> Cursor<T> {
             options: self.options.clone(),
             get_more: self.get_more.take(),
             current: self.current.take(),
-            fast: None,
             _marker: PhantomData,
         }
     }
@@ -341,13 +329,7 @@ impl<T: DeserializeOwned + 'static> Stream for Cursor<T> {
                     Ok(span) => span,
                     Err(e) => return Poll::Ready(Some(Err(e))),
                 };
-                let bytes = this.state.buffer.slice(span);
-                // The one-pass decoder validates everything it accepts; when it declines,
-                // `decode` validates before the general path.
-                if let Some(value) = this.fast.and_then(|fast| fast(bytes)) {
-                    return Poll::Ready(Some(Ok(value)));
-                }
-                Poll::Ready(Some(decode::<T>(bytes)))
+                Poll::Ready(Some(decode::<T>(this.state.buffer.slice(span))))
             }
         }
     }
@@ -452,11 +434,7 @@ mod tests {
         let mut info = CursorInfo::parse(reply)?;
         let mut out = Vec::new();
         while let Some(bytes) = info.batch.pop_front() {
-            let doc = match fast_decode::document(bytes) {
-                Some(d) => d,
-                None => decode::<Document>(bytes)?,
-            };
-            out.push(doc);
+            out.push(decode::<Document>(bytes)?);
         }
         Ok(out)
     }

@@ -268,7 +268,6 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Find<'_, T> {
         };
         let (address, info) = coll.db.client().execute_with_address(op).await?;
         Cursor::new(coll.db.client().clone(), address, info, cursor_options)
-            .map(Cursor::with_fast_documents)
     }
 }
 
