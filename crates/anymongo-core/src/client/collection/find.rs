@@ -240,13 +240,11 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Find<'_, T> {
         // The whole command body in one document (no options document merged in later).
         let mut body = doc! { "find": coll.name.as_str(), "filter": self.filter };
         self.options.append_command_fields(&mut body)?;
-        let read_concern = self
-            .options
-            .read_concern
-            .as_ref()
-            .or(coll.read_concern.as_ref());
-        if let Some(level) = read_concern.and_then(|rc| rc.level.as_ref()) {
-            body.insert("readConcern", doc! { "level": level.as_str() });
+        if let Some(rc) = super::aggregate::read_concern_document(
+            self.options.read_concern.as_ref(),
+            coll.read_concern.as_ref(),
+        ) {
+            body.insert("readConcern", rc);
         }
         let op = FindOp::from_body(
             coll.db.name(),

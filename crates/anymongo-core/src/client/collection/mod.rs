@@ -173,15 +173,11 @@ pub(crate) fn with_id<T: Serialize>(doc: &T) -> Result<(RawDocumentBuf, Bson)> {
 /// their lengths alone, without decoding keys or values. `false` means "has one, or not
 /// certain" (the caller then reads it the general way).
 fn certainly_lacks_top_level_id(b: &[u8]) -> bool {
-    fn i32_at(b: &[u8], at: usize) -> Option<usize> {
-        let bytes = b.get(at..at.checked_add(4)?)?;
-        usize::try_from(i32::from_le_bytes(bytes.try_into().ok()?)).ok()
-    }
     fn cstring_len(b: &[u8], from: usize, end: usize) -> Option<usize> {
         b.get(from..end)?.iter().position(|&c| c == 0)
     }
     let scan = || -> Option<bool> {
-        if i32_at(b, 0)? != b.len() || b.last() != Some(&0) {
+        if usize::try_from(crate::wire::read_i32(b, 0)?).ok()? != b.len() || b.last() != Some(&0) {
             return None;
         }
         let end = b.len() - 1;
