@@ -832,27 +832,35 @@ pub async fn socket_timeout_closes_connection(env: Env) -> Outcome {
 }
 
 /// A reply cut short, garbage, an oversized header or a closed socket: the operation fails with
-/// a typed error, the connection is closed rather than pooled, and the next operation works.
+/// a typed error (I/O for a closed socket, an invalid response for bytes that are no message),
+/// is not retried, the connection is closed rather than pooled, and the next operation works.
 pub async fn broken_replies_never_reach_the_pool(env: Env) -> Outcome {
     let server = FakeServer::builder().start();
     let uri = with(&server.uri(), "heartbeatFrequencyMS=60000");
     let (client, recorder) = client_with_events(&env, &uri);
     ping(&client).await.expect("first ping");
-    for fault in [
-        FaultAction::CloseAfterHalf,
-        FaultAction::Garbage,
-        FaultAction::OversizedHeader,
-        FaultAction::CloseBeforeReply,
+    for (fault, io) in [
+        (FaultAction::CloseAfterHalf, true),
+        (FaultAction::Garbage, false),
+        (FaultAction::OversizedHeader, false),
+        (FaultAction::CloseBeforeReply, true),
     ] {
         recorder.clear();
+        let pings_before = server.commands_named("ping").len();
         server.fail_point(FailPoint::new(Times::N(1), ["ping"], fault.clone()));
         let err = ping(&client).await.expect_err("a broken reply must fail");
-        assert!(
-            matches!(
-                err.kind(),
-                ErrorKind::Io(_) | ErrorKind::InvalidResponse { .. }
-            ),
-            "{fault:?}: {err}"
+        if io {
+            assert!(matches!(err.kind(), ErrorKind::Io(_)), "{fault:?}: {err}");
+        } else {
+            assert!(
+                matches!(err.kind(), ErrorKind::InvalidResponse { .. }),
+                "{fault:?}: {err}"
+            );
+        }
+        assert_eq!(
+            server.commands_named("ping").len(),
+            pings_before + 1,
+            "{fault:?}: a ping is not retried"
         );
         let used = recorder.command_connection_ids();
         let broken = *used.first().expect("the ping's connection");

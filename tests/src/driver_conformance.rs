@@ -189,49 +189,6 @@ pub async fn command_error_is_typed(env: Env) -> Outcome {
     Outcome::Pass
 }
 
-/// Runs ping, then ping under `action` (expecting an error of kind `expected`), then ping again:
-/// the fault is a typed error and the next operation succeeds on a new connection.
-async fn fault_then_recover(env: Env, action: FaultAction, expected: &str) -> Outcome {
-    let server = fake_server();
-    let client = fake_client(&env, &server);
-    ping(&client).await.expect("first ping");
-    server.fail_point(FailPoint::new(Times::N(1), ["ping"], action));
-    let error = ping(&client).await.expect_err("the faulted ping fails");
-    assert_eq!(kind_name(&error), expected, "{error:?}");
-    env.transcript
-        .note(format!("faulted ping failed: {}", kind_name(&error)));
-    ping(&client).await.expect("ping after the fault");
-    let pings = server.commands_named("ping");
-    assert_eq!(pings.len(), 3, "no retries: {pings:?}");
-    assert_eq!(pings[0].connection_id, pings[1].connection_id, "{pings:?}");
-    assert_ne!(
-        pings[1].connection_id, pings[2].connection_id,
-        "the faulted connection was reused"
-    );
-    client.shutdown().await;
-    Outcome::Pass
-}
-
-/// The server closes the connection instead of replying.
-pub async fn fault_close_before_reply(env: Env) -> Outcome {
-    fault_then_recover(env, FaultAction::CloseBeforeReply, "Io").await
-}
-
-/// The server sends half a reply, then closes the connection.
-pub async fn fault_close_after_half_reply(env: Env) -> Outcome {
-    fault_then_recover(env, FaultAction::CloseAfterHalf, "Io").await
-}
-
-/// The server replies with bytes that are no valid message.
-pub async fn fault_garbage_reply(env: Env) -> Outcome {
-    fault_then_recover(env, FaultAction::Garbage, "InvalidResponse").await
-}
-
-/// The server replies with a header announcing more than `maxMessageSizeBytes`.
-pub async fn fault_oversized_header(env: Env) -> Outcome {
-    fault_then_recover(env, FaultAction::OversizedHeader, "InvalidResponse").await
-}
-
 /// insert_many, then a find whose results come in three batches (find + two getMores) from the
 /// fake store; an insert_one with a generated `_id` and a find_one of it.
 pub async fn insert_find_get_more(env: Env) -> Outcome {

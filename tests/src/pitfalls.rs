@@ -88,14 +88,8 @@ async fn client_outliving_its_runtime(env: &Env, server: &FakeServer) {
     env.transcript.note("client dropped after its runtime");
 }
 
-/// A client dropped after its runtime is gone does not panic.
-pub async fn drop_after_runtime_shutdown(env: Env) -> Outcome {
-    let server = fake_server();
-    client_outliving_its_runtime(&env, &server).await;
-    Outcome::Pass
-}
-
-/// After the client outlived its runtime and was dropped, every connection to the server closes.
+/// A client dropped after its runtime is gone does not panic, and every connection to the
+/// server closes.
 pub async fn connections_close_after_runtime_gone(env: Env) -> Outcome {
     let server = fake_server();
     client_outliving_its_runtime(&env, &server).await;
