@@ -48,7 +48,7 @@ impl CursorReply {
             .iter()
             .map(|raw| match Document::try_from(raw.as_ref().as_ref()) {
                 Ok(d) => Bson::Document(d),
-                // The store only holds documents it encoded itself.
+                // The store only holds documents it encoded or validated when they were stored.
                 Err(_) => Bson::Document(Document::new()),
             })
             .collect();

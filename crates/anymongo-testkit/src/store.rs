@@ -62,8 +62,8 @@ impl Stored {
 
     /// The parsed document (decoded from the bytes on first use).
     fn doc(&self) -> &Document {
-        // Bytes that passed the wire validation always decode; were they not to, the document
-        // would match as empty (it is still served as received).
+        // Stored bytes were validated when inserted, so they decode; were they not to, the
+        // document would match as empty (it is still served as received).
         self.doc
             .get_or_init(|| Document::try_from(&**self.raw).unwrap_or_default())
     }
@@ -979,7 +979,7 @@ impl Store {
 enum Pending<'a> {
     /// Parsed, maybe with the bytes it came in.
     Doc(Document, Option<&'a RawDocumentBuf>),
-    /// Only the bytes it came in (validated on the wire).
+    /// Only the bytes it came in (validated when stored).
     Raw(&'a RawDocumentBuf),
 }
 
@@ -987,6 +987,11 @@ impl Pending<'_> {
     fn insert_into(self, c: &mut Collection) -> Result<(), CommandError> {
         let (mut d, raw) = match self {
             Pending::Raw(raw) => {
+                // The wire decoder checks framing only: a malformed document is refused here,
+                // so every stored document decodes.
+                anymongo_core::wire::validate_document(raw.as_bytes()).map_err(|e| {
+                    CommandError::bad_value(format!("cannot read the document: {e}"))
+                })?;
                 let id = match raw.get("_id") {
                     Ok(Some(v)) => Bson::try_from(v).ok(),
                     _ => None,
