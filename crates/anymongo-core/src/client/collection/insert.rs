@@ -4,12 +4,15 @@
 use std::borrow::Borrow;
 use std::future::IntoFuture;
 
-use bson::{Bson, Document, RawDocumentBuf};
+use bson::{Bson, RawDocumentBuf};
 use serde::Serialize;
 
-use super::{option_setters, with_id, write_concern_document, Collection};
+use super::bulk_write::{
+    bulk_error, is_unacknowledged, run_statements, write_command_options, Totals,
+};
+use super::{option_setters, with_id, Collection};
 use crate::error::{BulkWriteFailure, Error, ErrorKind, Result, WriteFailure};
-use crate::operation::{WriteCommand, WriteKind, WriteOutcome};
+use crate::operation::WriteKind;
 use crate::options::WriteConcern;
 use crate::rt::BoxFuture;
 
@@ -183,29 +186,23 @@ impl<T: Send + Sync> InsertMany<'_, T> {
             .write_concern
             .as_ref()
             .or(coll.write_concern.as_ref());
-        let mut options = Document::new();
-        if let Some(b) = self.options.bypass_document_validation {
-            options.insert("bypassDocumentValidation", b);
-        }
-        if let Some(c) = &self.options.comment {
-            options.insert("comment", c.clone());
-        }
-        if let Some(wc) = write_concern_document(wc) {
-            options.insert("writeConcern", wc);
-        }
+        let options = write_command_options(
+            wc,
+            self.options.bypass_document_validation,
+            self.options.comment.as_ref(),
+            None,
+        );
         let (raw, ids): (Vec<_>, Vec<_>) = docs.into_iter().unzip();
         let ordered = self.options.ordered.unwrap_or(true);
-        let mut op = WriteCommand::new(
+        let outcomes = run_statements(
+            coll,
             WriteKind::Insert,
-            coll.db.name(),
-            coll.name.clone(),
             raw,
             ordered,
             options,
-        );
-        op.unacknowledged = wc.is_some_and(|wc| !wc.is_acknowledged());
-        let outcomes = coll.db.client().execute_write(&mut op).await?;
-        let mut failure = BulkWriteFailure::default();
+            is_unacknowledged(wc),
+        )
+        .await?;
         let mut inserted = std::collections::HashMap::new();
         for outcome in &outcomes {
             // An ordered insert stops at its first error: later documents were never run.
@@ -220,30 +217,18 @@ impl<T: Send + Sync> InsertMany<'_, T> {
                 }
             }
         }
-        collect_failures(&outcomes, &mut failure);
-        if !failure.write_errors.is_empty() || failure.write_concern_error.is_some() {
-            failure.inserted_ids = inserted.into_iter().collect();
-            let labels = failure
-                .write_concern_error
-                .as_ref()
-                .map(|w| w.labels.clone())
-                .unwrap_or_default();
-            return Err(Error::new(ErrorKind::BulkWrite(failure)).with_labels(labels));
+        let mut totals = Totals::default();
+        totals.add(&outcomes, |i| i);
+        if !totals.write_errors.is_empty() || totals.write_concern_error.is_some() {
+            return Err(bulk_error(BulkWriteFailure {
+                write_errors: totals.write_errors,
+                write_concern_error: totals.write_concern_error,
+                inserted_ids: inserted.into_iter().collect(),
+                ..BulkWriteFailure::default()
+            }));
         }
         Ok(InsertManyResult {
             inserted_ids: inserted,
         })
-    }
-}
-
-/// Gathers the write errors and the last write concern error of all batches.
-pub(crate) fn collect_failures(outcomes: &[WriteOutcome], failure: &mut BulkWriteFailure) {
-    for outcome in outcomes {
-        failure
-            .write_errors
-            .extend(outcome.write_errors.iter().cloned());
-        if outcome.write_concern_error.is_some() {
-            failure.write_concern_error = outcome.write_concern_error.clone();
-        }
     }
 }
