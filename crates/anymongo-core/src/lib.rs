@@ -11,22 +11,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
-pub mod error;
-pub mod options;
 pub mod rt;
 
-pub mod auth;
 pub mod client;
 pub mod cmap;
 pub mod conn;
 pub mod cursor;
-pub mod event;
-pub mod operation;
-pub mod sdam;
-pub mod selection;
 pub mod tls;
-pub mod uri;
-pub mod wire;
+
+pub use anymongo_proto as proto;
+pub use anymongo_proto::{auth, error, event, operation, options, sdam, selection, uri, wire};
 
 pub use bson;
 pub use client::{Client, Collection, Database};

@@ -198,16 +198,7 @@ impl<S: Stream> Future for ShutdownFuture<'_, S> {
     }
 }
 
-/// The longest a single timer is armed for. Longer waits are clamped to this, so that
-/// `Duration::MAX` never overflows an `Instant` or panics inside a runtime's timer.
-pub const MAX_SLEEP: Duration = Duration::from_secs(60 * 60 * 24 * 365 * 30);
-
-/// `now + dur`, clamped so it never overflows.
-pub fn deadline_after(now: Instant, dur: Duration) -> Instant {
-    let dur = dur.min(MAX_SLEEP);
-    now.checked_add(dur)
-        .unwrap_or(now + Duration::from_secs(60 * 60 * 24))
-}
+pub use anymongo_proto::time::{deadline_after, MAX_SLEEP};
 
 /// A shared handle to a runtime.
 pub type RuntimeHandle = Arc<dyn Runtime>;

@@ -5,11 +5,11 @@ use std::future::IntoFuture;
 use bson::{Document, RawDocumentBuf};
 
 use super::Client;
-use crate::conn::handshake::to_document;
 use crate::error::Result;
 use crate::operation::RunCommand;
 use crate::options::{ReadConcern, ReadPreference, WriteConcern};
 use crate::rt::BoxFuture;
+use crate::wire::raw::to_document;
 
 /// A handle to a database. Cheap to clone.
 #[derive(Clone, Debug)]

@@ -856,7 +856,7 @@ impl Monitor {
             mc.more_to_come = more;
             check_ok(&raw)?;
             return Ok(CheckReply {
-                reply: crate::conn::handshake::to_document(&raw)?,
+                reply: crate::wire::raw::to_document(&raw)?,
                 rtt: None,
                 awaited: true,
             });
@@ -882,7 +882,7 @@ impl Monitor {
                 mc.more_to_come = more;
                 check_ok(&raw)?;
                 Ok(CheckReply {
-                    reply: crate::conn::handshake::to_document(&raw)?,
+                    reply: crate::wire::raw::to_document(&raw)?,
                     rtt: None,
                     awaited: true,
                 })
@@ -895,7 +895,7 @@ impl Monitor {
                 let rtt = self.runtime.now().saturating_duration_since(started);
                 check_ok(&raw)?;
                 Ok(CheckReply {
-                    reply: crate::conn::handshake::to_document(&raw)?,
+                    reply: crate::wire::raw::to_document(&raw)?,
                     rtt: Some(rtt),
                     awaited: false,
                 })

@@ -6,8 +6,7 @@
 //!   the connection type through [`Connector`].
 //! - [`events`]: the CMAP monitoring events.
 
-pub mod events;
-pub mod machine;
+pub use anymongo_proto::cmap::{events, machine};
 pub mod pool;
 
 #[doc(hidden)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bson::Document;
 
-use super::handshake::{to_document, HandshakeRequest, StreamDescription};
+use super::handshake::{HandshakeRequest, StreamDescription};
 use super::{connect_tcp_staged, Connection};
 use crate::auth::{AuthStep, Authenticator, HelloAuthInfo, ScramCache};
 use crate::cmap::Connector;
@@ -16,6 +16,7 @@ use crate::operation::{check_ok, Command};
 use crate::options::{Credential, ServerAddress};
 use crate::rt::{BoxFuture, Runtime, Stream};
 use crate::sdam::SYSTEM_OVERLOADED_LABEL;
+use crate::wire::raw::to_document;
 
 /// Everything needed to open connections to one server.
 #[derive(Clone)]

@@ -6,7 +6,7 @@
 //! connections instead of returning them.
 
 mod establish;
-pub mod handshake;
+pub use anymongo_proto::operation::handshake;
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;

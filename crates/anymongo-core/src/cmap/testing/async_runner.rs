@@ -16,7 +16,7 @@ use crate::error::Result;
 use crate::options::ServerAddress;
 use crate::rt::{BoxFuture, JoinHandle, Runtime, RuntimeExt};
 
-use super::format::{
+use anymongo_proto::testing::{
     check_outcome, classify_error, count_events, CmapFormatTest, Op, TestError,
     DEFAULT_WAIT_FOR_EVENT,
 };
