@@ -12,14 +12,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use anymongo_core::bson::{doc, Bson, Document};
-use anymongo_core::cmap::testing::{
-    run_cmap_format_async, run_cmap_format_async_with, skip_reason, CmapFormatTest,
-};
 use anymongo_core::cmap::CmapEvent;
 use anymongo_core::event::{CommandEvent, Event, EventHandler};
 use anymongo_core::options::AuthMechanism;
 use anymongo_core::rt::RuntimeExt;
 use anymongo_core::sdam::{SdamEvent, ServerType};
+use anymongo_core::testing::{
+    run_cmap_format_async, run_cmap_format_async_with, skip_reason, CmapFormatTest,
+};
 use anymongo_core::{Client, ClientOptions, Error, ErrorKind};
 use anymongo_testkit::{
     CommandRecord, FailPoint, FakeServer, FaultAction, Reply, Times, TlsIdentity, User,

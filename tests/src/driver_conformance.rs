@@ -130,6 +130,83 @@ pub async fn run_command_roundtrip(env: Env) -> Outcome {
     Outcome::Pass
 }
 
+/// Only what an operation declares a retryable read is retried after a network error: a
+/// `find` is tried again, while a command the user wrote (`run_command`, even of a `find` or
+/// given a read preference, and `run_cursor_command` of an aggregation that writes) goes out
+/// exactly once, so a write can never be applied twice behind the application's back.
+pub async fn only_declared_reads_are_retried(env: Env) -> Outcome {
+    use anymongo_core::options::{ReadPreference, ReadPreferenceMode};
+    let server = fake_server();
+    let client = fake_client(&env, &server);
+    let db = client.database(DB);
+    db.collection::<Document>("c")
+        .insert_one(doc! { "_id": 1 })
+        .await
+        .expect("seed");
+    let close_once = |name: &str| {
+        server.clear_commands();
+        server.fail_point(FailPoint::new(
+            Times::N(1),
+            [name],
+            FaultAction::CloseBeforeReply,
+        ));
+    };
+    let secondary = || ReadPreference::with_mode(ReadPreferenceMode::SecondaryPreferred);
+
+    close_once("find");
+    let found: Vec<Document> = db
+        .collection::<Document>("c")
+        .find(doc! {})
+        .await
+        .expect("a find is retried after a network error")
+        .try_collect()
+        .await
+        .expect("drain");
+    assert_eq!(found, vec![doc! { "_id": 1 }]);
+    assert_eq!(server.commands_named("find").len(), 2, "tried twice");
+    env.transcript.note("find: retried once, succeeded");
+
+    close_once("insert");
+    let err = db
+        .run_command(doc! { "insert": "c", "documents": [{ "_id": 2 }] })
+        .selection_criteria(secondary())
+        .await
+        .expect_err("a write given a read preference is not retried");
+    assert!(err.is_network_error(), "{err}");
+    assert_eq!(server.commands_named("insert").len(), 1, "sent once");
+    env.transcript.note(format!(
+        "run_command insert: {} (sent once)",
+        kind_name(&err)
+    ));
+
+    close_once("find");
+    let err = db
+        .run_command(doc! { "find": "c", "filter": {} })
+        .await
+        .expect_err("run_command of a find is not retried");
+    assert!(err.is_network_error(), "{err}");
+    assert_eq!(server.commands_named("find").len(), 1, "sent once");
+    env.transcript
+        .note(format!("run_command find: {} (sent once)", kind_name(&err)));
+
+    close_once("aggregate");
+    let err = db
+        .run_cursor_command(doc! {
+            "aggregate": "c", "pipeline": [{ "$out": "o" }], "cursor": {},
+        })
+        .await
+        .expect_err("run_cursor_command is not retried");
+    assert!(err.is_network_error(), "{err}");
+    assert_eq!(server.commands_named("aggregate").len(), 1, "sent once");
+    env.transcript.note(format!(
+        "run_cursor_command aggregate: {} (sent once)",
+        kind_name(&err)
+    ));
+
+    client.shutdown().await;
+    Outcome::Pass
+}
+
 /// A command error reply (`{ok: 0, code, codeName, errmsg, errorLabels}`) becomes a typed
 /// `ErrorKind::Command` with its labels; the connection stays in use.
 pub async fn command_error_is_typed(env: Env) -> Outcome {

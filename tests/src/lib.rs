@@ -208,6 +208,7 @@ registry![
     driver_conformance::handshake_metadata,
     driver_conformance::run_command_roundtrip,
     driver_conformance::command_error_is_typed,
+    driver_conformance::only_declared_reads_are_retried,
     driver_conformance::insert_find_get_more,
     driver_conformance::concurrent_clients_in_lanes,
     driver_conformance::state_change_error_rediscovers,

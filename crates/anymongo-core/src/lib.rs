@@ -19,6 +19,9 @@ pub mod conn;
 pub mod cursor;
 pub mod tls;
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
+
 pub use anymongo_proto as proto;
 pub use anymongo_proto::{auth, error, event, operation, options, sdam, selection, uri, wire};
 

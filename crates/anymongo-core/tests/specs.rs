@@ -8,10 +8,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anymongo_core::cmap::testing::{
+use anymongo_core::proto::testing::specs::{self as common, Outcome, Report};
+use anymongo_core::testing::{
     run_cmap_format_async, skip_reason, CmapFormatTest, ThreadRuntime, VirtualRuntime,
 };
-use anymongo_core::proto::testing::specs::{self as common, Outcome, Report};
 
 /// (case-name substring, reason). Files that need a live server are skipped by
 /// `skip_reason` (their `style`/`failPoint`), each with its reason; nothing else is skipped.

@@ -749,11 +749,11 @@ impl<'a> IntoFuture for RunCursorCommand<'a> {
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let op = CursorCommand {
-                db: self.db.name.clone(),
-                body: self.command,
-                read_preference: self.options.read_preference.clone(),
-            };
+            let op = CursorCommand::user(
+                self.db.name.clone(),
+                self.command,
+                self.options.read_preference.clone(),
+            );
             let (address, info) = self.db.client.execute_with_address(op).await?;
             let cursor_options = CursorOptions {
                 batch_size: self.options.batch_size,

@@ -1,7 +1,6 @@
 //! Running an operation: select a server, check out a connection, send, parse, and on failure
-//! tell discovery (SDAM) about it and retry once where the retryable-reads rules allow.
-
-use std::time::Instant;
+//! tell discovery (SDAM) about it and retry once where the operation's declared
+//! [`Retryability`] and the retry rules allow.
 
 use bson::{Document, RawDocumentBuf};
 
@@ -11,13 +10,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::event::{
     CommandEvent, CommandFailedEvent, CommandStartedEvent, CommandSucceededEvent, Event,
 };
-use crate::operation::{check_ok, KillCursors, Operation, WriteCommand, WriteOutcome};
+use crate::operation::{
+    check_ok, KillCursors, Operation, Retryability, WriteCommand, WriteOutcome,
+};
 use crate::options::{ReadPreference, ServerAddress};
-
-/// Codes after which a read may be retried (retryable reads spec).
-const RETRYABLE_READ_CODES: &[i32] = &[
-    11600, 11602, 10107, 13435, 13436, 189, 91, 7, 6, 89, 9001, 262, 134,
-];
 
 /// Commands whose bodies are redacted in events (command monitoring spec).
 const SENSITIVE: &[&str] = &[
@@ -34,14 +30,6 @@ const SENSITIVE: &[&str] = &[
 
 fn is_sensitive(name: &str) -> bool {
     SENSITIVE.iter().any(|s| s.eq_ignore_ascii_case(name))
-}
-
-fn is_retryable_read_error(error: &Error) -> bool {
-    match error.kind() {
-        ErrorKind::Io(_) | ErrorKind::ConnectionPoolCleared { .. } => true,
-        ErrorKind::Command(c) => RETRYABLE_READ_CODES.contains(&c.code),
-        _ => false,
-    }
 }
 
 /// Where an operation should run.
@@ -70,21 +58,20 @@ impl Client {
         mut op: O,
     ) -> Result<(ServerAddress, O::Output)> {
         let rp = op.read_preference().cloned();
-        let read = is_read(&op);
+        let write = !op.is_read();
         let target = |deprioritized| Target::Select {
             read_preference: rp.as_ref(),
-            write: !read,
+            write,
             deprioritized,
         };
-        let retry = self.inner.options.retry_reads != Some(false) && read;
+        let first = target(None);
+        let retry_reads = self.inner.options.effective_retry_reads();
         let mut first_server = None;
-        match self
-            .run_attempt(&mut op, target(None), &mut first_server)
-            .await
-        {
+        match self.run_attempt(&mut op, first, &mut first_server).await {
             Ok(out) => Ok(out),
-            Err(e) if retry && is_retryable_read_error(&e) => {
-                self.run_once(&mut op, target(first_server.as_ref())).await
+            Err(e) if may_retry(op.retryability(), retry_reads, &e) => {
+                let again = target(first_server.as_ref());
+                self.run_once(&mut op, again).await
             }
             Err(e) => Err(e),
         }
@@ -202,7 +189,7 @@ impl Client {
         let description = conn
             .shared_description()
             .ok_or_else(|| Error::internal("checked-out connection has no handshake"))?;
-        let read_preference = server.read_preference_to_send(op.read_preference(), is_read(op));
+        let read_preference = server.read_preference_to_send(op.read_preference(), op.is_read());
         let mut command = op.build(&description)?;
         if let Some(rp) = &read_preference {
             command.set_read_preference(rp);
@@ -210,7 +197,7 @@ impl Client {
         let connection_id = conn.id();
         let generation = conn.generation();
         let request_id = crate::conn::next_request_id();
-        let started = Instant::now();
+        let started = self.inner.runtime.now();
         self.emit(|| {
             let mut doc = command.to_document();
             if is_sensitive(command.name()) {
@@ -237,7 +224,7 @@ impl Client {
         } else {
             conn.mark_unusable();
         }
-        let duration = started.elapsed();
+        let duration = self.inner.runtime.now().saturating_duration_since(started);
         match result {
             Ok(reply) => {
                 self.emit(|| {
@@ -293,16 +280,13 @@ impl Client {
     }
 }
 
-fn is_read<O: Operation>(op: &O) -> bool {
-    matches!(
-        op.name(),
-        "find"
-            | "getMore"
-            | "aggregate"
-            | "count"
-            | "distinct"
-            | "listCollections"
-            | "listIndexes"
-            | "listDatabases"
-    ) || op.read_preference().is_some()
+/// Whether an operation that failed with `error` is tried once more: only as its
+/// [`Retryability`] declares, and only after an error its rules call retryable. (Retryable
+/// writes are not implemented yet: an operation declaring [`Retryability::Write`] is not
+/// retried.)
+fn may_retry(retryability: Retryability, retry_reads: bool, error: &Error) -> bool {
+    match retryability {
+        Retryability::Read => retry_reads && error.is_read_retryable(),
+        Retryability::Write | Retryability::None => false,
+    }
 }

@@ -37,7 +37,7 @@ pub use database::{Database, HandleOptions, RunCommandAction};
 
 use std::sync::Arc;
 
-use bson::{doc, Document};
+use bson::doc;
 
 use crate::error::Result;
 use crate::event::EventHandler;
@@ -207,9 +207,6 @@ impl Client {
         }
     }
 }
-
-/// `Document` alias kept for signatures that mirror the official driver.
-pub type RawCommand = Document;
 
 /// Defines, in an adapter crate, the `ClientExt` trait that gives [`Client`] the official
 /// driver's constructors (`Client::with_uri_str(uri).await`, `Client::with_options(options)`)

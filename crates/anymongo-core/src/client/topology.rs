@@ -1059,9 +1059,9 @@ mod tests {
     use bson::{doc, oid::ObjectId, RawDocumentBuf};
 
     use super::*;
-    use crate::cmap::testing::VirtualRuntime;
     use crate::rt::{BoxFuture, Sleep, Stream};
     use crate::sdam::SdamEvent;
+    use crate::testing::VirtualRuntime;
     use crate::wire::{self, Body, Decoder, Message, MsgFlags, OpMsg, OpReply};
 
     /// One request the scripted server received.

@@ -9,9 +9,6 @@
 pub use anymongo_proto::cmap::{events, machine};
 pub mod pool;
 
-#[doc(hidden)]
-pub mod testing;
-
 pub use events::{CheckOutFailedReason, CmapEvent, ConnectionClosedReason};
 pub use machine::{
     CheckOutFailure, PoolAction, PoolMachine, PoolOptions, PoolState, RequestId, FILL_RETRY_DELAY,

@@ -872,10 +872,10 @@ impl Future for Interrupted {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmap::testing::{MockConnector, VirtualRuntime};
     use crate::cmap::CmapEvent;
     use crate::error::ErrorKind;
     use crate::rt::RuntimeExt;
+    use crate::testing::{MockConnector, VirtualRuntime};
     use futures::FutureExt;
     use std::sync::atomic::AtomicU64;
     use std::time::Duration;
@@ -1245,7 +1245,7 @@ mod tests {
     /// while waiting), dirty and clean check-ins, and clears.
     #[test]
     fn concurrent_clients_on_os_threads_never_leak_slots() {
-        use crate::cmap::testing::ThreadRuntime;
+        use crate::testing::ThreadRuntime;
         let runtime: Arc<dyn Runtime> = Arc::new(ThreadRuntime);
         let events: Events = Arc::new(Mutex::new(Vec::new()));
         let sink = events.clone();

@@ -11,11 +11,10 @@ use super::handshake::{HandshakeRequest, StreamDescription};
 use super::{connect_tcp_staged, Connection};
 use crate::auth::{AuthStep, Authenticator, HelloAuthInfo, ScramCache};
 use crate::cmap::Connector;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, RETRYABLE_ERROR, SYSTEM_OVERLOADED_ERROR};
 use crate::operation::{check_ok, Command};
 use crate::options::{Credential, ServerAddress};
 use crate::rt::{BoxFuture, Runtime, Stream};
-use crate::sdam::SYSTEM_OVERLOADED_LABEL;
 use crate::wire::raw::to_document;
 
 /// Everything needed to open connections to one server.
@@ -78,7 +77,7 @@ impl Establisher {
         let tcp = connect_tcp_staged(&self.runtime, &self.address, self.connect_timeout)
             .await
             .map_err(|f| {
-                let overload = f.resolved && is_network_error(&f.error);
+                let overload = f.resolved && f.error.is_network_error();
                 (f.error, overload)
             })?;
         match &self.tls {
@@ -101,7 +100,7 @@ impl Establisher {
                 match tls {
                     Ok(tls) => Ok(Box::new(tls)),
                     Err(e) => {
-                        let overload = is_network_error(&e);
+                        let overload = e.is_network_error();
                         Err((e, overload))
                     }
                 }
@@ -124,7 +123,7 @@ impl Establisher {
 
     /// Like [`Establisher::establish`], for a pool: network errors and timeouts while connecting
     /// or during the handshake's hello get the CMAP backpressure labels
-    /// ([`SYSTEM_OVERLOADED_LABEL`] and [`RETRYABLE_ERROR_LABEL`]); authentication errors,
+    /// ([`SYSTEM_OVERLOADED_ERROR`] and [`RETRYABLE_ERROR`]); authentication errors,
     /// DNS failures and certificate errors do not.
     pub async fn establish_for_pool(&self, id: u64, generation: u64) -> Result<Connection> {
         self.establish_inner(id, generation, true, true)
@@ -184,7 +183,7 @@ impl Establisher {
             conn.send_legacy_command("admin", body).await
         }
         .map_err(|e| {
-            let overload = is_network_error(&e);
+            let overload = e.is_network_error();
             label(e, overload)
         })?;
         check_ok(&reply)?;
@@ -202,18 +201,9 @@ impl Establisher {
     }
 }
 
-/// The label that lets an operation be retried under the backpressure rules.
-pub const RETRYABLE_ERROR_LABEL: &str = "RetryableError";
-
-/// A network error or network timeout (an I/O error), as opposed to a protocol, TLS
-/// certificate, command or authentication error.
-fn is_network_error(e: &Error) -> bool {
-    matches!(e.kind(), ErrorKind::Io(_))
-}
-
 fn with_backpressure_labels(mut e: Error) -> Error {
-    e.add_label(SYSTEM_OVERLOADED_LABEL);
-    e.add_label(RETRYABLE_ERROR_LABEL);
+    e.add_label(SYSTEM_OVERLOADED_ERROR);
+    e.add_label(RETRYABLE_ERROR);
     e
 }
 
@@ -259,8 +249,8 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::cmap::testing::ThreadRuntime;
     use crate::rt::Sleep;
+    use crate::testing::ThreadRuntime;
 
     /// How the scripted runtime's name resolution and connects behave.
     #[derive(Clone, Copy)]
@@ -348,7 +338,7 @@ mod tests {
     }
 
     fn is_labelled(e: &Error) -> bool {
-        e.contains_label(SYSTEM_OVERLOADED_LABEL) && e.contains_label(RETRYABLE_ERROR_LABEL)
+        e.contains_label(SYSTEM_OVERLOADED_ERROR) && e.contains_label(RETRYABLE_ERROR)
     }
 
     #[test]
@@ -378,14 +368,14 @@ mod tests {
     #[test]
     fn only_io_errors_are_network_errors() {
         let io = Error::from(io::Error::from(io::ErrorKind::TimedOut));
-        assert!(is_network_error(&io));
+        assert!(io.is_network_error());
         let tls = Error::new(ErrorKind::Tls {
             message: "certificate not trusted".into(),
         });
-        assert!(!is_network_error(&tls));
+        assert!(!tls.is_network_error());
         let auth = Error::new(ErrorKind::Authentication {
             message: "bad password".into(),
         });
-        assert!(!is_network_error(&auth));
+        assert!(!auth.is_network_error());
     }
 }

@@ -20,7 +20,7 @@ use crate::options::{Compressor, ServerAddress};
 use crate::rt::{Runtime, RuntimeExt, Stream, StreamExt};
 use crate::wire::{self, Body, Decoder, Message, MsgFlags, OpQuery};
 
-pub use establish::{Establisher, RETRYABLE_ERROR_LABEL};
+pub use establish::Establisher;
 pub use handshake::{HandshakeRequest, StreamDescription};
 
 /// Request ids are unique per process, like other drivers do.
@@ -483,7 +483,7 @@ mod tests {
     use bson::doc;
 
     use super::*;
-    use crate::cmap::testing::ThreadRuntime;
+    use crate::testing::ThreadRuntime;
     use crate::wire::OpMsg;
 
     /// A stream that records what is written and reads back scripted bytes.

@@ -146,7 +146,8 @@ impl Authenticator {
     }
 
     /// Uses `nonce` as the SCRAM client nonce instead of a random one (deterministic tests only).
-    pub fn with_fixed_nonce(mut self, nonce: impl Into<String>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_fixed_nonce(mut self, nonce: impl Into<String>) -> Self {
         self.fixed_nonce = Some(nonce.into());
         self
     }

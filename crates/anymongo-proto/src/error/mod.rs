@@ -10,6 +10,16 @@ use std::sync::Arc;
 
 use bson::Document;
 
+mod classify;
+
+pub use classify::{
+    is_not_writable_primary, is_recovering, is_shutdown, is_state_change_error,
+    NOT_WRITABLE_PRIMARY_CODES, NO_WRITES_PERFORMED, RECOVERING_CODES,
+    RESUMABLE_CHANGE_STREAM_ERROR, RETRYABLE_ERROR, RETRYABLE_READ_CODES, RETRYABLE_WRITE_CODES,
+    RETRYABLE_WRITE_ERROR, SHUTDOWN_CODES, SYSTEM_OVERLOADED_ERROR, TRANSIENT_TRANSACTION_ERROR,
+    UNKNOWN_TRANSACTION_COMMIT_RESULT,
+};
+
 /// `Result<T, anymongo_proto::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -200,11 +210,6 @@ impl Error {
             ErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
             _ => None,
         }
-    }
-
-    /// Whether this is a network error (I/O on a connection).
-    pub fn is_network_error(&self) -> bool {
-        matches!(&*self.kind, ErrorKind::Io(_))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use bson::{doc, Bson, Document, RawDocumentBuf};
 
-use super::{get_i64, Command, CursorInfo, Operation};
+use super::{get_i64, Command, CursorInfo, Operation, Retryability};
 use crate::error::{Error, Result};
 use crate::operation::StreamDescription;
 use crate::options::ReadPreference;
@@ -47,13 +47,22 @@ impl Operation for Aggregate {
     type Output = CursorInfo;
 
     fn name(&self) -> &str {
-        // The executor treats the names it lists as reads (retryable, read preference); a
-        // write-stage aggregation must not be one.
+        "aggregate"
+    }
+
+    /// A retryable read, unless the pipeline writes (`$out`/`$merge`): those are neither
+    /// retryable reads nor retryable writes.
+    fn retryability(&self) -> Retryability {
         if self.has_write_stage() {
-            "aggregate (write stage)"
+            Retryability::None
         } else {
-            "aggregate"
+            Retryability::Read
         }
+    }
+
+    /// A write stage runs on the primary, whatever the read preference.
+    fn is_read(&self) -> bool {
+        !self.has_write_stage()
     }
 
     fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
@@ -160,6 +169,8 @@ mod tests {
         assert!(!a.has_write_stage());
         assert_eq!(a.name(), "aggregate");
         assert!(a.read_preference().is_some());
+        assert_eq!(a.retryability(), Retryability::Read);
+        assert!(a.is_read());
         let cmd = a.build(&desc()).unwrap();
         assert_eq!(
             *cmd.body,
@@ -174,7 +185,9 @@ mod tests {
         for last in [doc! { "$out": "o" }, doc! { "$merge": { "into": "o" } }] {
             let mut a = op(vec![doc! { "$match": {} }, last]);
             assert!(a.has_write_stage());
-            assert_ne!(a.name(), "aggregate", "must not look like a read");
+            assert_eq!(a.name(), "aggregate");
+            assert_eq!(a.retryability(), Retryability::None, "never retried");
+            assert!(!a.is_read(), "selected as a write");
             assert!(a.read_preference().is_none());
             let cmd = a.build(&desc()).unwrap();
             assert_eq!(cmd.body.get_document("cursor").unwrap(), &doc! {});

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bson::{doc, Bson, Document, RawArray, RawBsonRef, RawDocumentBuf};
 
-use super::{Command, Operation};
+use super::{Command, Operation, Retryability};
 use crate::error::{Error, Result};
 use crate::operation::StreamDescription;
 use crate::options::ReadPreference;
@@ -288,6 +288,14 @@ impl Operation for Find {
         "find"
     }
 
+    fn retryability(&self) -> Retryability {
+        Retryability::Read
+    }
+
+    fn is_read(&self) -> bool {
+        true
+    }
+
     fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
         let body = self.body.get_or_insert_with(|| {
             let mut body = doc! {
@@ -329,6 +337,12 @@ impl Operation for GetMore {
 
     fn name(&self) -> &str {
         "getMore"
+    }
+
+    /// Never retried (its cursor lives on one server and a retry could skip a batch); a read
+    /// for how it is sent.
+    fn is_read(&self) -> bool {
+        true
     }
 
     fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {

@@ -19,6 +19,7 @@ pub use find_and_modify::{FindAndModify, Modification};
 pub use handshake::{HandshakeRequest, StreamDescription};
 pub use read_commands::{Count, CursorCommand, Distinct, ListDatabases};
 pub use run_command::RunCommand;
+
 pub use update::{
     replacement_document, validate_replacement, DeleteStatement, UpdateBody, UpdateModifications,
     UpdateStatement,
@@ -182,13 +183,43 @@ pub fn read_preference_document(rp: &ReadPreference) -> Document {
     doc
 }
 
-/// An operation: build a command, parse its reply.
+/// Whether, and by which rules, the executor may retry an operation after a retryable error.
+///
+/// Each operation declares its own: the executor has no list of command names, and an
+/// operation that says nothing is never retried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Retryability {
+    /// Never retried: a command the user wrote (`run_command`, `run_cursor_command`), `getMore`
+    /// (its cursor lives on one server), a write stage, an admin command.
+    #[default]
+    None,
+    /// Retried once under the retryable reads rules (find, aggregate without `$out`/`$merge`,
+    /// count, distinct, listCollections/listIndexes/listDatabases).
+    Read,
+    /// Retried once under the retryable writes rules.
+    Write,
+}
+
+/// An operation: build a command, parse its reply, and say what the executor must know to run
+/// it (how it selects a server, whether it may be retried).
 pub trait Operation {
     /// What the operation returns.
     type Output;
 
-    /// The command name, for events and errors.
+    /// The command name (the first key of the command it sends), for events and errors.
     fn name(&self) -> &str;
+
+    /// How the executor may retry the operation. [`Retryability::None`] unless it says otherwise.
+    fn retryability(&self) -> Retryability {
+        Retryability::None
+    }
+
+    /// Whether the operation is a read: it selects a server by its read preference (the primary
+    /// when it has none) rather than a writable one, and on a direct connection it is sent with
+    /// `$readPreference` as the server selection spec asks of reads. `false` unless it says so.
+    fn is_read(&self) -> bool {
+        false
+    }
 
     /// Builds the command for a server described by `description`. The command may borrow
     /// from the operation; a retried read builds it again, so keep what a rebuild needs.
@@ -201,7 +232,7 @@ pub trait Operation {
         description: &StreamDescription,
     ) -> Result<Self::Output>;
 
-    /// The read preference, for reads; `None` means the primary (writes and primary reads).
+    /// The read preference, for reads; `None` means the primary.
     fn read_preference(&self) -> Option<&ReadPreference> {
         None
     }

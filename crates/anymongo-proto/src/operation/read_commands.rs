@@ -4,7 +4,7 @@
 
 use bson::{doc, Bson, Document, RawDocumentBuf};
 
-use super::{get_i64, Command, CursorInfo, Operation};
+use super::{get_i64, Command, CursorInfo, Operation, Retryability};
 use crate::error::{Error, Result};
 use crate::operation::StreamDescription;
 use crate::options::ReadPreference;
@@ -31,6 +31,14 @@ impl Operation for Count {
 
     fn name(&self) -> &str {
         "count"
+    }
+
+    fn retryability(&self) -> Retryability {
+        Retryability::Read
+    }
+
+    fn is_read(&self) -> bool {
+        true
     }
 
     fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
@@ -71,6 +79,14 @@ impl Operation for Distinct {
 
     fn name(&self) -> &str {
         "distinct"
+    }
+
+    fn retryability(&self) -> Retryability {
+        Retryability::Read
+    }
+
+    fn is_read(&self) -> bool {
+        true
     }
 
     fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
@@ -121,6 +137,14 @@ impl Operation for ListDatabases {
         "listDatabases"
     }
 
+    fn retryability(&self) -> Retryability {
+        Retryability::Read
+    }
+
+    fn is_read(&self) -> bool {
+        true
+    }
+
     fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
         let mut body = doc! { "listDatabases": 1 };
         extend(&mut body, &self.options);
@@ -148,16 +172,33 @@ impl Operation for ListDatabases {
     }
 }
 
-/// Any command that replies with a cursor: `listCollections`, `listIndexes`, or a user's
-/// command for `run_cursor_command`.
+/// Any command that replies with a cursor: `listCollections`, `listIndexes` (retryable reads),
+/// or a user's command for `run_cursor_command` (never retried: the driver cannot know what it
+/// does).
 #[derive(Debug, Clone)]
 pub struct CursorCommand {
     pub db: String,
     pub body: Document,
     pub read_preference: Option<ReadPreference>,
+    retryability: Retryability,
 }
 
 impl CursorCommand {
+    /// A user's command for `run_cursor_command`: sent as written, selected by `read_preference`
+    /// (the primary without one), never retried.
+    pub fn user(
+        db: impl Into<String>,
+        body: Document,
+        read_preference: Option<ReadPreference>,
+    ) -> Self {
+        CursorCommand {
+            db: db.into(),
+            body,
+            read_preference,
+            retryability: Retryability::None,
+        }
+    }
+
     /// `listCollections` with its options (filter, nameOnly, authorizedCollections, comment) and
     /// the first batch's size.
     pub fn list_collections(db: &str, options: Document, batch_size: Option<u32>) -> Self {
@@ -168,6 +209,7 @@ impl CursorCommand {
             db: db.to_string(),
             body,
             read_preference: None,
+            retryability: Retryability::Read,
         }
     }
 
@@ -185,6 +227,7 @@ impl CursorCommand {
             db: db.to_string(),
             body,
             read_preference: None,
+            retryability: Retryability::Read,
         }
     }
 }
@@ -201,6 +244,15 @@ impl Operation for CursorCommand {
 
     fn name(&self) -> &str {
         self.body.keys().next().map(String::as_str).unwrap_or("")
+    }
+
+    fn retryability(&self) -> Retryability {
+        self.retryability
+    }
+
+    /// The listings are reads; a user's command is one when it is given a read preference.
+    fn is_read(&self) -> bool {
+        self.retryability == Retryability::Read || self.read_preference.is_some()
     }
 
     fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
@@ -329,11 +381,18 @@ mod tests {
             *op.build(&test_description()).unwrap().body,
             doc! { "listIndexes": "c", "comment": "hi", "cursor": {} }
         );
-        let mut empty = CursorCommand {
-            db: "d".into(),
-            body: doc! {},
-            read_preference: None,
-        };
+        assert_eq!(op.retryability(), Retryability::Read);
+        assert!(op.is_read());
+        let mut empty = CursorCommand::user("d", doc! {}, None);
         assert!(empty.build(&test_description()).is_err());
+        // A user's cursor command is never retried, and is a read only when given a read
+        // preference.
+        let user = CursorCommand::user("d", doc! { "aggregate": "c", "pipeline": [] }, None);
+        assert_eq!(user.retryability(), Retryability::None);
+        assert!(!user.is_read());
+        let nearest = Some(ReadPreference::with_mode(ReadPreferenceMode::Nearest));
+        let user = CursorCommand::user("d", doc! { "find": "c" }, nearest);
+        assert_eq!(user.retryability(), Retryability::None);
+        assert!(user.is_read());
     }
 }

@@ -42,6 +42,15 @@ impl Operation for RunCommand {
         self.command.keys().next().map(String::as_str).unwrap_or("")
     }
 
+    // Never retried (the default): the driver cannot know whether a command it did not write
+    // is safe to run twice.
+
+    /// A command given a read preference selects its server by it, as a read does (run-command
+    /// spec); without one it goes to the primary.
+    fn is_read(&self) -> bool {
+        self.read_preference.is_some()
+    }
+
     fn build(&mut self, _description: &StreamDescription) -> Result<Command<'_>> {
         Ok(Command::borrowed(&self.db, &self.command))
     }

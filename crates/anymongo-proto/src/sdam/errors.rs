@@ -1,45 +1,14 @@
-//! Classifying errors for SDAM: "not writable primary", "node is recovering", shutdown.
+//! The part of an error SDAM looks at ([`CommandErrorInfo`]); the codes and their meaning are
+//! [`crate::error`]'s, re-exported here.
 
 use bson::{Bson, Document};
 
 use super::description::{bson_as_i64, TopologyVersion};
 
-/// "Node is recovering" codes: InterruptedAtShutdown, InterruptedDueToReplStateChange,
-/// NotPrimaryOrSecondary, PrimarySteppedDown, ShutdownInProgress.
-pub const RECOVERING_CODES: [i32; 5] = [11600, 11602, 13436, 189, 91];
-/// "Not writable primary" codes: NotWritablePrimary, NotPrimaryNoSecondaryOk, LegacyNotPrimary.
-pub const NOT_WRITABLE_PRIMARY_CODES: [i32; 3] = [10107, 13435, 10058];
-/// "Node is shutting down" codes: InterruptedAtShutdown, ShutdownInProgress.
-pub const SHUTDOWN_CODES: [i32; 2] = [11600, 91];
-
-/// Whether the error is a "node is recovering" error. The code decides when there is one; only
-/// without a code is the message searched.
-pub fn is_recovering(code: Option<i32>, message: &str) -> bool {
-    match code {
-        Some(c) => RECOVERING_CODES.contains(&c),
-        None => {
-            message.contains("not master or secondary") || message.contains("node is recovering")
-        }
-    }
-}
-
-/// Whether the error is a "not writable primary" error (code first, message only without a code).
-pub fn is_not_writable_primary(code: Option<i32>, message: &str) -> bool {
-    match code {
-        Some(c) => NOT_WRITABLE_PRIMARY_CODES.contains(&c),
-        None => !is_recovering(None, message) && message.contains("not master"),
-    }
-}
-
-/// Whether the error is a "node is shutting down" error.
-pub fn is_shutdown(code: Option<i32>) -> bool {
-    code.is_some_and(|c| SHUTDOWN_CODES.contains(&c))
-}
-
-/// Whether the error is a state change error ("not writable primary" or "node is recovering").
-pub fn is_state_change_error(code: Option<i32>, message: &str) -> bool {
-    is_recovering(code, message) || is_not_writable_primary(code, message)
-}
+pub use crate::error::{
+    is_not_writable_primary, is_recovering, is_shutdown, is_state_change_error,
+    NOT_WRITABLE_PRIMARY_CODES, RECOVERING_CODES, SHUTDOWN_CODES,
+};
 
 /// The SDAM-relevant part of a command error: its code, message and topologyVersion.
 #[derive(Clone, Debug, PartialEq)]
@@ -93,18 +62,6 @@ impl CommandErrorInfo {
 mod tests {
     use super::*;
     use bson::doc;
-
-    #[test]
-    fn code_wins_over_message() {
-        // A code that is not a state change code, with a message that would match.
-        assert!(!is_state_change_error(Some(1), "not master"));
-        assert!(is_state_change_error(None, "not master"));
-        assert!(is_recovering(None, "node is recovering"));
-        assert!(!is_not_writable_primary(None, "not master or secondary"));
-        assert!(is_recovering(None, "not master or secondary"));
-        assert!(is_shutdown(Some(91)));
-        assert!(!is_shutdown(Some(189)));
-    }
 
     #[test]
     fn response_extraction() {

@@ -33,8 +33,6 @@ pub const DEFAULT_HEARTBEAT_FREQUENCY: Duration = Duration::from_secs(10);
 pub const DEFAULT_LOCAL_THRESHOLD: Duration = Duration::from_millis(15);
 /// The default `serverSelectionTimeoutMS`.
 pub const DEFAULT_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(30);
-/// The error label of backpressure errors, which SDAM ignores.
-pub const SYSTEM_OVERLOADED_LABEL: &str = "SystemOverloadedError";
 
 const DRIVER_NAME: &str = "anymongo";
 
@@ -678,7 +676,10 @@ impl Topology {
             return false;
         }
         let current_tv = current.topology_version;
-        let overloaded = error.labels.iter().any(|l| l == SYSTEM_OVERLOADED_LABEL);
+        let overloaded = error
+            .labels
+            .iter()
+            .any(|l| l == crate::error::SYSTEM_OVERLOADED_ERROR);
         match &error.kind {
             ApplicationErrorKind::Command {
                 code,
@@ -1573,7 +1574,7 @@ mod tests {
             },
             ConnectionPhase::Authenticating,
         );
-        e.labels.push(SYSTEM_OVERLOADED_LABEL.into());
+        e.labels.push(crate::error::SYSTEM_OVERLOADED_ERROR.into());
         assert!(!t.handle_application_error(&addr("a"), &e));
         e.labels.clear();
         assert!(t.handle_application_error(&addr("a"), &e));

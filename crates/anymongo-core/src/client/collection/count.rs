@@ -226,7 +226,7 @@ impl<'a, T: Send + Sync> IntoFuture for EstimatedDocumentCount<'a, T> {
             };
             match coll.db.client().execute(op).await {
                 // A collection that does not exist has no documents.
-                Err(e) if e.code() == Some(26) => Ok(0),
+                Err(e) if e.is_namespace_not_found() => Ok(0),
                 other => other,
             }
         })

@@ -760,7 +760,7 @@ impl<'a, T: Send + Sync> IntoFuture for ListIndexes<'a, T> {
             match client.execute_with_address(op).await {
                 Ok((address, info)) => Cursor::new(client.clone(), address, info, cursor_options),
                 // NamespaceNotFound: a collection that does not exist has no indexes.
-                Err(e) if e.code() == Some(26) => {
+                Err(e) if e.is_namespace_not_found() => {
                     let info = CursorInfo {
                         id: 0,
                         ns: coll.namespace(),

@@ -244,7 +244,7 @@ impl<T> Collection<T> {
         match self.db.run_command(command).await {
             Ok(_) => Ok(()),
             // NamespaceNotFound: there was nothing to drop.
-            Err(e) if e.code() == Some(26) => Ok(()),
+            Err(e) if e.is_namespace_not_found() => Ok(()),
             Err(e) => Err(e),
         }
     }

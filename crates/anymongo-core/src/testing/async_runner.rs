@@ -122,7 +122,7 @@ pub async fn run_cmap_format_async_with<C: Connector>(
             lock(&sink_events).push(e.clone())
         })),
         background_error_handler: Some(Arc::new(move |_generation, error| {
-            if error.contains_label(crate::sdam::SYSTEM_OVERLOADED_LABEL) {
+            if error.contains_label(crate::error::SYSTEM_OVERLOADED_ERROR) {
                 return;
             }
             let pool = lock(&handler_pool).clone();
@@ -286,8 +286,8 @@ async fn thread_op<C: Connector>(ctx: &Arc<Ctx<C>>, op: Op) -> std::result::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmap::testing::VirtualRuntime;
     use crate::cmap::CheckOut;
+    use crate::testing::VirtualRuntime;
 
     fn assert_send<T: Send>(_: &T) {}
 
