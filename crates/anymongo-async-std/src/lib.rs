@@ -18,17 +18,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, missing_docs, rust_2018_idioms)]
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use anymongo_core::rt::{deadline_after, BoxFuture, Runtime, Sleep, Stream, MAX_SLEEP};
+use anymongo_core::adapter::{clamp_deadline, FuturesIoStream, ResettableSleep};
+use anymongo_core::rt::{BoxFuture, Runtime, Sleep, Stream};
 use async_io::Timer;
-use async_std::io::{Read, Write};
 use async_std::net::ToSocketAddrs;
 
 pub use anymongo_core;
@@ -77,11 +75,6 @@ impl AsyncStdRuntime {
     }
 }
 
-/// Clamps `deadline` so the timer never sees an instant it cannot represent.
-fn clamp(deadline: Instant) -> Instant {
-    deadline.min(deadline_after(Instant::now(), MAX_SLEEP))
-}
-
 impl Runtime for AsyncStdRuntime {
     fn name(&self) -> &'static str {
         "async-std"
@@ -97,16 +90,14 @@ impl Runtime for AsyncStdRuntime {
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
-        Box::pin(TimerSleep {
-            timer: Timer::at(clamp(deadline)),
-            done: false,
-        })
+        Box::pin(ResettableSleep::new(
+            Timer::at(clamp_deadline(deadline)),
+            Timer::set_at,
+        ))
     }
 
     fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Stream>>> {
-        Box::pin(
-            async move { Ok(Box::new(AsyncStdStream::connect(addr).await?) as Box<dyn Stream>) },
-        )
+        Box::pin(async move { Ok(Box::new(connect(addr).await?) as Box<dyn Stream>) })
     }
 
     fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
@@ -115,77 +106,17 @@ impl Runtime for AsyncStdRuntime {
     }
 }
 
-/// An `async_io::Timer` behind [`Sleep`]; stays ready once it fired, until reset.
-#[derive(Debug)]
-struct TimerSleep {
-    timer: Timer,
-    done: bool,
-}
+/// An `async_std::net::TcpStream` behind [`Stream`] (its `poll_close` only flushes, so shutting
+/// down also shuts the write half down).
+pub type AsyncStdStream = FuturesIoStream<async_std::net::TcpStream>;
 
-impl Future for TimerSleep {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.done {
-            return Poll::Ready(());
-        }
-        match Pin::new(&mut self.timer).poll(cx) {
-            Poll::Ready(_) => {
-                self.done = true;
-                Poll::Ready(())
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl Sleep for TimerSleep {
-    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
-        self.timer.set_at(clamp(deadline));
-        self.done = false;
-    }
-}
-
-/// An `async_std::net::TcpStream` behind [`Stream`].
-#[derive(Debug)]
-pub struct AsyncStdStream(pub async_std::net::TcpStream);
-
-impl AsyncStdStream {
-    /// Connects to `addr` and sets `TCP_NODELAY`.
-    pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
-        let stream = async_std::net::TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(AsyncStdStream(stream))
-    }
-}
-
-impl Stream for AsyncStdStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // async-std's `poll_close` only flushes; shut the write half down explicitly.
-        match Pin::new(&mut self.0).poll_flush(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(self.0.shutdown(std::net::Shutdown::Write)),
-            other => other,
-        }
-    }
+/// Connects to `addr` with `TCP_NODELAY` set.
+pub async fn connect(addr: SocketAddr) -> io::Result<AsyncStdStream> {
+    let stream = async_std::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(FuturesIoStream::with_shutdown(stream, |s| {
+        s.shutdown(std::net::Shutdown::Write)
+    }))
 }
 
 #[cfg(test)]
@@ -196,7 +127,7 @@ mod tests {
     fn connected_sockets_have_nodelay() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("local_addr");
-        let stream = async_std::task::block_on(AsyncStdStream::connect(addr)).expect("connect");
-        assert!(stream.0.nodelay().expect("nodelay"));
+        let stream = async_std::task::block_on(connect(addr)).expect("connect");
+        assert!(stream.get_ref().nodelay().expect("nodelay"));
     }
 }

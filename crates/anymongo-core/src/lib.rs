@@ -13,6 +13,8 @@
 
 pub mod rt;
 
+pub mod adapter;
+
 pub mod client;
 pub mod cmap;
 pub mod conn;

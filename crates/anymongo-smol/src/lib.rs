@@ -22,16 +22,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, missing_docs, rust_2018_idioms)]
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use anymongo_core::rt::{deadline_after, BoxFuture, Runtime, Sleep, Stream, MAX_SLEEP};
-use smol::io::{AsyncRead, AsyncWrite};
+use anymongo_core::adapter::{clamp_deadline, FuturesIoStream, ResettableSleep};
+use anymongo_core::rt::{BoxFuture, Runtime, Sleep, Stream};
 use smol::{Executor, Timer};
 
 pub use anymongo_core;
@@ -100,11 +98,6 @@ impl SmolRuntime {
     }
 }
 
-/// Clamps `deadline` so the timer never sees an instant it cannot represent.
-fn clamp(deadline: Instant) -> Instant {
-    deadline.min(deadline_after(Instant::now(), MAX_SLEEP))
-}
-
 impl Runtime for SmolRuntime {
     fn name(&self) -> &'static str {
         "smol"
@@ -127,14 +120,14 @@ impl Runtime for SmolRuntime {
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
-        Box::pin(TimerSleep {
-            timer: Timer::at(clamp(deadline)),
-            done: false,
-        })
+        Box::pin(ResettableSleep::new(
+            Timer::at(clamp_deadline(deadline)),
+            Timer::set_at,
+        ))
     }
 
     fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Stream>>> {
-        Box::pin(async move { Ok(Box::new(SmolStream::connect(addr).await?) as Box<dyn Stream>) })
+        Box::pin(async move { Ok(Box::new(connect(addr).await?) as Box<dyn Stream>) })
     }
 
     fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
@@ -143,74 +136,14 @@ impl Runtime for SmolRuntime {
     }
 }
 
-/// A `smol::Timer` behind [`Sleep`]; stays ready once it fired, until reset.
-#[derive(Debug)]
-struct TimerSleep {
-    timer: Timer,
-    done: bool,
-}
+/// A `smol::net::TcpStream` behind [`Stream`] (closing it shuts its write half down).
+pub type SmolStream = FuturesIoStream<smol::net::TcpStream>;
 
-impl Future for TimerSleep {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.done {
-            return Poll::Ready(());
-        }
-        match Pin::new(&mut self.timer).poll(cx) {
-            Poll::Ready(_) => {
-                self.done = true;
-                Poll::Ready(())
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl Sleep for TimerSleep {
-    fn reset(mut self: Pin<&mut Self>, deadline: Instant) {
-        self.timer.set_at(clamp(deadline));
-        self.done = false;
-    }
-}
-
-/// A `smol::net::TcpStream` behind [`Stream`].
-#[derive(Debug)]
-pub struct SmolStream(pub smol::net::TcpStream);
-
-impl SmolStream {
-    /// Connects to `addr` and sets `TCP_NODELAY`.
-    pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
-        let stream = smol::net::TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(SmolStream(stream))
-    }
-}
-
-impl Stream for SmolStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Closing a smol TcpStream shuts down its write half.
-        Pin::new(&mut self.0).poll_close(cx)
-    }
+/// Connects to `addr` with `TCP_NODELAY` set.
+pub async fn connect(addr: SocketAddr) -> io::Result<SmolStream> {
+    let stream = smol::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(FuturesIoStream::new(stream))
 }
 
 #[cfg(test)]
@@ -221,7 +154,7 @@ mod tests {
     fn connected_sockets_have_nodelay() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("local_addr");
-        let stream = smol::block_on(SmolStream::connect(addr)).expect("connect");
-        assert!(stream.0.nodelay().expect("nodelay"));
+        let stream = smol::block_on(connect(addr)).expect("connect");
+        assert!(stream.get_ref().nodelay().expect("nodelay"));
     }
 }
