@@ -28,44 +28,30 @@ fn main() {
 
 fn run(root: &Path, report: &mut Report) {
     let dir = root.join("connection-monitoring-and-pooling/tests/cmap-format");
-    let Some(files) = common::json_files(&dir) else {
-        report.absent("cmap", &dir);
-        return;
-    };
-    for file in files {
-        let stem = file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let parsed: Result<CmapFormatTest, String> = common::read_json(&file)
-            .and_then(|v| serde_json::from_value(v).map_err(|e| format!("{stem}: {e}")));
+    for (stem, file) in report.files("cmap", &dir) {
+        let parsed = CmapFormatTest::load(&file);
         for runner in ["async", "threads"] {
             let name = format!("cmap/{stem}/{runner}");
-            let parsed = parsed.clone();
-            report.case(&name, || {
-                let test = match parsed {
+            report.check(&name, SKIPS, || {
+                let test = match &parsed {
                     Ok(t) => t,
-                    Err(e) => return Outcome::Fail(e),
+                    Err(e) => return Outcome::Fail(e.clone()),
                 };
-                if let Some(why) = common::skip_reason(SKIPS, &name).or_else(|| skip_reason(&test))
-                {
+                if let Some(why) = skip_reason(test) {
                     return Outcome::Skip(why);
                 }
                 let result = match runner {
                     "async" => {
                         let rt = VirtualRuntime::new();
-                        rt.block_on(run_cmap_format_async(Arc::new(rt.clone()), &test))
+                        rt.block_on(run_cmap_format_async(Arc::new(rt.clone()), test))
                             .unwrap_or_else(|| Err("the test deadlocked".into()))
                     }
                     _ => futures::executor::block_on(run_cmap_format_async(
                         Arc::new(ThreadRuntime),
-                        &test,
+                        test,
                     )),
                 };
-                match result {
-                    Ok(()) => Outcome::Pass,
-                    Err(e) => Outcome::Fail(e),
-                }
+                result.into()
             });
         }
     }

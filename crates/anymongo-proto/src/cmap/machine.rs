@@ -1108,48 +1108,41 @@ mod tests {
             .collect()
     }
 
+    /// The parts of `actions` that `f` picks, in order.
+    fn pick<T>(actions: &[PoolAction], f: impl FnMut(&PoolAction) -> Option<T>) -> Vec<T> {
+        actions.iter().filter_map(f).collect()
+    }
+
     fn establishes(actions: &[PoolAction]) -> Vec<u64> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                PoolAction::Establish { conn_id, .. } => Some(*conn_id),
-                _ => None,
-            })
-            .collect()
+        pick(actions, |a| match a {
+            PoolAction::Establish { conn_id, .. } => Some(*conn_id),
+            _ => None,
+        })
     }
 
     fn served(actions: &[PoolAction]) -> Vec<(RequestId, u64)> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                PoolAction::CheckedOut {
-                    request, conn_id, ..
-                } => Some((*request, *conn_id)),
-                _ => None,
-            })
-            .collect()
+        pick(actions, |a| match a {
+            PoolAction::CheckedOut {
+                request, conn_id, ..
+            } => Some((*request, *conn_id)),
+            _ => None,
+        })
     }
 
     fn failed(actions: &[PoolAction]) -> Vec<(RequestId, CheckOutFailure)> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                PoolAction::CheckOutFailed {
-                    request, reason, ..
-                } => Some((*request, *reason)),
-                _ => None,
-            })
-            .collect()
+        pick(actions, |a| match a {
+            PoolAction::CheckOutFailed {
+                request, reason, ..
+            } => Some((*request, *reason)),
+            _ => None,
+        })
     }
 
     fn closed(actions: &[PoolAction]) -> Vec<(u64, ConnectionClosedReason)> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                PoolAction::Close { conn_id, reason } => Some((*conn_id, *reason)),
-                _ => None,
-            })
-            .collect()
+        pick(actions, |a| match a {
+            PoolAction::Close { conn_id, reason } => Some((*conn_id, *reason)),
+            _ => None,
+        })
     }
 
     /// Checks out and establishes a new connection, returning its id.

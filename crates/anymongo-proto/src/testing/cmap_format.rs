@@ -37,6 +37,14 @@ pub struct CmapFormatTest {
     pub fail_point: Option<Document>,
 }
 
+impl CmapFormatTest {
+    /// Reads and parses the test file at `path`.
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let value = super::specs::read_json(path)?;
+        serde_json::from_value(value).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
 /// `poolOptions` of a test, including the test-only ones.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct TestPoolOptions {

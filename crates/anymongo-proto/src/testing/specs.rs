@@ -25,6 +25,23 @@ pub fn json_files(dir: &Path) -> Option<Vec<PathBuf>> {
     Some(files)
 }
 
+/// The stem of a file's name (`find` of `find.json`).
+pub fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `Ok(())` as a pass, an error as a failure.
+impl From<Result<(), String>> for Outcome {
+    fn from(result: Result<(), String>) -> Self {
+        match result {
+            Ok(()) => Outcome::Pass,
+            Err(e) => Outcome::Fail(e),
+        }
+    }
+}
+
 /// Reads and parses a JSON file.
 pub fn read_json(path: &Path) -> Result<serde_json::Value, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -89,6 +106,53 @@ impl Report {
             Outcome::Pass => self.passed += 1,
             Outcome::Fail(why) => self.failed.push((name.to_string(), why)),
             Outcome::Skip(why) => self.skipped.push((name.to_string(), why)),
+        }
+    }
+
+    /// The `.json` files directly in `dir` with their stems, sorted; none when the folder is
+    /// absent, which is recorded against `suite`.
+    pub fn files(&mut self, suite: &str, dir: &Path) -> Vec<(String, PathBuf)> {
+        match json_files(dir) {
+            Some(files) => files.into_iter().map(|p| (stem(&p), p)).collect(),
+            None => {
+                self.absent(suite, dir);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Runs the case `name`: skipped with its reason when `skips` names it, else checked by
+    /// `check`.
+    pub fn check(&mut self, name: &str, skips: &[(&str, &str)], check: impl FnOnce() -> Outcome) {
+        match skip_reason(skips, name) {
+            Some(why) => self.case(name, || Outcome::Skip(why)),
+            None => self.case(name, check),
+        }
+    }
+
+    /// Runs every case of the files in `dir` that hold `{"tests": [{"description": ...}, ...]}`
+    /// (the connection string, URI options and auth formats): each case is named
+    /// `suite/file/description` and checked by `check`, unless `skips` names it. A file that
+    /// does not parse is one failed case.
+    pub fn described_tests(
+        &mut self,
+        suite: &str,
+        dir: &Path,
+        skips: &[(&str, &str)],
+        check: impl Fn(&serde_json::Value) -> Outcome,
+    ) {
+        for (stem, file) in self.files(suite, dir) {
+            let doc = match read_json(&file) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.case(&format!("{suite}/{stem}"), || Outcome::Fail(e));
+                    continue;
+                }
+            };
+            for t in doc["tests"].as_array().into_iter().flatten() {
+                let desc = t["description"].as_str().unwrap_or("?");
+                self.check(&format!("{suite}/{stem}/{desc}"), skips, || check(t));
+            }
         }
     }
 

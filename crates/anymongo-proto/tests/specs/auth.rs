@@ -8,7 +8,7 @@ use anymongo_proto::uri;
 use serde_json::Value;
 
 use crate::connection_string::json_eq;
-use anymongo_proto::testing::specs::{self as common, Outcome, Report};
+use anymongo_proto::testing::specs::{Outcome, Report};
 
 /// Cases whose expectation the auth spec itself has withdrawn.
 const SKIPS: &[(&str, &str)] = &[
@@ -26,33 +26,7 @@ const SKIPS: &[(&str, &str)] = &[
 ];
 
 pub fn run(root: &Path, report: &mut Report) {
-    let dir = root.join("auth/tests/legacy");
-    let Some(files) = common::json_files(&dir) else {
-        report.absent("auth", &dir);
-        return;
-    };
-    for file in files {
-        let stem = file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let doc = match common::read_json(&file) {
-            Ok(d) => d,
-            Err(e) => {
-                report.case(&format!("auth/{stem}"), || Outcome::Fail(e));
-                continue;
-            }
-        };
-        for t in doc["tests"].as_array().cloned().unwrap_or_default() {
-            let desc = t["description"].as_str().unwrap_or("?");
-            let name = format!("auth/{stem}/{desc}");
-            if let Some(why) = common::skip_reason(SKIPS, &name) {
-                report.case(&name, || Outcome::Skip(why));
-                continue;
-            }
-            report.case(&name, || check(&t));
-        }
-    }
+    report.described_tests("auth", &root.join("auth/tests/legacy"), SKIPS, check);
 }
 
 fn check(t: &Value) -> Outcome {

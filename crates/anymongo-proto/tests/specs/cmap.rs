@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anymongo_proto::testing::{run_cmap_format_machine, skip_reason, CmapFormatTest};
 
-use anymongo_proto::testing::specs::{self as common, Outcome, Report};
+use anymongo_proto::testing::specs::{Outcome, Report};
 
 /// (case-name substring, reason). Files that need a live server are skipped by
 /// `skip_reason` (their `style`/`failPoint`), each with its reason; nothing else is skipped.
@@ -14,33 +14,17 @@ const SKIPS: &[(&str, &str)] = &[];
 
 pub fn run(root: &Path, report: &mut Report) {
     let dir = root.join("connection-monitoring-and-pooling/tests/cmap-format");
-    let Some(files) = common::json_files(&dir) else {
-        report.absent("cmap", &dir);
-        return;
-    };
-    for file in files {
-        let stem = file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let parsed: Result<CmapFormatTest, String> = common::read_json(&file)
-            .and_then(|v| serde_json::from_value(v).map_err(|e| format!("{stem}: {e}")));
+    for (stem, file) in report.files("cmap", &dir) {
         let name = format!("cmap/{stem}/machine");
-        {
-            report.case(&name, || {
-                let test = match parsed {
-                    Ok(t) => t,
-                    Err(e) => return Outcome::Fail(e),
-                };
-                if let Some(why) = common::skip_reason(SKIPS, &name).or_else(|| skip_reason(&test))
-                {
-                    return Outcome::Skip(why);
-                }
-                match run_cmap_format_machine(&test) {
-                    Ok(()) => Outcome::Pass,
-                    Err(e) => Outcome::Fail(e),
-                }
-            });
-        }
+        report.check(&name, SKIPS, || {
+            let test = match CmapFormatTest::load(&file) {
+                Ok(t) => t,
+                Err(e) => return Outcome::Fail(e),
+            };
+            match skip_reason(&test) {
+                Some(why) => Outcome::Skip(why),
+                None => run_cmap_format_machine(&test).into(),
+            }
+        });
     }
 }

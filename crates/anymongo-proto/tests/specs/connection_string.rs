@@ -9,7 +9,7 @@ use anymongo_proto::options::{Acknowledgment, ClientOptions, Compressor, ServerA
 use anymongo_proto::uri;
 use serde_json::{json, Map, Value};
 
-use anymongo_proto::testing::specs::{self as common, Outcome, Report};
+use anymongo_proto::testing::specs::{Outcome, Report};
 
 /// No case is skipped.
 const SKIPS: &[(&str, &str)] = &[];
@@ -26,33 +26,7 @@ pub fn run(root: &Path, report: &mut Report) {
 
 /// Runs every file of a folder in the connection string test format.
 pub fn run_dir(_root: &Path, report: &mut Report, suite: &str, dir: &Path, skips: &[(&str, &str)]) {
-    let Some(files) = common::json_files(dir) else {
-        report.absent(suite, dir);
-        return;
-    };
-    for file in files {
-        let stem = file
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let doc = match common::read_json(&file) {
-            Ok(d) => d,
-            Err(e) => {
-                report.case(&format!("{suite}/{stem}"), || Outcome::Fail(e));
-                continue;
-            }
-        };
-        let tests = doc["tests"].as_array().cloned().unwrap_or_default();
-        for t in tests {
-            let desc = t["description"].as_str().unwrap_or("?");
-            let name = format!("{suite}/{stem}/{desc}");
-            if let Some(why) = common::skip_reason(skips, &name) {
-                report.case(&name, || Outcome::Skip(why));
-                continue;
-            }
-            report.case(&name, || check_case(&t));
-        }
-    }
+    report.described_tests(suite, dir, skips, check_case);
 }
 
 /// Checks one case of the connection string / URI options format.

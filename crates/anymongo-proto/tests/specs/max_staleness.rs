@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::server_selection::{json_files_recursive, run_selection_file};
-use anymongo_proto::testing::specs::{skip_reason, Outcome, Report};
+use anymongo_proto::testing::specs::Report;
 
 /// Skipped cases: (substring of the case name, reason).
 pub const SKIPS: &[(&str, &str)] = &[];
@@ -19,10 +19,6 @@ pub fn run(root: &Path, report: &mut Report) {
     for p in json_files_recursive(&dir) {
         let rel = p.strip_prefix(&dir).unwrap_or(&p).with_extension("");
         let name = format!("max-staleness/{}", rel.display());
-        if let Some(why) = skip_reason(SKIPS, &name) {
-            report.case(&name, || Outcome::Skip(why));
-            continue;
-        }
-        report.case(&name, || run_selection_file(&p));
+        report.check(&name, SKIPS, || run_selection_file(&p));
     }
 }

@@ -19,7 +19,7 @@ use anymongo_proto::sdam::{
 use serde_json::Value;
 
 use crate::server_selection::{json_to_bson, json_to_doc};
-use anymongo_proto::testing::specs::{json_files, read_json, skip_reason, Outcome, Report};
+use anymongo_proto::testing::specs::{read_json, Report};
 
 /// Skipped cases: (substring of the case name, reason).
 pub const SKIPS: &[(&str, &str)] = &[];
@@ -38,21 +38,9 @@ pub fn run(root: &Path, report: &mut Report) {
     let base = root.join("server-discovery-and-monitoring/tests");
     for dir in DIRS {
         let d = base.join(dir);
-        let Some(files) = json_files(&d) else {
-            report.absent(&format!("sdam/{dir}"), &d);
-            continue;
-        };
-        for p in files {
-            let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("?");
+        for (stem, p) in report.files(&format!("sdam/{dir}"), &d) {
             let name = format!("sdam/{dir}/{stem}");
-            if let Some(why) = skip_reason(SKIPS, &name) {
-                report.case(&name, || Outcome::Skip(why));
-                continue;
-            }
-            report.case(&name, || match run_file(&p, dir) {
-                Ok(()) => Outcome::Pass,
-                Err(e) => Outcome::Fail(e),
-            });
+            report.check(&name, SKIPS, || run_file(&p, dir).into());
         }
     }
 }

@@ -16,7 +16,7 @@ use anymongo_proto::selection::{self, Criteria};
 use rand::SeedableRng;
 use serde_json::Value;
 
-use anymongo_proto::testing::specs::{json_files, read_json, skip_reason, Outcome, Report};
+use anymongo_proto::testing::specs::{read_json, Outcome, Report};
 
 /// Skipped cases: (substring of the case name, reason).
 pub const SKIPS: &[(&str, &str)] = &[];
@@ -187,10 +187,7 @@ fn address_set(v: &Value) -> Result<BTreeSet<ServerAddress>, String> {
 
 /// Runs one selection logic file (shared with the max staleness suite).
 pub fn run_selection_file(path: &Path) -> Outcome {
-    match selection_file(path) {
-        Ok(()) => Outcome::Pass,
-        Err(e) => Outcome::Fail(e),
-    }
+    selection_file(path).into()
 }
 
 fn selection_file(path: &Path) -> Result<(), String> {
@@ -353,17 +350,6 @@ fn case_name(suite: &str, root: &Path, path: &Path) -> String {
     format!("{suite}/{}", rel.with_extension("").display())
 }
 
-fn run_case(report: &mut Report, name: &str, f: impl FnOnce() -> Result<(), String>) {
-    if let Some(why) = skip_reason(SKIPS, name) {
-        report.case(name, || Outcome::Skip(why));
-        return;
-    }
-    report.case(name, || match f() {
-        Ok(()) => Outcome::Pass,
-        Err(e) => Outcome::Fail(e),
-    });
-}
-
 /// Runs the server selection suites.
 pub fn run(root: &Path, report: &mut Report) {
     let tests = root.join("server-selection/tests");
@@ -371,29 +357,17 @@ pub fn run(root: &Path, report: &mut Report) {
     if logic.is_dir() {
         for p in json_files_recursive(&logic) {
             let name = case_name("server-selection/server_selection", &logic, &p);
-            run_case(report, &name, || selection_file(&p));
+            report.check(&name, SKIPS, || selection_file(&p).into());
         }
     } else {
         report.absent("server-selection/server_selection", &logic);
     }
-    let rtt = tests.join("rtt");
-    match json_files(&rtt) {
-        Some(files) => {
-            for p in files {
-                let name = case_name("server-selection/rtt", &rtt, &p);
-                run_case(report, &name, || rtt_file(&p));
-            }
-        }
-        None => report.absent("server-selection/rtt", &rtt),
+    for (stem, p) in report.files("server-selection/rtt", &tests.join("rtt")) {
+        let name = format!("server-selection/rtt/{stem}");
+        report.check(&name, SKIPS, || rtt_file(&p).into());
     }
-    let in_window = tests.join("in_window");
-    match json_files(&in_window) {
-        Some(files) => {
-            for p in files {
-                let name = case_name("server-selection/in_window", &in_window, &p);
-                run_case(report, &name, || in_window_file(&p));
-            }
-        }
-        None => report.absent("server-selection/in_window", &in_window),
+    for (stem, p) in report.files("server-selection/in_window", &tests.join("in_window")) {
+        let name = format!("server-selection/in_window/{stem}");
+        report.check(&name, SKIPS, || in_window_file(&p).into());
     }
 }

@@ -14,7 +14,7 @@ use anymongo_proto::wire::raw::to_document;
 use anymongo_proto::wire::{encode, validate_document, Body, Decoder, Message, OpMsg};
 use anymongo_proto::ErrorKind;
 
-use anymongo_proto::testing::specs::{json_files, read_json, skip_reason, Outcome, Report};
+use anymongo_proto::testing::specs::{read_json, skip_reason, Outcome, Report};
 
 const SUITE: &str = "wire-bson-corpus";
 
@@ -24,16 +24,7 @@ const SKIPS: &[(&str, &str)] = &[];
 
 pub fn run(root: &Path, report: &mut Report) {
     let dir = root.join("bson-corpus/tests");
-    let Some(files) = json_files(&dir) else {
-        report.absent(SUITE, &dir);
-        return;
-    };
-    for file in files {
-        let stem = file
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("?")
-            .to_string();
+    for (stem, file) in report.files(SUITE, &dir) {
         let json = match read_json(&file) {
             Ok(j) => j,
             Err(e) => {
