@@ -101,69 +101,20 @@ fn load_client_identity(path: &str) -> Result<ClientIdentity> {
     Ok((certs, key))
 }
 
-/// Accepts any server certificate (`tlsAllowInvalidCertificates`), but still checks the handshake
-/// signatures, so the session is encrypted to whoever holds the presented certificate's key.
+/// The verifier of the lenient TLS options. Handshake signatures are always checked, so the
+/// session is encrypted to whoever holds the presented certificate's key; what is relaxed is
+/// the certificate:
+/// - `chain: None` accepts any server certificate (`tlsAllowInvalidCertificates`);
+/// - `chain: Some(..)` verifies the chain like the default verifier but ignores a host name
+///   mismatch (`tlsAllowInvalidHostnames`). WebPKI checks the chain before the name, so a
+///   `NotValidForName` error means the chain itself was valid.
 #[derive(Debug)]
-struct AcceptAnyCertificate {
+struct LenientVerifier {
     provider: Arc<CryptoProvider>,
+    chain: Option<Arc<WebPkiServerVerifier>>,
 }
 
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// Verifies the chain like the default verifier but ignores a host name mismatch
-/// (`tlsAllowInvalidHostnames`). WebPKI checks the chain before the name, so a
-/// `NotValidForName` error means the chain itself was valid.
-#[derive(Debug)]
-struct IgnoreHostname {
-    inner: Arc<WebPkiServerVerifier>,
-}
-
-impl ServerCertVerifier for IgnoreHostname {
+impl ServerCertVerifier for LenientVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -172,13 +123,10 @@ impl ServerCertVerifier for IgnoreHostname {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self.inner.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -192,7 +140,8 @@ impl ServerCertVerifier for IgnoreHostname {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -201,11 +150,14 @@ impl ServerCertVerifier for IgnoreHostname {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -236,18 +188,22 @@ pub fn client_config(opts: &TlsOptions) -> Result<Arc<ClientConfig>> {
         }
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate {
+            .with_custom_certificate_verifier(Arc::new(LenientVerifier {
                 provider: provider.clone(),
+                chain: None,
             }))
     } else {
         let roots = Arc::new(load_roots(opts)?);
         if allow_invalid_hostnames {
-            let inner = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            let chain = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
                 .build()
                 .map_err(|e| tls_error(format!("cannot build the certificate verifier: {e}")))?;
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(IgnoreHostname { inner }))
+                .with_custom_certificate_verifier(Arc::new(LenientVerifier {
+                    provider: provider.clone(),
+                    chain: Some(chain),
+                }))
         } else {
             builder.with_root_certificates(roots)
         }
