@@ -101,7 +101,7 @@ pub fn runtime_token(harness: &Harness) -> String {
 impl Env {
     /// A client for `uri` on the runtime under test whose events go to [`Env::transcript`].
     pub fn client(&self, uri: &str) -> anymongo_core::Result<Client> {
-        self.client_with(ClientOptions::parse(uri)?)
+        self.client_with(ClientOptions::parse_without_srv_resolution(uri)?)
     }
 
     /// A client with `options` on the runtime under test whose events go to
@@ -115,9 +115,12 @@ impl Env {
     /// A client for `uri` whose events go to the lane `lane` of [`Env::transcript`]: for a
     /// client used by one of several concurrently running tasks (see [`Transcript::lane`]).
     pub fn client_in_lane(&self, lane: &str, uri: &str) -> anymongo_core::Result<Client> {
-        Client::builder(ClientOptions::parse(uri)?, self.rt.clone())
-            .event_handler(self.transcript.lane(lane).event_handler())
-            .build()
+        Client::builder(
+            ClientOptions::parse_without_srv_resolution(uri)?,
+            self.rt.clone(),
+        )
+        .event_handler(self.transcript.lane(lane).event_handler())
+        .build()
     }
 }
 
