@@ -225,6 +225,9 @@ pub(crate) struct ActiveFailPoint {
 impl ActiveFailPoint {
     pub(crate) fn new(fp: FailPoint, from_command: bool) -> Self {
         let remaining = match fp.times {
+            // mongod's `{times: 0}` still fires once (FailPoint's nTimes mode disables itself
+            // only after a firing brings its count to 0 or below).
+            Times::N(0) if from_command => 1,
             Times::N(k) | Times::Skip(k) => k,
             Times::AlwaysOn => 0,
         };
@@ -236,13 +239,14 @@ impl ActiveFailPoint {
     }
 }
 
-/// Finds the first fail point matching the command, consumes one firing, and returns it.
-/// Exhausted `Times::N` points are removed.
+/// Finds the first fail point matching the command, consumes one firing, and returns it with
+/// whether it was installed by `configureFailPoint` (mongod counts those firings: the `count` of
+/// its next `configureFailPoint` reply). Exhausted `Times::N` points are removed.
 pub(crate) fn trigger(
     points: &mut Vec<ActiveFailPoint>,
     command: &str,
     app_name: Option<&str>,
-) -> Option<FailPoint> {
+) -> Option<(FailPoint, bool)> {
     let idx = points.iter().position(|p| {
         p.fp.commands.iter().any(|c| c == command)
             && p.fp
@@ -251,14 +255,15 @@ pub(crate) fn trigger(
                 .is_none_or(|want| Some(want) == app_name)
     })?;
     let p = points.get_mut(idx)?;
+    let from_command = p.from_command;
     match p.fp.times {
-        Times::AlwaysOn => Some(p.fp.clone()),
+        Times::AlwaysOn => Some((p.fp.clone(), from_command)),
         Times::Skip(_) => {
             if p.remaining > 0 {
                 p.remaining -= 1;
                 None
             } else {
-                Some(p.fp.clone())
+                Some((p.fp.clone(), from_command))
             }
         }
         Times::N(_) => {
@@ -271,7 +276,7 @@ pub(crate) fn trigger(
             if p.remaining == 0 {
                 points.remove(idx);
             }
-            Some(fp)
+            Some((fp, from_command))
         }
     }
 }

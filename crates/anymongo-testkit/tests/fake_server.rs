@@ -200,7 +200,8 @@ fn fault_close_before_reply() {
 
 #[test]
 fn fault_close_after_half_reply() {
-    let server = FakeServer::builder().start();
+    // A retryable write (txnNumber) needs a replica-set member: a standalone refuses it.
+    let server = FakeServer::builder().replica_set("rs").start();
     server.fail_point(FailPoint::new(
         Times::AlwaysOn,
         ["insert"],
@@ -803,7 +804,7 @@ fn replica_set_views_elections_and_restarts() {
     assert!(h1.get_timestamp("operationTime").is_ok());
     assert!(h1.get("electionId").is_none());
 
-    // Writes on a secondary fail; reads work.
+    // Writes on a secondary fail; reads work when the client allows a secondary, as on mongod.
     let mut c1 = Client::connect(rs.member(1).unwrap().addr());
     let r = c1.command(insert_cmd(1));
     assert_eq!(
@@ -811,11 +812,19 @@ fn replica_set_views_elections_and_restarts() {
         (10107, "NotWritablePrimary")
     );
     assert_eq!(
-        c1.command(doc! { "find": "c", "$db": "db" })
-            .get_f64("ok")
-            .unwrap(),
+        c1.command(
+            doc! { "find": "c", "$readPreference": { "mode": "secondaryPreferred" }, "$db": "db" }
+        )
+        .get_f64("ok")
+        .unwrap(),
         1.0
     );
+    let r = c1.command(doc! { "find": "c", "$db": "db" });
+    assert_eq!(
+        (r.get_i32("code").unwrap(), r.get_str("codeName").unwrap()),
+        (13435, "NotPrimaryNoSecondaryOk")
+    );
+    assert!(r.get_document("topologyVersion").is_ok());
 
     rs.step_down();
     let h0b = member_hello(&rs, 0);
@@ -968,7 +977,8 @@ fn single_member_set_tags_and_per_member_config() {
         10107,
         "findAndModify is a write"
     );
-    let r = s.command(doc! { "count": "c", "$db": "db" });
+    let r =
+        s.command(doc! { "count": "c", "$readPreference": { "mode": "secondary" }, "$db": "db" });
     assert_eq!(r.get_i64("n").unwrap(), 1);
 }
 

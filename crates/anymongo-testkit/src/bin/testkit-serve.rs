@@ -165,7 +165,10 @@ fn main() -> ExitCode {
             Ok(()) => "ok".to_string(),
             Err(e) => format!("error: {e}"),
         };
-        if writeln!(out, "{answer}").and_then(|()| out.flush()).is_err() {
+        if writeln!(out, "{answer}")
+            .and_then(|()| out.flush())
+            .is_err()
+        {
             break;
         }
     }
