@@ -1200,7 +1200,7 @@ fn ill_typed_commands_get_errors_not_crashes() {
         doc! { "getMore": "x", "collection": "c", "$db": "db" },
         doc! { "killCursors": "c", "cursors": ["x"], "$db": "db" },
         doc! { "aggregate": 1, "pipeline": [], "$db": "db" },
-        doc! { "aggregate": "c", "pipeline": [ { "$group": { "_id": 1 } } ], "cursor": {}, "$db": "db" },
+        doc! { "aggregate": "c", "pipeline": [ { "$frobnicate": { "_id": 1 } } ], "cursor": {}, "$db": "db" },
         doc! { "saslStart": 1, "mechanism": "SCRAM-SHA-256", "payload": "x", "$db": "admin" },
         doc! { "saslContinue": 1, "conversationId": 99, "payload": bin(b""), "$db": "admin" },
         doc! { "configureFailPoint": "failCommand", "mode": { "times": 1 }, "data": {}, "$db": "admin" },
