@@ -64,12 +64,15 @@ pub(crate) struct ConnState {
     pub(crate) authenticated: Option<(String, String)>,
     sasl: Option<Sasl>,
     pub(crate) handshaken: bool,
+    /// The server's listening period this connection belongs to (a kill ends it).
+    pub(crate) epoch: u64,
 }
 
 impl ConnState {
-    pub(crate) fn new(id: u32) -> Self {
+    pub(crate) fn new(id: u32, epoch: u64) -> Self {
         ConnState {
             id,
+            epoch,
             app_name: None,
             negotiated: Vec::new(),
             authenticated: None,
@@ -186,15 +189,29 @@ pub(crate) fn builtin(shared: &Shared, st: &mut ConnState, req: &mut Request) ->
             Ok(()) => match name {
                 "endSessions" | "killAllSessions" => Ok(doc! { "ok": 1.0 }.into()),
                 "configureFailPoint" => configure_fail_point(shared, &req.cmd).map(Answer::Doc),
-                _ => match lock(&shared.store).run(
-                    name,
-                    &req.db,
-                    &mut req.cmd,
-                    &req.sequences,
-                    req.folded,
-                ) {
-                    Some(r) => r,
-                    None => Err(CommandError::command_not_found(name)),
+                _ => match crate::write_concern::WriteConcern::of(shared, name, &req.cmd) {
+                    Err(e) => Err(e),
+                    Ok(wc) => {
+                        let ran = lock(&shared.store).run(
+                            name,
+                            &req.db,
+                            &mut req.cmd,
+                            &req.sequences,
+                            req.folded,
+                        );
+                        match ran {
+                            Some(Ok(mut answer)) => {
+                                if let Some(wc) = wc {
+                                    if let Some(wce) = wc.wait(shared, st) {
+                                        merge(answer.doc_mut(), &doc! { "writeConcernError": wce });
+                                    }
+                                }
+                                Ok(answer)
+                            }
+                            Some(Err(e)) => Err(e),
+                            None => Err(CommandError::command_not_found(name)),
+                        }
+                    }
                 },
             },
         },

@@ -104,7 +104,7 @@ pub(crate) fn serve(shared: Arc<Shared>, stream: TcpStream, id: u32, epoch: u64)
         shared,
         transport,
         decoder: Decoder::new(DEFAULT_MAX_MESSAGE_SIZE),
-        state: ConnState::new(id),
+        state: ConnState::new(id, epoch),
         epoch,
         next_request_id: 1,
         out: Vec::new(),

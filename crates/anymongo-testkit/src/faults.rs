@@ -117,10 +117,13 @@ impl FailPoint {
     pub fn from_configure_command(cmd: &Document) -> Result<Option<FailPoint>, CommandError> {
         match cmd.get("configureFailPoint") {
             Some(Bson::String(s)) if s == "failCommand" => {}
+            // mongod: setGlobalFailPoint of a name it does not know (here: any but failCommand).
             Some(Bson::String(s)) => {
-                return Err(CommandError::bad_value(format!(
-                    "unsupported fail point '{s}' (only failCommand)"
-                )))
+                return Err(CommandError::new(
+                    266,
+                    "FailPointSetFailed",
+                    format!("{s} not found"),
+                ))
             }
             _ => return Err(CommandError::bad_value("configureFailPoint needs a name")),
         }
@@ -340,7 +343,7 @@ mod tests {
             )
             .unwrap_err()
             .code,
-            2
+            266
         );
         assert_eq!(FailPoint::from_configure_command(&doc! { "configureFailPoint": "failCommand", "mode": { "times": -1 }, "data": { "failCommands": [] } }).unwrap_err().code, 2);
     }

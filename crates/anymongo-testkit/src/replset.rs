@@ -35,6 +35,8 @@ pub(crate) struct RsState {
     /// The election term; `electionId` is `7fffffff` followed by it.
     term: u32,
     tags: Vec<Document>,
+    /// Which members are up (listening): those count toward a write concern.
+    up: Vec<bool>,
 }
 
 impl RsState {
@@ -43,11 +45,24 @@ impl RsState {
         RsState {
             name: name.to_string(),
             tags: vec![Document::new(); hosts.len()],
+            up: vec![true; hosts.len()],
             hosts,
             primary: Some(0),
             set_version: 1,
             term: 1,
         }
+    }
+
+    /// Marks member `idx` up or down.
+    pub(crate) fn set_up(&mut self, idx: usize, up: bool) {
+        if let Some(u) = self.up.get_mut(idx) {
+            *u = up;
+        }
+    }
+
+    /// How many members are up (all members bear data: a write reaches each that is up).
+    pub(crate) fn members_up(&self) -> usize {
+        self.up.iter().filter(|u| **u).count()
     }
 
     fn election_id(&self) -> ObjectId {

@@ -510,6 +510,9 @@ impl FakeServer {
 
     /// Stops listening, closes every connection and joins their threads. Idempotent.
     pub fn kill(&self) {
+        if let Some((rs, idx)) = &self.shared.rs {
+            lock(rs).set_up(*idx, false);
+        }
         let l = lock(&self.listening).take();
         if let Some(l) = l {
             l.stop.store(true, Ordering::SeqCst);
@@ -547,7 +550,11 @@ impl FakeServer {
         let listener = TcpListener::bind(self.shared.addr)?;
         *lock(&self.shared.process_id) = ObjectId::new();
         self.shared.topology_counter.store(0, Ordering::SeqCst);
-        self.listen(listener)
+        self.listen(listener)?;
+        if let Some((rs, idx)) = &self.shared.rs {
+            lock(rs).set_up(*idx, true);
+        }
+        Ok(())
     }
 
     /// Shuts the server down (same as [`FakeServer::kill`]; also done on drop).
