@@ -183,3 +183,34 @@ def awaitable_hello_waits_up_to_max_await_time(env):
     raw(hosts[1], SON([("hello", 1), ("topologyVersion", tv), ("maxAwaitTimeMS", 300)]))
     waited = time.monotonic() - t0
     expect(0.25 < waited < 3, f"waited {waited:.2f}s")
+
+
+@check
+def repl_set_step_down_hands_the_primary_to_another_member(env):
+    hosts = env.hosts("rs")
+    c = env.client("rs", serverSelectionTimeoutMS=10000)
+    coll = env.fresh(c, "stepdown")
+    coll.insert_one({"_id": 1})
+    try:
+        r = raw(hosts[0], SON([("replSetStepDown", 10), ("secondaryCatchUpPeriodSecs", 5)]))
+        expect_eq(r.get("ok"), 1.0, f"replSetStepDown: {r}")
+        old = raw(hosts[0], SON([("hello", 1)]))
+        expect_eq((old["isWritablePrimary"], old["secondary"]), (False, True), "the old primary")
+        wait_until("another primary", lambda: primary_and_secondary(env, "rs")[0] not in (None, hosts[0]))
+        coll.insert_one({"_id": 2})
+        expect_eq(coll.count_documents({}), 2, "writes reach the new primary")
+    finally:
+        env.control("elect rs 0")
+
+
+@check
+def repl_set_step_down_on_a_secondary_is_not_writable_primary_10107(env):
+    _, secondary = primary_and_secondary(env, "rs")
+    r = raw(secondary, SON([("replSetStepDown", 10)]))
+    expect_eq(r.get("code"), 10107, f"code: {r}")
+
+
+@check
+def repl_set_step_down_on_a_standalone_is_no_replication_enabled_76(env):
+    r = raw(env.hosts("plain")[0], SON([("replSetStepDown", 10)]))
+    expect_eq(r.get("code"), 76, f"code: {r}")

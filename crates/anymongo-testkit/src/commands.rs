@@ -189,6 +189,7 @@ pub(crate) fn builtin(shared: &Shared, st: &mut ConnState, req: &mut Request) ->
             Ok(()) => match name {
                 "endSessions" | "killAllSessions" => Ok(doc! { "ok": 1.0 }.into()),
                 "configureFailPoint" => configure_fail_point(shared, &req.cmd).map(Answer::Doc),
+                "replSetStepDown" => repl_set_step_down(shared, &req.db).map(Answer::Doc),
                 _ => match crate::write_concern::WriteConcern::of(shared, name, &req.cmd) {
                     Err(e) => Err(e),
                     Ok(wc) => {
@@ -670,6 +671,26 @@ fn sasl_continue(
         }
         None => Err(no_state()),
     }
+}
+
+/// mongod's `replSetStepDown`: admin only; NoReplicationEnabled (76) on a standalone.
+fn repl_set_step_down(shared: &Shared, db: &str) -> Result<Document, CommandError> {
+    if db != "admin" {
+        return Err(CommandError::new(
+            13,
+            "Unauthorized",
+            "replSetStepDown may only be run against the admin database.",
+        ));
+    }
+    let Some((rs, idx)) = &shared.rs else {
+        return Err(CommandError::new(
+            76,
+            "NoReplicationEnabled",
+            "not running with --replSet",
+        ));
+    };
+    lock(rs).step_down_command(*idx)?;
+    Ok(doc! { "ok": 1.0 })
 }
 
 fn configure_fail_point(shared: &Shared, cmd: &Document) -> Result<Document, CommandError> {

@@ -42,7 +42,8 @@
 //! * Built-ins: `hello` / `isMaster` (standalone or replica-set member; awaitable with
 //!   `topologyVersion` + `maxAwaitTimeMS`; `saslSupportedMechs`, `speculativeAuthenticate`,
 //!   `compression`), `ping`, `buildInfo`, `endSessions`, `saslStart` / `saslContinue`,
-//!   `configureFailPoint` (`failCommand`; answers `count`, the times it fired), and the in-memory
+//!   `configureFailPoint` (`failCommand`; answers `count`, the times it fired), `replSetStepDown`
+//!   (the next member that is up is elected at once), and the in-memory
 //!   store (`store/`): `insert`, `find`, `getMore`, `killCursors`, `update`, `delete`,
 //!   `findAndModify`, `distinct`, `count`, `aggregate` (`$match $sort $skip $limit $project
 //!   $addFields $set $unset $count $group $unwind $lookup $replaceRoot $replaceWith

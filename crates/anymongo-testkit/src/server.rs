@@ -298,6 +298,9 @@ impl FakeServerBuilder {
             scram_cache: Mutex::new(HashMap::new()),
             next_conversation: AtomicI32::new(1),
         });
+        if let Some((rs, idx)) = &shared.rs {
+            lock(rs).register(*idx, Arc::downgrade(&shared));
+        }
         let server = FakeServer {
             shared,
             listening: Mutex::new(None),
