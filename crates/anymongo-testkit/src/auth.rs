@@ -62,6 +62,15 @@ impl ScramHash {
         }
     }
 
+    /// mongod's default iteration count: the `scramIterationCount` server parameter (10,000) for
+    /// SCRAM-SHA-1, `scramSHA256IterationCount` (15,000) for SCRAM-SHA-256.
+    pub fn default_iterations(self) -> u32 {
+        match self {
+            ScramHash::Sha1 => 10_000,
+            ScramHash::Sha256 => 15_000,
+        }
+    }
+
     fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
         match self {
             ScramHash::Sha1 => match Hmac::<Sha1>::new_from_slice(key) {
