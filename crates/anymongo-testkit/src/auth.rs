@@ -2,7 +2,7 @@
 //! profiles them) and PLAIN. Pure functions and a small conversation machine; the server wires them
 //! to `saslStart` / `saslContinue` / `speculativeAuthenticate`.
 
-use anymongo_core::options::AuthMechanism;
+use anymongo_proto::options::AuthMechanism;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};

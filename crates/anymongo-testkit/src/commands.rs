@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anymongo_core::options::{AuthMechanism, Compressor};
+use anymongo_proto::options::{AuthMechanism, Compressor};
 use bson::spec::BinarySubtype;
 use bson::{doc, Binary, Bson, DateTime, Document};
 

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anymongo_core::options::Compressor;
-use anymongo_core::wire::{
+use anymongo_proto::options::Compressor;
+use anymongo_proto::wire::{
     encode, Body, Decoder, DocumentSequence, Message, MsgFlags, OpMsg, OpReply,
     DEFAULT_MAX_MESSAGE_SIZE, HEADER_LEN,
 };
@@ -682,7 +682,7 @@ pub(crate) fn parse_request(msg: Message) -> Option<Request> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anymongo_core::wire::{DocumentSequence, OpQuery};
+    use anymongo_proto::wire::{DocumentSequence, OpQuery};
 
     fn raw(d: &Document) -> RawDocumentBuf {
         RawDocumentBuf::try_from(d).unwrap()

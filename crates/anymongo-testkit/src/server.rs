@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anymongo_core::options::Compressor;
+use anymongo_proto::options::Compressor;
 use bson::{oid::ObjectId, Document};
 
 use crate::auth::{ScramHash, User};

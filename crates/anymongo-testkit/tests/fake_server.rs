@@ -4,8 +4,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use anymongo_core::options::{AuthMechanism, Compressor};
-use anymongo_core::wire::{Body, MsgFlags, WireError, DEFAULT_MAX_MESSAGE_SIZE};
+use anymongo_proto::options::{AuthMechanism, Compressor};
+use anymongo_proto::wire::{Body, MsgFlags, WireError, DEFAULT_MAX_MESSAGE_SIZE};
 use anymongo_testkit::bson::{doc, spec::BinarySubtype, Binary, Bson, Document};
 use anymongo_testkit::{
     CommandError, FailPoint, FakeServer, FaultAction, ReplicaSet, Reply, Times, TlsIdentity, User,
@@ -151,7 +151,7 @@ fn compression_negotiated_and_mirrored_for_each_compressor() {
             .collect();
         assert_eq!(negotiated, vec![comp.name()]);
         c.compressor = Some(comp);
-        let id = c.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+        let id = c.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
             &doc! { "find": "c", "filter": { "_id": 1 }, "$db": "db" },
         ))));
         let (m, reply) = c.recv_reply(id);
@@ -188,7 +188,7 @@ fn fault_close_before_reply() {
         FaultAction::CloseBeforeReply,
     ));
     let mut c = Client::connect(server.addr());
-    c.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+    c.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
         &doc! { "find": "c", "$db": "db" },
     ))));
     assert!(matches!(c.recv(), Recv::Closed { buffered: 0 }));
@@ -214,7 +214,7 @@ fn fault_close_after_half_reply() {
         doc! { "id": Bson::Binary(Binary { subtype: BinarySubtype::Uuid, bytes: vec![7; 16] }) },
     );
     cmd.insert("txnNumber", 1_i64);
-    c.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+    c.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
         &cmd,
     ))));
     match c.recv() {
@@ -247,7 +247,7 @@ fn fault_garbage_and_oversized_header() {
     let server = FakeServer::builder().start();
     server.fail_point(FailPoint::new(Times::N(1), ["ping"], FaultAction::Garbage));
     let mut c = Client::connect(server.addr());
-    c.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+    c.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
         &doc! { "ping": 1, "$db": "admin" },
     ))));
     assert!(matches!(
@@ -261,7 +261,7 @@ fn fault_garbage_and_oversized_header() {
         FaultAction::OversizedHeader,
     ));
     let mut c = Client::connect(server.addr());
-    c.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+    c.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
         &doc! { "ping": 1, "$db": "admin" },
     ))));
     match c.recv() {
@@ -356,7 +356,7 @@ fn configure_fail_point_command() {
         "data": { "failCommands": ["find"], "closeConnection": true }, "$db": "admin",
     });
     let mut c2 = Client::connect(server.addr());
-    c2.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+    c2.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
         &doc! { "find": "c", "$db": "db" },
     ))));
     assert!(matches!(c2.recv(), Recv::Closed { .. }));
@@ -444,7 +444,7 @@ fn handlers_queued_replies_and_panics() {
         100
     );
     server.on("whoami", |_ctx| FaultAction::CloseBeforeReply);
-    c.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+    c.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
         &doc! { "whoami": 1, "$db": "t" },
     ))));
     assert!(matches!(c.recv(), Recv::Closed { .. }));
@@ -919,7 +919,7 @@ fn tls_handshake_with_rustls_client() {
     }
     // A plain-text client gets no reply.
     let mut c = Client::connect(server.addr());
-    c.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+    c.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
         &hello(),
     ))));
     assert!(!matches!(c.recv(), Recv::Msg(_)));
@@ -982,7 +982,7 @@ fn single_member_set_tags_and_per_member_config() {
     assert_eq!(r.get_i64("n").unwrap(), 1);
 }
 
-fn more_to_come(m: &anymongo_core::wire::Message) -> bool {
+fn more_to_come(m: &anymongo_proto::wire::Message) -> bool {
     match &m.body {
         Body::Msg(msg) => msg.flags.contains(MsgFlags::MORE_TO_COME),
         _ => false,
@@ -1110,7 +1110,7 @@ fn connection_limit_kill_and_drop() {
         1.0
     );
     let mut b = Client::connect(server.addr());
-    b.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+    b.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
         &doc! { "ping": 1, "$db": "a" },
     ))));
     assert!(matches!(b.recv(), Recv::Closed { .. }), "over the limit");

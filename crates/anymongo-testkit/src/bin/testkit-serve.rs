@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
-use anymongo_core::options::{AuthMechanism, Compressor};
+use anymongo_proto::options::{AuthMechanism, Compressor};
 use anymongo_testkit::{FakeServer, ReplicaSet, TlsIdentity, User};
 
 fn json_str(s: &str) -> String {

@@ -20,7 +20,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 
-use anymongo_core::wire::DocumentSequence;
+use anymongo_proto::wire::DocumentSequence;
 use bson::{doc, oid::ObjectId, Bson, Document, RawDocumentBuf};
 
 use crate::answer::{Answer, CursorReply};
@@ -1210,7 +1210,7 @@ impl Pending<'_> {
             Pending::Raw(raw) => {
                 // The wire decoder checks framing only: a malformed document is refused here,
                 // so every stored document decodes.
-                anymongo_core::wire::validate_document(raw.as_bytes()).map_err(|e| {
+                anymongo_proto::wire::validate_document(raw.as_bytes()).map_err(|e| {
                     CommandError::bad_value(format!("cannot read the document: {e}"))
                 })?;
                 let id = match raw.get("_id") {
