@@ -2,7 +2,7 @@
 //! profiles them) and PLAIN. Pure functions and a small conversation machine; the server wires them
 //! to `saslStart` / `saslContinue` / `speculativeAuthenticate`.
 
-use anymongo_core::options::AuthMechanism;
+use anymongo_proto::options::AuthMechanism;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -59,6 +59,15 @@ impl ScramHash {
             AuthMechanism::ScramSha1 => Some(ScramHash::Sha1),
             AuthMechanism::ScramSha256 => Some(ScramHash::Sha256),
             _ => None,
+        }
+    }
+
+    /// mongod's default iteration count: the `scramIterationCount` server parameter (10,000) for
+    /// SCRAM-SHA-1, `scramSHA256IterationCount` (15,000) for SCRAM-SHA-256.
+    pub fn default_iterations(self) -> u32 {
+        match self {
+            ScramHash::Sha1 => 10_000,
+            ScramHash::Sha256 => 15_000,
         }
     }
 

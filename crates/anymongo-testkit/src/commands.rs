@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anymongo_core::options::{AuthMechanism, Compressor};
+use anymongo_proto::options::{AuthMechanism, Compressor};
 use bson::spec::BinarySubtype;
 use bson::{doc, Binary, Bson, DateTime, Document};
 
@@ -26,6 +26,8 @@ const WRITES: &[&str] = &[
     "drop",
     "dropDatabase",
     "createIndexes",
+    "dropIndexes",
+    "findandmodify",
 ];
 
 /// Whether `name` is a hello spelling.
@@ -62,12 +64,15 @@ pub(crate) struct ConnState {
     pub(crate) authenticated: Option<(String, String)>,
     sasl: Option<Sasl>,
     pub(crate) handshaken: bool,
+    /// The server's listening period this connection belongs to (a kill ends it).
+    pub(crate) epoch: u64,
 }
 
 impl ConnState {
-    pub(crate) fn new(id: u32) -> Self {
+    pub(crate) fn new(id: u32, epoch: u64) -> Self {
         ConnState {
             id,
+            epoch,
             app_name: None,
             negotiated: Vec::new(),
             authenticated: None,
@@ -177,24 +182,48 @@ pub(crate) fn builtin(shared: &Shared, st: &mut ConnState, req: &mut Request) ->
         _ if !shared.cfg.users.is_empty() && st.authenticated.is_none() => {
             Err(CommandError::unauthorized(name))
         }
-        "endSessions" | "killAllSessions" => Ok(doc! { "ok": 1.0 }.into()),
-        "configureFailPoint" => configure_fail_point(shared, &req.cmd).map(Answer::Doc),
-        _ if is_write(name) && !is_primary(shared) => {
-            let mut e = CommandError::not_writable_primary();
-            if shared.cfg.max_wire_version >= 9 && req.cmd.contains_key("txnNumber") {
-                e.labels.push("RetryableWriteError".to_string());
-            }
-            Err(e)
-        }
-        _ => match lock(&shared.store).run(name, &req.db, &mut req.cmd, &req.sequences, req.folded)
+        _ => match session_fields(shared, name, &req.cmd)
+            .and_then(|()| may_run_here(shared, name, &req.cmd))
         {
-            Some(r) => r,
-            None => Err(CommandError::command_not_found(name)),
+            Err(e) => Err(e),
+            Ok(()) => match name {
+                "endSessions" | "killAllSessions" => Ok(doc! { "ok": 1.0 }.into()),
+                "configureFailPoint" => configure_fail_point(shared, &req.cmd).map(Answer::Doc),
+                "replSetStepDown" => repl_set_step_down(shared, &req.db).map(Answer::Doc),
+                _ => match crate::write_concern::WriteConcern::of(shared, name, &req.cmd) {
+                    Err(e) => Err(e),
+                    Ok(wc) => {
+                        let ran = lock(&shared.store).run(
+                            name,
+                            &req.db,
+                            &mut req.cmd,
+                            &req.sequences,
+                            req.folded,
+                        );
+                        match ran {
+                            Some(Ok(mut answer)) => {
+                                if let Some(wc) = wc {
+                                    if let Some(wce) = wc.wait(shared, st) {
+                                        merge(answer.doc_mut(), &doc! { "writeConcernError": wce });
+                                    }
+                                }
+                                Ok(answer)
+                            }
+                            Some(Err(e)) => Err(e),
+                            None => Err(CommandError::command_not_found(name)),
+                        }
+                    }
+                },
+            },
         },
     };
     match result {
         Ok(d) => Produced::Doc(d),
-        Err(e) => err(e),
+        Err(e) => {
+            let mut d = e.to_document();
+            crate::conn::append_topology_version(shared, &mut d);
+            Produced::Doc(d.into())
+        }
     }
 }
 
@@ -213,6 +242,133 @@ pub(crate) fn merge(d: &mut Document, fields: &Document) {
 
 fn err(e: CommandError) -> Produced {
     Produced::Doc(e.to_document().into())
+}
+
+/// The session fields of a command (`lsid`, `txnNumber`, `autocommit`, `startTransaction`),
+/// checked as mongod's `initializeOperationSessionInfo` does, then (on a replica-set member)
+/// that a `txnNumber` outside a transaction comes with a retryable write.
+fn session_fields(shared: &Shared, name: &str, cmd: &Document) -> Result<(), CommandError> {
+    let invalid = |m: &str| CommandError::new(72, "InvalidOptions", m);
+    let txn_number = cmd.get("txnNumber");
+    if txn_number.is_some() && !cmd.contains_key("lsid") {
+        return Err(invalid(
+            "Transaction number requires a session ID to also be specified",
+        ));
+    }
+    if let Some(txn) = txn_number {
+        if shared.rs.is_none() {
+            return Err(CommandError::new(
+                20,
+                "IllegalOperation",
+                "Transaction numbers are only allowed on a replica set member or mongos",
+            ));
+        }
+        if crate::store::as_f64(txn).is_some_and(|n| n < 0.0) {
+            return Err(invalid("Transaction number cannot be negative"));
+        }
+    }
+    let autocommit = cmd.get("autocommit");
+    if autocommit.is_some() && txn_number.is_none() {
+        return Err(invalid(
+            "'autocommit' field requires a transaction number to also be specified",
+        ));
+    }
+    match autocommit {
+        Some(Bson::Boolean(true)) => {
+            return Err(invalid("Specifying autocommit=true is not allowed."))
+        }
+        None if cmd.contains_key("startTransaction") => {
+            return Err(invalid(
+                "'startTransaction' field requires 'autocommit' field to also be specified",
+            ))
+        }
+        _ => {}
+    }
+    if matches!(cmd.get("startTransaction"), Some(Bson::Boolean(false))) {
+        return Err(invalid("Specifying startTransaction=false is not allowed."));
+    }
+    if txn_number.is_some() && autocommit.is_none() && !is_retryable_write(name) {
+        return Err(CommandError::new(
+            50768,
+            "Location50768",
+            format!(
+                "txnNumber may only be provided for multi-document transactions and retryable \
+                 write commands. autocommit:false was not provided, and {name} is not a retryable \
+                 write command."
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Commands mongod retries as retryable writes (a `txnNumber` outside a transaction).
+fn is_retryable_write(name: &str) -> bool {
+    matches!(
+        name,
+        "insert" | "update" | "delete" | "findAndModify" | "findandmodify"
+    )
+}
+
+/// Where a command may run, as mongod's `Command::secondaryAllowed` says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OnSecondary {
+    /// Anywhere (hello, ping, getMore, killCursors, ...).
+    Always,
+    /// On a secondary only when the client opted in with a `$readPreference` other than primary.
+    OptIn,
+    /// On the primary only (writes, catalog changes, transaction commits).
+    Never,
+}
+
+fn on_secondary(name: &str) -> OnSecondary {
+    match name {
+        "find" | "aggregate" | "count" | "distinct" | "listCollections" | "listIndexes"
+        | "listDatabases" | "dbStats" | "collStats" | "explain" => OnSecondary::OptIn,
+        "commitTransaction" | "abortTransaction" => OnSecondary::Never,
+        _ if is_write(name) => OnSecondary::Never,
+        _ => OnSecondary::Always,
+    }
+}
+
+/// Whether the `$readPreference` of a command lets it run on a secondary (any mode but primary).
+fn secondary_ok(cmd: &Document) -> bool {
+    cmd.get_document("$readPreference")
+        .ok()
+        .and_then(|rp| rp.get_str("mode").ok())
+        .is_some_and(|mode| mode != "primary")
+}
+
+/// mongod's command dispatch on a replica-set member that is not primary: a command that needs
+/// the primary is NotWritablePrimary (10107); one a secondary may serve when asked, without such
+/// a `$readPreference` (or inside a transaction), is NotPrimaryNoSecondaryOk (13435).
+fn may_run_here(shared: &Shared, name: &str, cmd: &Document) -> Result<(), CommandError> {
+    if is_primary(shared) {
+        return Ok(());
+    }
+    let in_transaction = cmd.contains_key("autocommit");
+    let policy = on_secondary(name);
+    if policy == OnSecondary::Always && !in_transaction {
+        return Ok(());
+    }
+    if policy == OnSecondary::OptIn && !in_transaction {
+        if secondary_ok(cmd) {
+            return Ok(());
+        }
+        return Err(CommandError::new(
+            13435,
+            "NotPrimaryNoSecondaryOk",
+            "not primary and secondaryOk=false",
+        ));
+    }
+    let mut e = CommandError::not_writable_primary();
+    if shared.cfg.max_wire_version >= 9
+        && cmd.contains_key("txnNumber")
+        && !in_transaction
+        && is_retryable_write(name)
+    {
+        e.labels.push("RetryableWriteError".to_string());
+    }
+    Err(e)
 }
 
 fn is_primary(shared: &Shared) -> bool {
@@ -246,7 +402,7 @@ fn build_info(shared: &Shared) -> Document {
     "maxBsonObjectSize": 16_777_216, "bits": 64, "ok": 1.0 }
 }
 
-fn topology_version(shared: &Shared) -> Document {
+pub(crate) fn topology_version(shared: &Shared) -> Document {
     doc! {
         "processId": *lock(&shared.process_id),
         "counter": shared.topology_counter.load(Ordering::SeqCst),
@@ -423,7 +579,10 @@ fn sasl_start(
     }
     let key = (user.name.clone(), user.db.clone(), hash);
     let cached = lock(&shared.scram_cache).get(&key).cloned();
-    let iterations = shared.cfg.scram_iterations;
+    let iterations = shared
+        .cfg
+        .scram_iterations
+        .unwrap_or_else(|| hash.default_iterations());
     let (salt, salted) = match cached {
         Some(c) => c,
         None => {
@@ -514,6 +673,26 @@ fn sasl_continue(
     }
 }
 
+/// mongod's `replSetStepDown`: admin only; NoReplicationEnabled (76) on a standalone.
+fn repl_set_step_down(shared: &Shared, db: &str) -> Result<Document, CommandError> {
+    if db != "admin" {
+        return Err(CommandError::new(
+            13,
+            "Unauthorized",
+            "replSetStepDown may only be run against the admin database.",
+        ));
+    }
+    let Some((rs, idx)) = &shared.rs else {
+        return Err(CommandError::new(
+            76,
+            "NoReplicationEnabled",
+            "not running with --replSet",
+        ));
+    };
+    lock(rs).step_down_command(*idx)?;
+    Ok(doc! { "ok": 1.0 })
+}
+
 fn configure_fail_point(shared: &Shared, cmd: &Document) -> Result<Document, CommandError> {
     let fp = FailPoint::from_configure_command(cmd)?;
     let mut s = lock(&shared.scripted);
@@ -521,5 +700,11 @@ fn configure_fail_point(shared: &Shared, cmd: &Document) -> Result<Document, Com
     if let Some(fp) = fp {
         s.fail_points.push(ActiveFailPoint::new(fp, true));
     }
-    Ok(doc! { "count": 0, "ok": 1.0 })
+    // mongod answers the fail point's `timesEntered`: how many times it fired since the process
+    // started, whatever its modes were (FailPoint::setMode returns it; it is never reset).
+    let count = match i32::try_from(s.fail_command_entered) {
+        Ok(n) => Bson::Int32(n),
+        Err(_) => Bson::Int64(i64::try_from(s.fail_command_entered).unwrap_or(i64::MAX)),
+    };
+    Ok(doc! { "count": count, "ok": 1.0 })
 }

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anymongo_core::options::Compressor;
-use anymongo_core::wire::{
+use anymongo_proto::options::Compressor;
+use anymongo_proto::wire::{
     encode, Body, Decoder, DocumentSequence, Message, MsgFlags, OpMsg, OpReply,
     DEFAULT_MAX_MESSAGE_SIZE, HEADER_LEN,
 };
@@ -104,7 +104,7 @@ pub(crate) fn serve(shared: Arc<Shared>, stream: TcpStream, id: u32, epoch: u64)
         shared,
         transport,
         decoder: Decoder::new(DEFAULT_MAX_MESSAGE_SIZE),
-        state: ConnState::new(id),
+        state: ConnState::new(id, epoch),
         epoch,
         next_request_id: 1,
         out: Vec::new(),
@@ -225,7 +225,11 @@ impl Conn {
             };
             let fp = {
                 let mut s = lock(&self.shared.scripted);
-                faults::trigger(&mut s.fail_points, &req.name, app_name.as_deref())
+                let hit = faults::trigger(&mut s.fail_points, &req.name, app_name.as_deref());
+                if hit.as_ref().is_some_and(|(_, from_command)| *from_command) {
+                    s.fail_command_entered += 1;
+                }
+                hit.map(|(fp, _)| fp)
             };
             if let Some(fp) = fp {
                 if let Some(b) = fp.block {
@@ -324,6 +328,7 @@ impl Conn {
                 if !labels.is_empty() {
                     d.insert("errorLabels", labels);
                 }
+                append_topology_version(&self.shared, &mut d);
                 self.send(&req, d.into())
             }
             FaultAction::WriteConcernError {
@@ -341,6 +346,7 @@ impl Conn {
                 if !labels.is_empty() {
                     d.insert("errorLabels", labels);
                 }
+                append_topology_version(&self.shared, d);
                 self.send(&req, reply)
             }
             FaultAction::CloseAfterHalf => {
@@ -563,6 +569,44 @@ fn hello_is_cacheable(req: &Request) -> bool {
         .any(|k| req.cmd.contains_key(k))
 }
 
+/// The NotPrimaryError category of mongod's error codes: InterruptedDueToReplStateChange,
+/// NotWritablePrimary, NotPrimaryNoSecondaryOk, NotPrimaryOrSecondary, PrimarySteppedDown.
+fn is_not_primary_code(code: i32) -> bool {
+    matches!(code, 11602 | 10107 | 13435 | 13436 | 189)
+}
+
+/// A replica-set member appends its `topologyVersion` to a reply whose error, or write concern
+/// error, is of the NotPrimaryError category (mongod's appendErrorLabelsAndTopologyVersion), so
+/// that drivers can tell a stale error from a fresh one. Done for the built-in errors and those of
+/// fail points; a reply scripted whole (a handler's or a queued document) is sent as given.
+pub(crate) fn append_topology_version(shared: &Shared, d: &mut Document) {
+    if shared.rs.is_none() {
+        return;
+    }
+    let code = |d: &Document| {
+        d.get("code")
+            .and_then(crate::store::as_f64)
+            .map(|c| c as i32)
+    };
+    let failed = d
+        .get("ok")
+        .and_then(crate::store::as_f64)
+        .is_some_and(|ok| ok != 1.0);
+    let not_primary = (failed && code(d).is_some_and(is_not_primary_code))
+        || d.get_document("writeConcernError")
+            .ok()
+            .and_then(code)
+            .is_some_and(is_not_primary_code);
+    if !not_primary || d.contains_key("topologyVersion") {
+        return;
+    }
+    let ok = d.remove("ok");
+    d.insert("topologyVersion", commands::topology_version(shared));
+    if let Some(ok) = ok {
+        d.insert("ok", ok);
+    }
+}
+
 /// mongod 4.4+ labels errors of retryable writes with retryable codes itself.
 fn retryable_label(shared: &Shared, req: &Request, code: i32) -> Vec<String> {
     if shared.cfg.max_wire_version >= 9
@@ -638,7 +682,7 @@ pub(crate) fn parse_request(msg: Message) -> Option<Request> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anymongo_core::wire::{DocumentSequence, OpQuery};
+    use anymongo_proto::wire::{DocumentSequence, OpQuery};
 
     fn raw(d: &Document) -> RawDocumentBuf {
         RawDocumentBuf::try_from(d).unwrap()

@@ -13,6 +13,8 @@ pub struct CommandError {
     pub errmsg: String,
     /// `errorLabels`, when any.
     pub labels: Vec<String>,
+    /// The error's own fields, sent beside `code` (a DuplicateKey's `keyPattern`, `keyValue`).
+    pub extra: Option<Box<Document>>,
 }
 
 impl CommandError {
@@ -23,7 +25,21 @@ impl CommandError {
             code_name: code_name.to_string(),
             errmsg: errmsg.into(),
             labels: Vec::new(),
+            extra: None,
         }
+    }
+
+    /// Adds one of the error's own fields (sent beside `code`).
+    pub fn with_field(mut self, key: &str, value: impl Into<bson::Bson>) -> Self {
+        self.extra
+            .get_or_insert_with(Default::default)
+            .insert(key, value.into());
+        self
+    }
+
+    /// The error's own fields, in order.
+    pub fn fields(&self) -> impl Iterator<Item = (&String, &bson::Bson)> {
+        self.extra.iter().flat_map(|d| d.iter())
     }
 
     /// `BadValue` (2): the catch-all for unsupported operators and malformed arguments.
@@ -68,6 +84,9 @@ impl CommandError {
             "code": self.code,
             "codeName": self.code_name.clone(),
         };
+        for (k, v) in self.fields() {
+            d.insert(k.clone(), v.clone());
+        }
         if !self.labels.is_empty() {
             d.insert("errorLabels", self.labels.clone());
         }

@@ -117,10 +117,13 @@ impl FailPoint {
     pub fn from_configure_command(cmd: &Document) -> Result<Option<FailPoint>, CommandError> {
         match cmd.get("configureFailPoint") {
             Some(Bson::String(s)) if s == "failCommand" => {}
+            // mongod: setGlobalFailPoint of a name it does not know (here: any but failCommand).
             Some(Bson::String(s)) => {
-                return Err(CommandError::bad_value(format!(
-                    "unsupported fail point '{s}' (only failCommand)"
-                )))
+                return Err(CommandError::new(
+                    266,
+                    "FailPointSetFailed",
+                    format!("{s} not found"),
+                ))
             }
             _ => return Err(CommandError::bad_value("configureFailPoint needs a name")),
         }
@@ -225,6 +228,9 @@ pub(crate) struct ActiveFailPoint {
 impl ActiveFailPoint {
     pub(crate) fn new(fp: FailPoint, from_command: bool) -> Self {
         let remaining = match fp.times {
+            // mongod's `{times: 0}` still fires once (FailPoint's nTimes mode disables itself
+            // only after a firing brings its count to 0 or below).
+            Times::N(0) if from_command => 1,
             Times::N(k) | Times::Skip(k) => k,
             Times::AlwaysOn => 0,
         };
@@ -236,13 +242,14 @@ impl ActiveFailPoint {
     }
 }
 
-/// Finds the first fail point matching the command, consumes one firing, and returns it.
-/// Exhausted `Times::N` points are removed.
+/// Finds the first fail point matching the command, consumes one firing, and returns it with
+/// whether it was installed by `configureFailPoint` (mongod counts those firings: the `count` of
+/// its next `configureFailPoint` reply). Exhausted `Times::N` points are removed.
 pub(crate) fn trigger(
     points: &mut Vec<ActiveFailPoint>,
     command: &str,
     app_name: Option<&str>,
-) -> Option<FailPoint> {
+) -> Option<(FailPoint, bool)> {
     let idx = points.iter().position(|p| {
         p.fp.commands.iter().any(|c| c == command)
             && p.fp
@@ -251,14 +258,15 @@ pub(crate) fn trigger(
                 .is_none_or(|want| Some(want) == app_name)
     })?;
     let p = points.get_mut(idx)?;
+    let from_command = p.from_command;
     match p.fp.times {
-        Times::AlwaysOn => Some(p.fp.clone()),
+        Times::AlwaysOn => Some((p.fp.clone(), from_command)),
         Times::Skip(_) => {
             if p.remaining > 0 {
                 p.remaining -= 1;
                 None
             } else {
-                Some(p.fp.clone())
+                Some((p.fp.clone(), from_command))
             }
         }
         Times::N(_) => {
@@ -271,7 +279,7 @@ pub(crate) fn trigger(
             if p.remaining == 0 {
                 points.remove(idx);
             }
-            Some(fp)
+            Some((fp, from_command))
         }
     }
 }
@@ -335,7 +343,7 @@ mod tests {
             )
             .unwrap_err()
             .code,
-            2
+            266
         );
         assert_eq!(FailPoint::from_configure_command(&doc! { "configureFailPoint": "failCommand", "mode": { "times": -1 }, "data": { "failCommands": [] } }).unwrap_err().code, 2);
     }

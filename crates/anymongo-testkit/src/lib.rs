@@ -42,18 +42,34 @@
 //! * Built-ins: `hello` / `isMaster` (standalone or replica-set member; awaitable with
 //!   `topologyVersion` + `maxAwaitTimeMS`; `saslSupportedMechs`, `speculativeAuthenticate`,
 //!   `compression`), `ping`, `buildInfo`, `endSessions`, `saslStart` / `saslContinue`,
-//!   `configureFailPoint` (`failCommand`), and the in-memory store: `insert`, `find`, `getMore`,
-//!   `killCursors`, `update`, `delete`, `findAndModify`, `distinct`, `count`, `aggregate` (`$match $sort $skip $limit
-//!   $project $count`), `listCollections`, `listDatabases`, `create`, `drop`, `dropDatabase`,
-//!   `createIndexes` / `listIndexes` (accepted, not simulated). A retryable write (`lsid` +
-//!   `txnNumber`) that succeeded is answered from its first reply when retried, like mongod. Unsupported operators give
-//!   `{ok: 0, code: 2}`; unknown commands `CommandNotFound` (59).
-//! * Authentication ([`User`]): SCRAM-SHA-1, SCRAM-SHA-256, PLAIN. With users configured, every
-//!   command but hello, SASL, ping and buildInfo needs an authenticated connection (code 13).
+//!   `configureFailPoint` (`failCommand`; answers `count`, the times it fired), `replSetStepDown`
+//!   (the next member that is up is elected at once), and the in-memory
+//!   store (`store/`): `insert`, `find`, `getMore`, `killCursors`, `update`, `delete`,
+//!   `findAndModify`, `distinct`, `count`, `aggregate` (`$match $sort $skip $limit $project
+//!   $addFields $set $unset $count $group $unwind $lookup $replaceRoot $replaceWith
+//!   $sortByCount`), `listCollections`, `listDatabases`, `create`, `drop`, `dropDatabase`,
+//!   `createIndexes` / `listIndexes` / `dropIndexes` (unique indexes enforced: 11000). Query
+//!   operators `$eq $ne $gt $gte $lt $lte $in $nin $exists $regex $not $elemMatch $size $type
+//!   $mod $all $and $or $nor $expr`; update operators `$set $unset $inc $mul $min $max $rename
+//!   $currentDate $setOnInsert $push $addToSet $pull $pullAll $pop`, replacements and pipelines.
+//!   Unknown operators and stages get mongod's codes (2, 9, 40324); unknown commands
+//!   `CommandNotFound` (59).
+//! * Sessions, as mongod checks them: a `txnNumber` on a standalone is IllegalOperation (20); on
+//!   a replica-set member a retryable write (`lsid` + `txnNumber`) that succeeded is answered
+//!   from its first reply when retried. Transactions are not simulated.
+//! * Write concern: a standalone refuses `w` > 1 (BadValue); a replica-set member checks `w`
+//!   against its members after the write (`writeConcernError` 100, 79, or 64 after `wtimeout`
+//!   when killed members leave too few up).
+//! * Authentication ([`User`]): SCRAM-SHA-1, SCRAM-SHA-256 (mongod's iteration counts, 10,000
+//!   and 15,000, unless `scram_iterations`), PLAIN. With users configured, every command but
+//!   hello, SASL, ping and buildInfo needs an authenticated connection (code 13).
 //! * [`ReplicaSet`]: `start(n, name)`, `try_start_with(n, name, |i, builder| ..)`, `step_down`,
 //!   `elect`, `kill`, `revive`, `set_tags`, `reconfig`, `uri`, `hosts`, `members`, `primary`.
-//!   Members share one store; writes on a secondary fail with NotWritablePrimary (10107); every
-//!   member reply carries `$clusterTime` (zero signature) and `operationTime`.
+//!   Members share one store. A member that is not primary runs a command as mongod's
+//!   `secondaryAllowed` says: writes are NotWritablePrimary (10107), reads without a
+//!   `$readPreference` other than primary NotPrimaryNoSecondaryOk (13435); such NotPrimary
+//!   errors (and those of fail points) carry the member's `topologyVersion`. Every member reply
+//!   carries `$clusterTime` (zero signature) and `operationTime`.
 //! * Faults: [`FailPoint`] with [`Times`] and [`FaultAction`], also installed by the
 //!   `configureFailPoint` command.
 //! * Fast mode (benchmarks): no command log, no fail point lookups, hello replies encoded once per
@@ -78,6 +94,7 @@ mod replset;
 mod server;
 mod store;
 pub mod tls;
+mod write_concern;
 
 pub use auth::User;
 pub use bson;

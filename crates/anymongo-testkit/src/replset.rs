@@ -4,13 +4,13 @@
 
 use std::io;
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use bson::{doc, oid::ObjectId, DateTime, Document, Timestamp};
 
-use crate::server::{lock, FakeServer, FakeServerBuilder};
+use crate::server::{lock, FakeServer, FakeServerBuilder, Shared};
 use crate::store::Store;
 
 /// A cluster time: now in seconds, with an increment that grows on every call.
@@ -26,7 +26,6 @@ pub(crate) fn cluster_time() -> Timestamp {
 }
 
 /// The set's shared view.
-#[derive(Debug)]
 pub(crate) struct RsState {
     pub(crate) name: String,
     pub(crate) hosts: Vec<String>,
@@ -35,6 +34,20 @@ pub(crate) struct RsState {
     /// The election term; `electionId` is `7fffffff` followed by it.
     term: u32,
     tags: Vec<Document>,
+    /// Which members are up (listening): those count toward a write concern.
+    up: Vec<bool>,
+    /// Each member's server state, to wake its awaitable hellos when the set changes.
+    members: Vec<Weak<Shared>>,
+}
+
+impl std::fmt::Debug for RsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RsState")
+            .field("name", &self.name)
+            .field("hosts", &self.hosts)
+            .field("primary", &self.primary)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RsState {
@@ -43,11 +56,68 @@ impl RsState {
         RsState {
             name: name.to_string(),
             tags: vec![Document::new(); hosts.len()],
+            up: vec![true; hosts.len()],
+            members: Vec::new(),
             hosts,
             primary: Some(0),
             set_version: 1,
             term: 1,
         }
+    }
+
+    /// Records member `idx`'s server state.
+    pub(crate) fn register(&mut self, idx: usize, shared: Weak<Shared>) {
+        if self.members.len() <= idx {
+            self.members.resize_with(idx + 1, Weak::new);
+        }
+        if let Some(m) = self.members.get_mut(idx) {
+            *m = shared;
+        }
+    }
+
+    /// Bumps every member's `topologyVersion` (a state change their clients should see).
+    pub(crate) fn changed(&self) {
+        for m in self.members.iter().filter_map(Weak::upgrade) {
+            m.bump_topology();
+        }
+    }
+
+    /// mongod's `replSetStepDown` on member `idx`: it steps down (NotWritablePrimary, 10107, "not
+    /// primary so can't step down" when it is not primary) and the set elects the next member
+    /// that is up, at once (a real election takes about electionTimeoutMillis).
+    pub(crate) fn step_down_command(
+        &mut self,
+        idx: usize,
+    ) -> Result<(), crate::error::CommandError> {
+        if self.primary != Some(idx) {
+            return Err(crate::error::CommandError::new(
+                10107,
+                "NotWritablePrimary",
+                "not primary so can't step down",
+            ));
+        }
+        let n = self.hosts.len();
+        let next = (1..n)
+            .map(|k| (idx + k) % n)
+            .find(|m| self.up.get(*m).copied().unwrap_or(false));
+        self.primary = next;
+        if next.is_some() {
+            self.term += 1;
+        }
+        self.changed();
+        Ok(())
+    }
+
+    /// Marks member `idx` up or down.
+    pub(crate) fn set_up(&mut self, idx: usize, up: bool) {
+        if let Some(u) = self.up.get_mut(idx) {
+            *u = up;
+        }
+    }
+
+    /// How many members are up (all members bear data: a write reaches each that is up).
+    pub(crate) fn members_up(&self) -> usize {
+        self.up.iter().filter(|u| **u).count()
     }
 
     fn election_id(&self) -> ObjectId {

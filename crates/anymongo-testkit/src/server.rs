@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anymongo_core::options::Compressor;
+use anymongo_proto::options::Compressor;
 use bson::{oid::ObjectId, Document};
 
 use crate::auth::{ScramHash, User};
@@ -103,7 +103,8 @@ pub(crate) struct Config {
     pub(crate) users: Vec<User>,
     pub(crate) tls: Option<TlsIdentity>,
     pub(crate) fast: bool,
-    pub(crate) scram_iterations: u32,
+    /// Overrides mongod's default SCRAM iteration counts (see [`ScramHash::default_iterations`]).
+    pub(crate) scram_iterations: Option<u32>,
     pub(crate) max_connections: usize,
     pub(crate) hello_extra: Document,
 }
@@ -113,6 +114,9 @@ pub(crate) struct Scripted {
     pub(crate) handlers: HashMap<String, Handler>,
     pub(crate) queued: HashMap<String, VecDeque<Reply>>,
     pub(crate) fail_points: Vec<ActiveFailPoint>,
+    /// How many times fail points installed by `configureFailPoint` fired since the server
+    /// started (mongod's `timesEntered` of `failCommand`, answered as `count`).
+    pub(crate) fail_command_entered: u64,
 }
 
 /// Per-listening-period state: bumped on kill so connections of the old period stop.
@@ -179,7 +183,7 @@ impl Default for FakeServerBuilder {
                 users: Vec::new(),
                 tls: None,
                 fast: false,
-                scram_iterations: 4096,
+                scram_iterations: None,
                 max_connections: 1024,
                 hello_extra: Document::new(),
             },
@@ -224,9 +228,11 @@ impl FakeServerBuilder {
         self
     }
 
-    /// PBKDF2 iteration count advertised for SCRAM (default 4096, the minimum drivers accept).
+    /// PBKDF2 iteration count advertised for both SCRAM mechanisms, instead of mongod's defaults
+    /// (`scramIterationCount` 10,000 for SCRAM-SHA-1, `scramSHA256IterationCount` 15,000 for
+    /// SCRAM-SHA-256). 4096 is the minimum drivers accept.
     pub fn scram_iterations(mut self, i: u32) -> Self {
-        self.cfg.scram_iterations = i;
+        self.cfg.scram_iterations = Some(i);
         self
     }
 
@@ -292,6 +298,9 @@ impl FakeServerBuilder {
             scram_cache: Mutex::new(HashMap::new()),
             next_conversation: AtomicI32::new(1),
         });
+        if let Some((rs, idx)) = &shared.rs {
+            lock(rs).register(*idx, Arc::downgrade(&shared));
+        }
         let server = FakeServer {
             shared,
             listening: Mutex::new(None),
@@ -504,6 +513,9 @@ impl FakeServer {
 
     /// Stops listening, closes every connection and joins their threads. Idempotent.
     pub fn kill(&self) {
+        if let Some((rs, idx)) = &self.shared.rs {
+            lock(rs).set_up(*idx, false);
+        }
         let l = lock(&self.listening).take();
         if let Some(l) = l {
             l.stop.store(true, Ordering::SeqCst);
@@ -541,7 +553,11 @@ impl FakeServer {
         let listener = TcpListener::bind(self.shared.addr)?;
         *lock(&self.shared.process_id) = ObjectId::new();
         self.shared.topology_counter.store(0, Ordering::SeqCst);
-        self.listen(listener)
+        self.listen(listener)?;
+        if let Some((rs, idx)) = &self.shared.rs {
+            lock(rs).set_up(*idx, true);
+        }
+        Ok(())
     }
 
     /// Shuts the server down (same as [`FakeServer::kill`]; also done on drop).

@@ -4,8 +4,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use anymongo_core::options::{AuthMechanism, Compressor};
-use anymongo_core::wire::{Body, MsgFlags, WireError, DEFAULT_MAX_MESSAGE_SIZE};
+use anymongo_proto::options::{AuthMechanism, Compressor};
+use anymongo_proto::wire::{Body, MsgFlags, WireError, DEFAULT_MAX_MESSAGE_SIZE};
 use anymongo_testkit::bson::{doc, spec::BinarySubtype, Binary, Bson, Document};
 use anymongo_testkit::{
     CommandError, FailPoint, FakeServer, FaultAction, ReplicaSet, Reply, Times, TlsIdentity, User,
@@ -151,7 +151,7 @@ fn compression_negotiated_and_mirrored_for_each_compressor() {
             .collect();
         assert_eq!(negotiated, vec![comp.name()]);
         c.compressor = Some(comp);
-        let id = c.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+        let id = c.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
             &doc! { "find": "c", "filter": { "_id": 1 }, "$db": "db" },
         ))));
         let (m, reply) = c.recv_reply(id);
@@ -188,7 +188,7 @@ fn fault_close_before_reply() {
         FaultAction::CloseBeforeReply,
     ));
     let mut c = Client::connect(server.addr());
-    c.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+    c.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
         &doc! { "find": "c", "$db": "db" },
     ))));
     assert!(matches!(c.recv(), Recv::Closed { buffered: 0 }));
@@ -200,7 +200,8 @@ fn fault_close_before_reply() {
 
 #[test]
 fn fault_close_after_half_reply() {
-    let server = FakeServer::builder().start();
+    // A retryable write (txnNumber) needs a replica-set member: a standalone refuses it.
+    let server = FakeServer::builder().replica_set("rs").start();
     server.fail_point(FailPoint::new(
         Times::AlwaysOn,
         ["insert"],
@@ -213,7 +214,7 @@ fn fault_close_after_half_reply() {
         doc! { "id": Bson::Binary(Binary { subtype: BinarySubtype::Uuid, bytes: vec![7; 16] }) },
     );
     cmd.insert("txnNumber", 1_i64);
-    c.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+    c.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
         &cmd,
     ))));
     match c.recv() {
@@ -246,7 +247,7 @@ fn fault_garbage_and_oversized_header() {
     let server = FakeServer::builder().start();
     server.fail_point(FailPoint::new(Times::N(1), ["ping"], FaultAction::Garbage));
     let mut c = Client::connect(server.addr());
-    c.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+    c.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
         &doc! { "ping": 1, "$db": "admin" },
     ))));
     assert!(matches!(
@@ -260,7 +261,7 @@ fn fault_garbage_and_oversized_header() {
         FaultAction::OversizedHeader,
     ));
     let mut c = Client::connect(server.addr());
-    c.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+    c.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
         &doc! { "ping": 1, "$db": "admin" },
     ))));
     match c.recv() {
@@ -355,7 +356,7 @@ fn configure_fail_point_command() {
         "data": { "failCommands": ["find"], "closeConnection": true }, "$db": "admin",
     });
     let mut c2 = Client::connect(server.addr());
-    c2.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+    c2.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
         &doc! { "find": "c", "$db": "db" },
     ))));
     assert!(matches!(c2.recv(), Recv::Closed { .. }));
@@ -443,7 +444,7 @@ fn handlers_queued_replies_and_panics() {
         100
     );
     server.on("whoami", |_ctx| FaultAction::CloseBeforeReply);
-    c.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+    c.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
         &doc! { "whoami": 1, "$db": "t" },
     ))));
     assert!(matches!(c.recv(), Recv::Closed { .. }));
@@ -803,7 +804,7 @@ fn replica_set_views_elections_and_restarts() {
     assert!(h1.get_timestamp("operationTime").is_ok());
     assert!(h1.get("electionId").is_none());
 
-    // Writes on a secondary fail; reads work.
+    // Writes on a secondary fail; reads work when the client allows a secondary, as on mongod.
     let mut c1 = Client::connect(rs.member(1).unwrap().addr());
     let r = c1.command(insert_cmd(1));
     assert_eq!(
@@ -811,11 +812,19 @@ fn replica_set_views_elections_and_restarts() {
         (10107, "NotWritablePrimary")
     );
     assert_eq!(
-        c1.command(doc! { "find": "c", "$db": "db" })
-            .get_f64("ok")
-            .unwrap(),
+        c1.command(
+            doc! { "find": "c", "$readPreference": { "mode": "secondaryPreferred" }, "$db": "db" }
+        )
+        .get_f64("ok")
+        .unwrap(),
         1.0
     );
+    let r = c1.command(doc! { "find": "c", "$db": "db" });
+    assert_eq!(
+        (r.get_i32("code").unwrap(), r.get_str("codeName").unwrap()),
+        (13435, "NotPrimaryNoSecondaryOk")
+    );
+    assert!(r.get_document("topologyVersion").is_ok());
 
     rs.step_down();
     let h0b = member_hello(&rs, 0);
@@ -910,7 +919,7 @@ fn tls_handshake_with_rustls_client() {
     }
     // A plain-text client gets no reply.
     let mut c = Client::connect(server.addr());
-    c.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+    c.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
         &hello(),
     ))));
     assert!(!matches!(c.recv(), Recv::Msg(_)));
@@ -968,11 +977,12 @@ fn single_member_set_tags_and_per_member_config() {
         10107,
         "findAndModify is a write"
     );
-    let r = s.command(doc! { "count": "c", "$db": "db" });
+    let r =
+        s.command(doc! { "count": "c", "$readPreference": { "mode": "secondary" }, "$db": "db" });
     assert_eq!(r.get_i64("n").unwrap(), 1);
 }
 
-fn more_to_come(m: &anymongo_core::wire::Message) -> bool {
+fn more_to_come(m: &anymongo_proto::wire::Message) -> bool {
     match &m.body {
         Body::Msg(msg) => msg.flags.contains(MsgFlags::MORE_TO_COME),
         _ => false,
@@ -1100,7 +1110,7 @@ fn connection_limit_kill_and_drop() {
         1.0
     );
     let mut b = Client::connect(server.addr());
-    b.send(Body::Msg(anymongo_core::wire::OpMsg::new(support::raw(
+    b.send(Body::Msg(anymongo_proto::wire::OpMsg::new(support::raw(
         &doc! { "ping": 1, "$db": "a" },
     ))));
     assert!(matches!(b.recv(), Recv::Closed { .. }), "over the limit");
@@ -1190,7 +1200,7 @@ fn ill_typed_commands_get_errors_not_crashes() {
         doc! { "getMore": "x", "collection": "c", "$db": "db" },
         doc! { "killCursors": "c", "cursors": ["x"], "$db": "db" },
         doc! { "aggregate": 1, "pipeline": [], "$db": "db" },
-        doc! { "aggregate": "c", "pipeline": [ { "$group": { "_id": 1 } } ], "cursor": {}, "$db": "db" },
+        doc! { "aggregate": "c", "pipeline": [ { "$frobnicate": { "_id": 1 } } ], "cursor": {}, "$db": "db" },
         doc! { "saslStart": 1, "mechanism": "SCRAM-SHA-256", "payload": "x", "$db": "admin" },
         doc! { "saslContinue": 1, "conversationId": 99, "payload": bin(b""), "$db": "admin" },
         doc! { "configureFailPoint": "failCommand", "mode": { "times": 1 }, "data": {}, "$db": "admin" },
@@ -1385,4 +1395,111 @@ fn fast_mode_inserts_from_sequences_behave_like_decoded_ones() {
     );
     assert_eq!(r.get_i32("n").unwrap(), 2);
     assert_eq!(server.document_count("db", "c"), 5);
+}
+
+#[test]
+fn write_concern_is_checked_against_the_members_that_are_up() {
+    // A standalone refuses w > 1 before writing.
+    let server = FakeServer::builder().start();
+    let mut c = Client::connect(server.addr());
+    let mut cmd = insert_cmd(1);
+    cmd.insert("writeConcern", doc! { "w": 2 });
+    let r = c.command(cmd);
+    assert_eq!(r.get_i32("code").unwrap(), 2, "{r}");
+    assert_eq!(server.document_count("db", "c"), 0);
+
+    let rs = ReplicaSet::start(3, "rs_wc");
+    let mut p = Client::connect(rs.member(0).unwrap().addr());
+    let with_wc = |id: i32, wc: Document| {
+        let mut cmd = insert_cmd(id);
+        cmd.insert("writeConcern", wc);
+        cmd
+    };
+    let r = p.command(with_wc(1, doc! { "w": 3, "wtimeout": 1000 }));
+    assert!(r.get("writeConcernError").is_none(), "{r}");
+    let r = p.command(with_wc(2, doc! { "w": 4 }));
+    let wce = r.get_document("writeConcernError").unwrap();
+    assert_eq!(
+        (r.get_i32("n").unwrap(), wce.get_i32("code").unwrap()),
+        (1, 100)
+    );
+    let r = p.command(with_wc(3, doc! { "w": "dc1" }));
+    assert_eq!(
+        r.get_document("writeConcernError")
+            .unwrap()
+            .get_i32("code")
+            .unwrap(),
+        79
+    );
+    rs.kill(2);
+    let r = p.command(with_wc(4, doc! { "w": "majority", "wtimeout": 1000 }));
+    assert!(r.get("writeConcernError").is_none(), "{r}");
+    let started = Instant::now();
+    let r = p.command(with_wc(5, doc! { "w": 3, "wtimeout": 100 }));
+    let wce = r.get_document("writeConcernError").unwrap();
+    assert_eq!(wce.get_i32("code").unwrap(), 64);
+    assert!(wce
+        .get_document("errInfo")
+        .unwrap()
+        .get_bool("wtimeout")
+        .unwrap());
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    rs.revive(2).unwrap();
+    let r = p.command(with_wc(6, doc! { "w": 3 }));
+    assert!(r.get("writeConcernError").is_none(), "{r}");
+    assert_eq!(rs.member(0).unwrap().document_count("db", "c"), 6);
+}
+
+#[test]
+fn repl_set_step_down_elects_the_next_member() {
+    let rs = ReplicaSet::start(3, "rs_sd");
+    let mut s = Client::connect(rs.member(1).unwrap().addr());
+    let r = s.command(doc! { "replSetStepDown": 10, "$db": "admin" });
+    assert_eq!(r.get_i32("code").unwrap(), 10107, "{r}");
+    assert!(r.get_document("topologyVersion").is_ok());
+    let before = rs.election_id();
+    let mut p = Client::connect(rs.member(0).unwrap().addr());
+    let r = p.command(doc! { "replSetStepDown": 10, "$db": "admin" });
+    assert_eq!(r.get_f64("ok").unwrap(), 1.0, "{r}");
+    assert_eq!(rs.primary(), Some(1));
+    assert!(rs.election_id().bytes() > before.bytes());
+    let r = Client::connect(FakeServer::builder().start().addr())
+        .command(doc! { "replSetStepDown": 10, "$db": "admin" });
+    assert_eq!(r.get_i32("code").unwrap(), 76);
+}
+
+#[test]
+fn configure_fail_point_counts_firings_and_unique_indexes_refuse_duplicates() {
+    let server = FakeServer::builder().start();
+    let mut c = Client::connect(server.addr());
+    let on = doc! { "configureFailPoint": "failCommand", "mode": { "times": 2 },
+    "data": { "failCommands": ["ping"], "errorCode": 2 }, "$db": "admin" };
+    assert_eq!(c.command(on.clone()).get_i32("count").unwrap(), 0);
+    for _ in 0..3 {
+        c.command(doc! { "ping": 1, "$db": "admin" });
+    }
+    let off = doc! { "configureFailPoint": "failCommand", "mode": "off", "$db": "admin" };
+    assert_eq!(c.command(off).get_i32("count").unwrap(), 2);
+    assert_eq!(c.command(on).get_i32("count").unwrap(), 2, "never reset");
+
+    let r = c.command(doc! { "createIndexes": "u", "indexes": [ { "key": { "k": 1 }, "name": "k_1", "unique": true } ], "$db": "db" });
+    assert_eq!(r.get_i32("numIndexesAfter").unwrap(), 2, "{r}");
+    c.command(doc! { "insert": "u", "documents": [ { "_id": 1, "k": "a" } ], "$db": "db" });
+    let r = c.command(doc! { "insert": "u", "documents": [ { "_id": 2, "k": "a" } ], "$db": "db" });
+    let e = r.get_array("writeErrors").unwrap()[0]
+        .as_document()
+        .unwrap()
+        .clone();
+    assert_eq!(e.get_i32("code").unwrap(), 11000);
+    assert_eq!(e.get_document("keyValue").unwrap(), &doc! { "k": "a" });
+    let r = c.command(doc! { "listIndexes": "u", "$db": "db" });
+    let names: Vec<&str> = r
+        .get_document("cursor")
+        .unwrap()
+        .get_array("firstBatch")
+        .unwrap()
+        .iter()
+        .filter_map(|i| i.as_document().and_then(|d| d.get_str("name").ok()))
+        .collect();
+    assert_eq!(names, vec!["_id_", "k_1"]);
 }

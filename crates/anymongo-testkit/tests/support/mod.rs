@@ -5,8 +5,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anymongo_core::options::Compressor;
-use anymongo_core::wire::{
+use anymongo_proto::options::Compressor;
+use anymongo_proto::wire::{
     encode, Body, Decoder, DocumentSequence, Message, MsgFlags, OpMsg, OpQuery, WireError,
     DEFAULT_MAX_MESSAGE_SIZE,
 };
