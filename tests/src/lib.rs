@@ -29,6 +29,7 @@ pub mod client_conformance;
 pub mod conn_conformance;
 pub mod crud_read_conformance;
 pub mod crud_write_conformance;
+pub mod dns_conformance;
 pub mod driver_conformance;
 pub mod harness;
 pub mod pitfalls;
@@ -259,6 +260,13 @@ registry![
     conn_conformance::compression_zlib,
     conn_conformance::compression_zstd,
     conn_conformance::compression_negotiates_first_shared,
+    dns_conformance::udp_datagram_roundtrip,
+    dns_conformance::unix_socket_client,
+    dns_conformance::dns_lookups,
+    dns_conformance::dns_truncated_answers_use_tcp,
+    dns_conformance::dns_faults_are_typed_errors_in_time,
+    dns_conformance::srv_seedlist_discovery,
+    dns_conformance::srv_polling_tracks_the_records,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).

@@ -18,6 +18,7 @@ use crate::answer::Answer;
 use crate::commands::{self, ConnState, Produced};
 use crate::faults::{self, FaultAction};
 use crate::server::{lock, CommandRecord, Shared};
+use crate::tls::TlsIdentity;
 
 trait Transport: Read + Write + Send {}
 impl<T: Read + Write + Send> Transport for T {}
@@ -94,6 +95,9 @@ pub(crate) fn serve(shared: Arc<Shared>, stream: TcpStream, id: u32, epoch: u64)
     // (awaitable hello, delays): the connection then closes at once, as on a real server.
     let peer = stream.try_clone().ok();
     let transport: Box<dyn Transport> = match &shared.cfg.tls {
+        Some(identity) if identity.allow_plaintext && !TlsIdentity::starts_tls(&stream) => {
+            Box::new(stream)
+        }
         Some(identity) => match rustls::ServerConnection::new(identity.config.clone()) {
             Ok(conn) => Box::new(rustls::StreamOwned::new(conn, stream)),
             Err(_) => return,
