@@ -35,6 +35,7 @@ pub mod harness;
 pub mod pitfalls;
 pub mod rt_conformance;
 pub mod sdam_conformance;
+pub mod seedlist;
 pub mod transcript;
 pub mod unified;
 

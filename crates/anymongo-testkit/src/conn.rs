@@ -94,8 +94,17 @@ pub(crate) fn serve(shared: Arc<Shared>, stream: TcpStream, id: u32, epoch: u64)
     // A second handle on the socket, to notice a client that hangs up while a reply is held back
     // (awaitable hello, delays): the connection then closes at once, as on a real server.
     let peer = stream.try_clone().ok();
+    let plaintext = match &shared.cfg.tls {
+        Some(identity) if identity.allow_plaintext => match TlsIdentity::starts_tls(&stream) {
+            Some(tls) => !tls,
+            // Closed before a first message: nothing to serve.
+            None => return,
+        },
+        _ => false,
+    };
     let transport: Box<dyn Transport> = match &shared.cfg.tls {
-        Some(identity) if identity.allow_plaintext && !TlsIdentity::starts_tls(&stream) => {
+        Some(_) if plaintext => {
+            shared.plaintext_conns.fetch_add(1, Ordering::SeqCst);
             Box::new(stream)
         }
         Some(identity) => match rustls::ServerConnection::new(identity.config.clone()) {

@@ -117,18 +117,20 @@ impl TlsIdentity {
     }
 
     /// Whether the client on `stream` starts with a TLS handshake record (type 22, version 3.x),
-    /// waiting for its first three bytes (without consuming them). A MongoDB message starting
-    /// so would be at least 66 KiB long, which no first message is.
-    pub(crate) fn starts_tls(stream: &std::net::TcpStream) -> bool {
+    /// waiting for its first three bytes (without consuming them); `None` if it closes (or
+    /// fails) first. A MongoDB message starting so would be at least 66 KiB long, which no
+    /// first message is.
+    pub(crate) fn starts_tls(stream: &std::net::TcpStream) -> Option<bool> {
         let mut head = [0u8; 3];
-        for _ in 0..2000 {
+        loop {
             match stream.peek(&mut head) {
-                Ok(n) if n >= 3 => return head[0] == 0x16 && head[1] == 0x03 && head[2] <= 0x04,
-                Ok(0) | Err(_) => return false,
+                Ok(n) if n >= 3 => {
+                    return Some(head[0] == 0x16 && head[1] == 0x03 && head[2] <= 0x04)
+                }
+                Ok(0) | Err(_) => return None,
                 Ok(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
             }
         }
-        false
     }
 
     /// A rustls client configuration trusting only this identity's CA (for tests).
