@@ -495,3 +495,57 @@ pub async fn srv_polling_tracks_the_records(env: Env) -> Outcome {
     client.shutdown().await;
     Outcome::Pass
 }
+
+/// Each adapter's `ClientOptions::parse(uri).resolver_config(..).await` (its `ClientOptionsExt`,
+/// on the runtime it is called from) and `Client::with_options` (its `ClientExt`).
+pub async fn adapter_parse_resolves_srv(env: Env) -> Outcome {
+    let dns = stub();
+    let m = mongoses(1);
+    dns.add_srv(
+        "_mongodb._tcp.test3.test.build.10gen.cc",
+        600,
+        port(&m[0]),
+        HOST,
+    );
+    dns.add_txt("test3.test.build.10gen.cc", 600, &["authSource=thisDB"]);
+    dns.add_a(HOST, 600, Ipv4Addr::LOCALHOST);
+    let config = dns.resolver_config(Duration::from_secs(2));
+    let uri = "mongodb+srv://test3.test.build.10gen.cc/?tls=false";
+    let (options, client) = match env.harness.runtime_name {
+        "tokio" => {
+            use anymongo_tokio::{ClientExt, ClientOptionsExt};
+            let o = ClientOptions::parse(uri).resolver_config(config).await;
+            let o = o.expect("parse");
+            (o.clone(), Client::with_options(o))
+        }
+        "async-std" => {
+            use anymongo_async_std::{ClientExt, ClientOptionsExt};
+            let o = ClientOptions::parse(uri).resolver_config(config).await;
+            let o = o.expect("parse");
+            (o.clone(), Client::with_options(o))
+        }
+        "smol" => {
+            use anymongo_smol::{ClientExt, ClientOptionsExt};
+            let o = ClientOptions::parse(uri).resolver_config(config).await;
+            let o = o.expect("parse");
+            (o.clone(), Client::with_options(o))
+        }
+        other => panic!("no adapter for runtime {other}"),
+    };
+    assert_eq!(
+        options.hosts,
+        vec![ServerAddress::tcp(HOST, port(&m[0]))],
+        "the seedlist"
+    );
+    assert_eq!(options.auth_source.as_deref(), Some("thisDB"));
+    let client = client.expect("client");
+    client
+        .database("admin")
+        .run_command(doc! { "ping": 1 })
+        .await
+        .expect("ping");
+    env.transcript
+        .note("the adapter's ClientOptions::parse resolved 1 seed and authSource from TXT; pinged");
+    client.shutdown().await;
+    Outcome::Pass
+}

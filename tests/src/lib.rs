@@ -268,6 +268,7 @@ registry![
     dns_conformance::dns_faults_are_typed_errors_in_time,
     dns_conformance::srv_seedlist_discovery,
     dns_conformance::srv_polling_tracks_the_records,
+    dns_conformance::adapter_parse_resolves_srv,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).
