@@ -2,7 +2,7 @@
 //!
 //! [`Resolver`] is what the driver asks: SRV and TXT records, and (optionally) the addresses of
 //! a host it connects to. The default, [`DnsResolver`], is a stub resolver written once here
-//! over the runtime's primitives: it drives the sans-IO [`Lookup`](crate::proto::dns::Lookup)
+//! over the runtime's primitives: it drives the sans-IO [`Lookup`]
 //! machine with the runtime's UDP sockets ([`Runtime::bind_udp`]), its TCP connections for
 //! truncated answers ([`Runtime::connect`]) and its clock for every timeout, so there is no
 //! blocking call, hidden thread or second runtime. It asks the name servers of its
