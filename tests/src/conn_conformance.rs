@@ -82,7 +82,8 @@ impl Recorder {
 
 /// A client for `uri` on the runtime under test, recording its events.
 fn client_with_events(env: &Env, uri: &str) -> (Client, Recorder) {
-    let options = ClientOptions::parse(uri).unwrap_or_else(|e| panic!("parse {uri}: {e}"));
+    let options = ClientOptions::parse_without_srv_resolution(uri)
+        .unwrap_or_else(|e| panic!("parse {uri}: {e}"));
     let recorder = Recorder::default();
     let client = Client::builder(options, env.rt.clone())
         .event_handler(recorder.handler())

@@ -119,7 +119,7 @@ fn recording_client(env: &Env, uri: &str) -> (Client, Recorder) {
             }
         }
     });
-    let options = ClientOptions::parse(uri).expect("parse the URI");
+    let options = ClientOptions::parse_without_srv_resolution(uri).expect("parse the URI");
     // Events go to the recorder and to the test's transcript (compared across runtimes).
     let transcript = env.transcript.event_handler();
     let both = EventHandler::new(move |event| {

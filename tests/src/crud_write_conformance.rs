@@ -599,7 +599,8 @@ pub async fn bulk_write_unordered_continues(env: Env) -> Outcome {
 fn fake_client(env: &Env) -> (FakeServer, Client, Arc<Mutex<Vec<CommandEvent>>>) {
     let server = FakeServer::builder().start();
     let options =
-        ClientOptions::parse(&format!("{}&maxPoolSize=1", server.uri())).expect("parse uri");
+        ClientOptions::parse_without_srv_resolution(&format!("{}&maxPoolSize=1", server.uri()))
+            .expect("parse uri");
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     let client = Client::builder(options, env.rt.clone())

@@ -29,11 +29,13 @@ pub mod client_conformance;
 pub mod conn_conformance;
 pub mod crud_read_conformance;
 pub mod crud_write_conformance;
+pub mod dns_conformance;
 pub mod driver_conformance;
 pub mod harness;
 pub mod pitfalls;
 pub mod rt_conformance;
 pub mod sdam_conformance;
+pub mod seedlist;
 pub mod transcript;
 pub mod unified;
 
@@ -101,7 +103,7 @@ pub fn runtime_token(harness: &Harness) -> String {
 impl Env {
     /// A client for `uri` on the runtime under test whose events go to [`Env::transcript`].
     pub fn client(&self, uri: &str) -> anymongo_core::Result<Client> {
-        self.client_with(ClientOptions::parse(uri)?)
+        self.client_with(ClientOptions::parse_without_srv_resolution(uri)?)
     }
 
     /// A client with `options` on the runtime under test whose events go to
@@ -115,9 +117,12 @@ impl Env {
     /// A client for `uri` whose events go to the lane `lane` of [`Env::transcript`]: for a
     /// client used by one of several concurrently running tasks (see [`Transcript::lane`]).
     pub fn client_in_lane(&self, lane: &str, uri: &str) -> anymongo_core::Result<Client> {
-        Client::builder(ClientOptions::parse(uri)?, self.rt.clone())
-            .event_handler(self.transcript.lane(lane).event_handler())
-            .build()
+        Client::builder(
+            ClientOptions::parse_without_srv_resolution(uri)?,
+            self.rt.clone(),
+        )
+        .event_handler(self.transcript.lane(lane).event_handler())
+        .build()
     }
 }
 
@@ -256,6 +261,14 @@ registry![
     conn_conformance::compression_zlib,
     conn_conformance::compression_zstd,
     conn_conformance::compression_negotiates_first_shared,
+    dns_conformance::udp_datagram_roundtrip,
+    dns_conformance::unix_socket_client,
+    dns_conformance::dns_lookups,
+    dns_conformance::dns_truncated_answers_use_tcp,
+    dns_conformance::dns_faults_are_typed_errors_in_time,
+    dns_conformance::srv_seedlist_discovery,
+    dns_conformance::srv_polling_tracks_the_records,
+    dns_conformance::adapter_parse_resolves_srv,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).

@@ -287,7 +287,7 @@ fn heartbeat_recorder() -> (Arc<Mutex<Heartbeats>>, EventHandler) {
 
 fn client_with_events(env: &Env, uri: &str, extra: &str, handler: EventHandler) -> Client {
     let uri = format!("{uri}&heartbeatFrequencyMS=500&serverSelectionTimeoutMS=10000{extra}");
-    let options = ClientOptions::parse(&uri).expect("parse the URI");
+    let options = ClientOptions::parse_without_srv_resolution(&uri).expect("parse the URI");
     Client::builder(options, env.rt.clone())
         .event_handler(handler)
         .build()

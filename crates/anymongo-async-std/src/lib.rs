@@ -20,13 +20,15 @@
 
 use std::io;
 use std::net::SocketAddr;
+#[cfg(unix)]
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anymongo_core::adapter::{clamp_deadline, FuturesIoStream, ResettableSleep};
-use anymongo_core::rt::{BoxFuture, Runtime, Sleep, Stream};
-use async_io::Timer;
+use anymongo_core::adapter::{clamp_deadline, FuturesIoStream, ReadinessDatagram, ResettableSleep};
+use anymongo_core::rt::{BoxFuture, Datagram, Runtime, Sleep, Stream};
+use async_io::{Async, Timer};
 use async_std::net::ToSocketAddrs;
 
 pub use anymongo_core;
@@ -103,6 +105,32 @@ impl Runtime for AsyncStdRuntime {
     fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
         let host = host.to_owned();
         Box::pin(async move { Ok((host.as_str(), port).to_socket_addrs().await?.collect()) })
+    }
+
+    fn bind_udp(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Datagram>>> {
+        // async-std's sockets are async-io's `Async` on its reactor; its `UdpSocket` has no
+        // poll methods, so the registration is used directly.
+        let socket = Async::<std::net::UdpSocket>::bind(addr);
+        Box::pin(async move {
+            let socket = ReadinessDatagram::new(
+                socket?,
+                Async::get_ref,
+                Async::poll_readable,
+                Async::poll_writable,
+            );
+            Ok(Box::new(socket) as Box<dyn Datagram>)
+        })
+    }
+
+    #[cfg(unix)]
+    fn connect_unix(&self, path: &Path) -> BoxFuture<'static, io::Result<Box<dyn Stream>>> {
+        let path = path.to_owned();
+        Box::pin(async move {
+            let stream = async_std::os::unix::net::UnixStream::connect(path).await?;
+            let stream =
+                FuturesIoStream::with_shutdown(stream, |s| s.shutdown(std::net::Shutdown::Write));
+            Ok(Box::new(stream) as Box<dyn Stream>)
+        })
     }
 }
 

@@ -5,6 +5,9 @@
 //! - [`ResettableSleep`]: a [`Sleep`] over a runtime timer that can be moved to a new deadline
 //!   (`async_io::Timer`, which async-std and smol share), ready for good once it fired.
 //! - [`clamp_deadline`]: a deadline no runtime timer can choke on.
+//! - [`ReadinessDatagram`]: a [`Datagram`] over a non-blocking UDP socket registered with a
+//!   reactor that reports readiness (`async_io::Async<UdpSocket>`, which async-std and smol
+//!   share).
 //!
 //! None of this names a runtime: each adapter plugs its own runtime's socket and timer in.
 
@@ -16,7 +19,7 @@ use std::time::Instant;
 
 use futures::io::{AsyncRead, AsyncWrite};
 
-use crate::rt::{deadline_after, Sleep, Stream, MAX_SLEEP};
+use crate::rt::{deadline_after, Datagram, Sleep, Stream, MAX_SLEEP};
 
 /// `deadline`, or [`MAX_SLEEP`] from now if that is sooner: a timer never sees an instant it
 /// cannot represent (`Instant` arithmetic overflows, and some runtimes panic on far deadlines).
@@ -101,6 +104,82 @@ where
                 other => other,
             },
         }
+    }
+}
+
+/// Readiness of a registered socket, polled (e.g. `Async::poll_readable`).
+pub type PollReady<S> = fn(&S, &mut Context<'_>) -> Poll<io::Result<()>>;
+
+/// A [`Datagram`] over a non-blocking `std::net::UdpSocket` held by a reactor registration `S`
+/// that reports readiness (`async_io::Async<UdpSocket>`): each operation is tried, and on
+/// `WouldBlock` waits for the reactor's readiness and tries again.
+pub struct ReadinessDatagram<S> {
+    io: S,
+    socket: fn(&S) -> &std::net::UdpSocket,
+    readable: PollReady<S>,
+    writable: PollReady<S>,
+}
+
+impl<S> std::fmt::Debug for ReadinessDatagram<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadinessDatagram").finish_non_exhaustive()
+    }
+}
+
+impl<S> ReadinessDatagram<S> {
+    /// Wraps `io`: `socket` gives its (non-blocking) socket, `readable` and `writable` poll the
+    /// reactor's readiness (e.g. `Async::get_ref`, `Async::poll_readable`,
+    /// `Async::poll_writable`).
+    pub fn new(
+        io: S,
+        socket: fn(&S) -> &std::net::UdpSocket,
+        readable: PollReady<S>,
+        writable: PollReady<S>,
+    ) -> Self {
+        ReadinessDatagram {
+            io,
+            socket,
+            readable,
+            writable,
+        }
+    }
+
+    /// Runs `op` until it does not block, waiting with `ready` in between.
+    fn poll_op<T>(
+        &self,
+        cx: &mut Context<'_>,
+        ready: PollReady<S>,
+        mut op: impl FnMut(&std::net::UdpSocket) -> io::Result<T>,
+    ) -> Poll<io::Result<T>> {
+        loop {
+            match op((self.socket)(&self.io)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match ready(&self.io, cx) {
+                    Poll::Ready(Ok(())) => continue,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                },
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+}
+
+impl<S: Send + Sync + 'static> Datagram for ReadinessDatagram<S> {
+    fn poll_send_to(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        target: std::net::SocketAddr,
+    ) -> Poll<io::Result<usize>> {
+        self.poll_op(cx, self.writable, |s| s.send_to(buf, target))
+    }
+
+    fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, std::net::SocketAddr)>> {
+        self.poll_op(cx, self.readable, |s| s.recv_from(buf))
     }
 }
 

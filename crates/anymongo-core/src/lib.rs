@@ -19,6 +19,7 @@ pub mod client;
 pub mod cmap;
 pub mod conn;
 pub mod cursor;
+pub mod dns;
 pub mod tls;
 
 #[cfg(any(test, feature = "test-support"))]

@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -45,6 +46,122 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Resolves `host:port` to socket addresses without blocking the executor.
     fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>>;
+
+    /// Binds a UDP socket to `addr` (port 0: any free port), for the driver's DNS client
+    /// (`mongodb+srv` lookups). The default refuses with [`io::ErrorKind::Unsupported`]: a
+    /// runtime without it can still resolve `mongodb+srv` through a resolver of the
+    /// application's own.
+    fn bind_udp(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Datagram>>> {
+        let _ = addr;
+        Box::pin(async {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this runtime has no UDP sockets (Runtime::bind_udp)",
+            ))
+        })
+    }
+
+    /// Opens a Unix domain socket connection to `path` (a `mongodb://%2Ftmp%2Fmongodb-27017.sock`
+    /// host). The default refuses with [`io::ErrorKind::Unsupported`]; the adapters implement
+    /// it on Unix.
+    fn connect_unix(&self, path: &Path) -> BoxFuture<'static, io::Result<Box<dyn Stream>>> {
+        let message = format!(
+            "Unix domain sockets are not supported by this runtime or platform: {}",
+            path.display()
+        );
+        Box::pin(async move { Err(io::Error::new(io::ErrorKind::Unsupported, message)) })
+    }
+}
+
+/// A UDP socket, poll-based like [`Stream`].
+pub trait Datagram: Send + Sync + 'static {
+    /// Sends `buf` as one datagram to `target`, returning how many bytes were sent.
+    fn poll_send_to(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        target: SocketAddr,
+    ) -> Poll<io::Result<usize>>;
+
+    /// Receives one datagram into `buf` (a longer one is cut to `buf`'s length), returning its
+    /// length and its sender.
+    fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>>;
+}
+
+/// Async helpers on any [`Datagram`].
+pub trait DatagramExt: Datagram {
+    /// Sends `buf` to `target`.
+    fn send_to<'a>(&'a self, buf: &'a [u8], target: SocketAddr) -> SendToFuture<'a, Self>
+    where
+        Self: Sized,
+    {
+        SendToFuture {
+            socket: self,
+            buf,
+            target,
+        }
+    }
+
+    /// Receives one datagram.
+    fn recv_from<'a>(&'a self, buf: &'a mut [u8]) -> RecvFromFuture<'a, Self>
+    where
+        Self: Sized,
+    {
+        RecvFromFuture { socket: self, buf }
+    }
+}
+
+impl<D: Datagram + ?Sized> DatagramExt for D {}
+
+impl<D: Datagram + ?Sized> Datagram for Box<D> {
+    fn poll_send_to(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        target: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
+        (**self).poll_send_to(cx, buf, target)
+    }
+
+    fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        (**self).poll_recv_from(cx, buf)
+    }
+}
+
+/// Future of [`DatagramExt::send_to`].
+pub struct SendToFuture<'a, D> {
+    socket: &'a D,
+    buf: &'a [u8],
+    target: SocketAddr,
+}
+
+impl<D: Datagram> Future for SendToFuture<'_, D> {
+    type Output = io::Result<usize>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.socket.poll_send_to(cx, self.buf, self.target)
+    }
+}
+
+/// Future of [`DatagramExt::recv_from`].
+pub struct RecvFromFuture<'a, D> {
+    socket: &'a D,
+    buf: &'a mut [u8],
+}
+
+impl<D: Datagram> Future for RecvFromFuture<'_, D> {
+    type Output = io::Result<(usize, SocketAddr)>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.socket.poll_recv_from(cx, this.buf)
+    }
 }
 
 /// A byte stream: a TCP socket, or a TLS session over one.
@@ -317,6 +434,8 @@ macro_rules! opaque_debug {
 }
 
 opaque_debug!(
+    SendToFuture<'a, D>,
+    RecvFromFuture<'a, D>,
     ReadFuture<'a, S>,
     WriteAllFuture<'a, S>,
     FlushFuture<'a, S>,

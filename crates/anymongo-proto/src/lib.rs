@@ -13,6 +13,8 @@
 //! - [`sdam`]: the topology machine (hello replies, errors and time in; descriptions, events
 //!   and actions out); [`selection`]: server selection over a topology description.
 //! - [`cmap`]: the connection pool machine and its events.
+//! - [`dns`]: DNS queries and answers for `mongodb+srv` (SRV, TXT, A/AAAA), the lookup machine
+//!   (tries, timeouts, UDP then TCP) and the seedlist and SRV polling rules.
 //! - [`operation`]: each operation builds its command and parses its reply, and declares what
 //!   the executor must know (retryability, selection criteria); the handshake is one of them.
 //! - [`options`], [`error`], [`event`]: the types the machines speak in, which the driver
@@ -32,6 +34,7 @@ pub mod time;
 
 pub mod auth;
 pub mod cmap;
+pub mod dns;
 pub mod operation;
 pub mod sdam;
 pub mod selection;

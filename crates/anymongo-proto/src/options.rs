@@ -450,6 +450,9 @@ pub struct SrvInfo {
     pub service_name: String,
     /// `srvMaxHosts`; 0 (the default) means no limit.
     pub max_hosts: u32,
+    /// The lowest TTL of the SRV records of the lookup that filled `hosts`; the first SRV rescan
+    /// is due that long after it (no less than 60 s). `None` while unresolved.
+    pub min_ttl: Option<std::time::Duration>,
 }
 
 impl SrvInfo {
@@ -490,11 +493,14 @@ impl ProxyOptions {
 /// force (the option, else the spec's default). `Debug` never shows a password.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct ClientOptions {
-    /// The seed list. For `mongodb+srv` it holds the SRV host name until DNS resolution replaces
-    /// it.
+    /// The seed list. For `mongodb+srv` it is empty until the SRV lookup fills it (a client
+    /// given options with an SRV host and no hosts resolves them when it starts).
     pub hosts: Vec<ServerAddress>,
     /// Set for `mongodb+srv://` URIs.
     pub srv: Option<SrvInfo>,
+    /// How `mongodb+srv` names (and, with name servers of its own, host names) are resolved;
+    /// `None` means the system's configuration.
+    pub resolver_config: Option<crate::dns::ResolverConfig>,
     /// Credentials, with the auth spec's per-mechanism defaults (source, properties) filled in.
     pub credential: Option<Credential>,
     /// The database in the URI path.
@@ -644,6 +650,12 @@ impl ClientOptions {
     /// Whether connections use TLS (`tls`/`ssl`, else `true` for `mongodb+srv`, else `false`).
     pub fn tls_enabled(&self) -> bool {
         self.tls.unwrap_or(self.srv.is_some())
+    }
+
+    /// Whether the hosts are still to be found by an SRV lookup (`mongodb+srv` options whose
+    /// `hosts` are empty).
+    pub fn needs_srv_resolution(&self) -> bool {
+        self.srv.is_some() && self.hosts.is_empty()
     }
 
     /// Whether reads are retried (default `true`).

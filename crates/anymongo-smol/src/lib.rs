@@ -24,13 +24,15 @@
 
 use std::io;
 use std::net::SocketAddr;
+#[cfg(unix)]
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use anymongo_core::adapter::{clamp_deadline, FuturesIoStream, ResettableSleep};
-use anymongo_core::rt::{BoxFuture, Runtime, Sleep, Stream};
-use smol::{Executor, Timer};
+use anymongo_core::adapter::{clamp_deadline, FuturesIoStream, ReadinessDatagram, ResettableSleep};
+use anymongo_core::rt::{BoxFuture, Datagram, Runtime, Sleep, Stream};
+use smol::{Async, Executor, Timer};
 
 pub use anymongo_core;
 pub use smol;
@@ -133,6 +135,29 @@ impl Runtime for SmolRuntime {
     fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
         let host = host.to_owned();
         Box::pin(smol::net::resolve((host, port)))
+    }
+
+    fn bind_udp(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Datagram>>> {
+        // smol's `UdpSocket` has no poll methods; its registration (`smol::Async`) is used.
+        let socket = Async::<std::net::UdpSocket>::bind(addr);
+        Box::pin(async move {
+            let socket = ReadinessDatagram::new(
+                socket?,
+                Async::get_ref,
+                Async::poll_readable,
+                Async::poll_writable,
+            );
+            Ok(Box::new(socket) as Box<dyn Datagram>)
+        })
+    }
+
+    #[cfg(unix)]
+    fn connect_unix(&self, path: &Path) -> BoxFuture<'static, io::Result<Box<dyn Stream>>> {
+        let path = path.to_owned();
+        Box::pin(async move {
+            let stream = smol::net::unix::UnixStream::connect(path).await?;
+            Ok(Box::new(FuturesIoStream::new(stream)) as Box<dyn Stream>)
+        })
     }
 }
 

@@ -18,6 +18,7 @@ use crate::answer::Answer;
 use crate::commands::{self, ConnState, Produced};
 use crate::faults::{self, FaultAction};
 use crate::server::{lock, CommandRecord, Shared};
+use crate::tls::TlsIdentity;
 
 trait Transport: Read + Write + Send {}
 impl<T: Read + Write + Send> Transport for T {}
@@ -93,7 +94,19 @@ pub(crate) fn serve(shared: Arc<Shared>, stream: TcpStream, id: u32, epoch: u64)
     // A second handle on the socket, to notice a client that hangs up while a reply is held back
     // (awaitable hello, delays): the connection then closes at once, as on a real server.
     let peer = stream.try_clone().ok();
+    let plaintext = match &shared.cfg.tls {
+        Some(identity) if identity.allow_plaintext => match TlsIdentity::starts_tls(&stream) {
+            Some(tls) => !tls,
+            // Closed before a first message: nothing to serve.
+            None => return,
+        },
+        _ => false,
+    };
     let transport: Box<dyn Transport> = match &shared.cfg.tls {
+        Some(_) if plaintext => {
+            shared.plaintext_conns.fetch_add(1, Ordering::SeqCst);
+            Box::new(stream)
+        }
         Some(identity) => match rustls::ServerConnection::new(identity.config.clone()) {
             Ok(conn) => Box::new(rustls::StreamOwned::new(conn, stream)),
             Err(_) => return,

@@ -36,7 +36,10 @@
 //!   `clear_fail_points`, `set_wrong_server_signature`, `commands`, `commands_named`,
 //!   `clear_commands` (each [`CommandRecord`] also says whether it came as OP_QUERY and its
 //!   OP_COMPRESSED compressor id), `connection_count`, `open_connections`, `seed`, `documents`, `document_count`,
-//!   `open_cursors`, `kill`, `revive`, `shutdown` (also on drop: joins threads, closes sockets).
+//!   `open_cursors`, `kill`, `revive`, `shutdown` (also on drop: joins threads, closes sockets);
+//!   on Unix, `listen_unix(path)` also serves on a Unix domain socket ([`UnixSocket`]: `path`,
+//!   `uri`). `TlsIdentity::allowing_plaintext()` makes a TLS server also serve clients that do
+//!   not start TLS (mongod's `--tlsMode allowTLS`).
 //! * Dispatch order for a command: fail points, queued replies, handlers ([`Reply::Default`] falls
 //!   through, [`Reply::Merge`] patches the built-in reply), the authentication gate, built-ins.
 //! * Built-ins: `hello` / `isMaster` (standalone or replica-set member; awaitable with
@@ -63,7 +66,8 @@
 //! * Authentication ([`User`]): SCRAM-SHA-1, SCRAM-SHA-256 (mongod's iteration counts, 10,000
 //!   and 15,000, unless `scram_iterations`), PLAIN. With users configured, every command but
 //!   hello, SASL, ping and buildInfo needs an authenticated connection (code 13).
-//! * [`ReplicaSet`]: `start(n, name)`, `try_start_with(n, name, |i, builder| ..)`, `step_down`,
+//! * [`ReplicaSet`]: `start(n, name)`, `try_start_with(n, name, |i, builder| ..)`,
+//!   `try_start_named(n, name, host, ..)` (members named `host:<port>`, e.g. `localhost`), `step_down`,
 //!   `elect`, `kill`, `revive`, `set_tags`, `reconfig`, `uri`, `hosts`, `members`, `primary`.
 //!   Members share one store. A member that is not primary runs a command as mongod's
 //!   `secondaryAllowed` says: writes are NotWritablePrimary (10107), reads without a
@@ -72,6 +76,9 @@
 //!   carries `$clusterTime` (zero signature) and `operationTime`.
 //! * Faults: [`FailPoint`] with [`Times`] and [`FaultAction`], also installed by the
 //!   `configureFailPoint` command.
+//! * [`dns::DnsServer`]: a stub DNS server (UDP and TCP on 127.0.0.1) for `mongodb+srv` tests:
+//!   A, AAAA, SRV and TXT records, truncation over UDP, and [`dns::DnsFault`]s (silence, delays,
+//!   SERVFAIL, REFUSED, wrong ids, malformed answers); `resolver_config` points a client at it.
 //! * Fast mode (benchmarks): no command log, no fail point lookups, hello replies encoded once per
 //!   connection and replayed; finds by `_id` use the store's `_id` index.
 //! * In every mode the store keeps each document's encoding next to its parsed form (an insert
@@ -88,12 +95,15 @@ mod answer;
 pub mod auth;
 mod commands;
 mod conn;
+pub mod dns;
 pub mod error;
 pub mod faults;
 mod replset;
 mod server;
 mod store;
 pub mod tls;
+#[cfg(unix)]
+mod unix;
 mod write_concern;
 
 pub use auth::User;
@@ -103,3 +113,5 @@ pub use faults::{FailPoint, FaultAction, Times};
 pub use replset::ReplicaSet;
 pub use server::{CommandContext, CommandRecord, FakeServer, FakeServerBuilder, Handler, Reply};
 pub use tls::TlsIdentity;
+#[cfg(unix)]
+pub use unix::UnixSocket;

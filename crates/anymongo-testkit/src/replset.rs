@@ -180,6 +180,18 @@ impl ReplicaSet {
         set_name: &str,
         configure: impl Fn(usize, FakeServerBuilder) -> FakeServerBuilder,
     ) -> io::Result<ReplicaSet> {
+        Self::try_start_named(n, set_name, "127.0.0.1", configure)
+    }
+
+    /// Like [`ReplicaSet::try_start_with`], the members naming each other `host:<port>` in their
+    /// hello replies (`hosts`, `me`, `primary`) instead of `127.0.0.1:<port>`: e.g. `localhost`,
+    /// or any name the client resolves to 127.0.0.1.
+    pub fn try_start_named(
+        n: usize,
+        set_name: &str,
+        host: &str,
+        configure: impl Fn(usize, FakeServerBuilder) -> FakeServerBuilder,
+    ) -> io::Result<ReplicaSet> {
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -191,7 +203,7 @@ impl ReplicaSet {
             .collect::<io::Result<Vec<_>>>()?;
         let hosts = listeners
             .iter()
-            .map(|l| l.local_addr().map(|a| format!("127.0.0.1:{}", a.port())))
+            .map(|l| l.local_addr().map(|a| format!("{host}:{}", a.port())))
             .collect::<io::Result<Vec<_>>>()?;
         let state = Arc::new(Mutex::new(RsState::new(set_name, hosts)));
         let store = Arc::new(Mutex::new(Store::default()));

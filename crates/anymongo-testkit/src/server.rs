@@ -134,6 +134,8 @@ pub(crate) struct Shared {
     pub(crate) wrong_signature: AtomicBool,
     pub(crate) total_conns: AtomicU64,
     pub(crate) open_conns: AtomicUsize,
+    /// Connections a TLS server served in plain text (`TlsIdentity::allowing_plaintext`).
+    pub(crate) plaintext_conns: AtomicU64,
     pub(crate) epoch: AtomicU64,
     pub(crate) live: Mutex<HashMap<u32, TcpStream>>,
     pub(crate) threads: Mutex<Vec<JoinHandle<()>>>,
@@ -292,6 +294,7 @@ impl FakeServerBuilder {
             wrong_signature: AtomicBool::new(self.wrong_signature),
             total_conns: AtomicU64::new(0),
             open_conns: AtomicUsize::new(0),
+            plaintext_conns: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             live: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
@@ -458,6 +461,12 @@ impl FakeServer {
     /// Connections accepted since start.
     pub fn connection_count(&self) -> u64 {
         self.shared.total_conns.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far that a TLS server allowing plain text
+    /// (`TlsIdentity::allowing_plaintext`) served without TLS.
+    pub fn plaintext_connection_count(&self) -> u64 {
+        self.shared.plaintext_conns.load(Ordering::SeqCst)
     }
 
     /// Connections currently open.

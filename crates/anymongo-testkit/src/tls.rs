@@ -25,6 +25,9 @@ pub struct TlsIdentity {
     /// The server's private key, PEM (PKCS#8).
     pub key_pem: String,
     pub(crate) config: Arc<ServerConfig>,
+    /// Whether a server with this identity also serves clients that do not start TLS
+    /// (mongod's `--tlsMode allowTLS`); see [`TlsIdentity::allowing_plaintext`].
+    pub(crate) allow_plaintext: bool,
     /// Removes the CA file when the last clone of this identity is dropped.
     _file: Arc<CaFile>,
 }
@@ -100,8 +103,34 @@ impl TlsIdentity {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
             config: Arc::new(config),
+            allow_plaintext: false,
             _file: file,
         })
+    }
+
+    /// This identity, for a server that also serves clients that do not start TLS, as mongod
+    /// does with `--tlsMode allowTLS`: a connection whose first bytes are not a TLS handshake
+    /// record is served in plain text.
+    pub fn allowing_plaintext(mut self) -> Self {
+        self.allow_plaintext = true;
+        self
+    }
+
+    /// Whether the client on `stream` starts with a TLS handshake record (type 22, version 3.x),
+    /// waiting for its first three bytes (without consuming them); `None` if it closes (or
+    /// fails) first. A MongoDB message starting so would be at least 66 KiB long, which no
+    /// first message is.
+    pub(crate) fn starts_tls(stream: &std::net::TcpStream) -> Option<bool> {
+        let mut head = [0u8; 3];
+        loop {
+            match stream.peek(&mut head) {
+                Ok(n) if n >= 3 => {
+                    return Some(head[0] == 0x16 && head[1] == 0x03 && head[2] <= 0x04)
+                }
+                Ok(0) | Err(_) => return None,
+                Ok(_) => std::thread::sleep(std::time::Duration::from_millis(1)),
+            }
+        }
     }
 
     /// A rustls client configuration trusting only this identity's CA (for tests).

@@ -23,12 +23,14 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+#[cfg(unix)]
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use anymongo_core::rt::{deadline_after, BoxFuture, Runtime, Sleep, Stream, MAX_SLEEP};
+use anymongo_core::rt::{deadline_after, BoxFuture, Datagram, Runtime, Sleep, Stream, MAX_SLEEP};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::runtime::Handle;
 
@@ -122,6 +124,51 @@ impl Runtime for TokioRuntime {
                 .collect())
         })
     }
+
+    fn bind_udp(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Datagram>>> {
+        // Registered with this runtime's reactor, whichever thread polls the future.
+        let socket = std::net::UdpSocket::bind(addr).and_then(|s| {
+            s.set_nonblocking(true)?;
+            let _guard = self.handle.enter();
+            tokio::net::UdpSocket::from_std(s)
+        });
+        Box::pin(async move { Ok(Box::new(TokioDatagram(socket?)) as Box<dyn Datagram>) })
+    }
+
+    #[cfg(unix)]
+    fn connect_unix(&self, path: &Path) -> BoxFuture<'static, io::Result<Box<dyn Stream>>> {
+        let path = path.to_owned();
+        Box::pin(async move {
+            let stream = tokio::net::UnixStream::connect(path).await?;
+            Ok(Box::new(TokioStream(stream)) as Box<dyn Stream>)
+        })
+    }
+}
+
+/// A `tokio::net::UdpSocket` behind [`Datagram`].
+#[derive(Debug)]
+struct TokioDatagram(tokio::net::UdpSocket);
+
+impl Datagram for TokioDatagram {
+    fn poll_send_to(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        target: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
+        self.0.poll_send_to(cx, buf, target)
+    }
+
+    fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        let mut buf = ReadBuf::new(buf);
+        self.0
+            .poll_recv_from(cx, &mut buf)
+            .map_ok(|from| (buf.filled().len(), from))
+    }
 }
 
 /// A tokio timer behind [`Sleep`].
@@ -141,9 +188,10 @@ impl Sleep for TokioSleep {
     }
 }
 
-/// A `tokio::net::TcpStream` behind [`Stream`].
+/// A tokio socket behind [`Stream`]: a `tokio::net::TcpStream` (the default), or a
+/// `tokio::net::UnixStream`.
 #[derive(Debug)]
-pub struct TokioStream(pub tokio::net::TcpStream);
+pub struct TokioStream<S = tokio::net::TcpStream>(pub S);
 
 impl TokioStream {
     /// Connects to `addr` and sets `TCP_NODELAY`.
@@ -154,7 +202,7 @@ impl TokioStream {
     }
 }
 
-impl Stream for TokioStream {
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for TokioStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -253,8 +253,8 @@ fn create_client(
             uri = with_query_param(&uri, k, &value);
         }
     }
-    let options =
-        ClientOptions::parse(&uri).map_err(|e| Flow::Fail(format!("client URI {uri}: {e}")))?;
+    let options = ClientOptions::parse_without_srv_resolution(&uri)
+        .map_err(|e| Flow::Fail(format!("client URI {uri}: {e}")))?;
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     let handler = EventHandler::new(move |event| {

@@ -5,6 +5,7 @@
 mod collection;
 mod database;
 mod executor;
+mod srv;
 mod topology;
 
 pub use crate::operation::UpdateModifications;
@@ -39,6 +40,9 @@ use std::sync::Arc;
 
 use bson::doc;
 
+use std::time::Duration;
+
+use crate::dns::{DnsResolver, Resolver};
 use crate::error::Result;
 use crate::event::EventHandler;
 use crate::options::ClientOptions;
@@ -67,7 +71,7 @@ pub(crate) struct ClientInner {
     runtime: Arc<dyn Runtime>,
     options: ClientOptions,
     events: Option<EventHandler>,
-    topology: topology::Topology,
+    topology: srv::ClientTopology,
 }
 
 impl Drop for ClientInner {
@@ -82,6 +86,8 @@ pub struct ClientBuilder {
     options: ClientOptions,
     runtime: Arc<dyn Runtime>,
     events: Option<EventHandler>,
+    resolver: Option<Arc<dyn Resolver>>,
+    rescan_floor: Duration,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -100,12 +106,40 @@ impl ClientBuilder {
         self
     }
 
-    /// Builds the client and starts monitoring its servers on the runtime.
+    /// Resolves `mongodb+srv` names (SRV polling, and the SRV lookup at start for options
+    /// that still need it) with `resolver` instead of the driver's own DNS client
+    /// ([`DnsResolver`] with the options' `resolver_config`).
+    pub fn resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
+    /// For tests only: lowers the SRV polling spec's 60 s floor on the rescan interval (the
+    /// spec's own tests do the same), so that rescans can be observed in seconds.
+    #[doc(hidden)]
+    pub fn min_srv_rescan_interval(mut self, floor: Duration) -> Self {
+        self.rescan_floor = floor;
+        self
+    }
+
+    /// Builds the client and starts monitoring its servers on the runtime. Options whose
+    /// `mongodb+srv` hosts are still to be found are resolved first, on the runtime, in the
+    /// background: operations wait for it, and fail with its error if it fails.
     pub fn build(self) -> Result<Client> {
-        let topology = topology::Topology::start(
+        let resolver = self.resolver.clone().unwrap_or_else(|| {
+            Arc::new(DnsResolver::new(
+                self.runtime.clone(),
+                self.options.resolver_config.clone().unwrap_or_default(),
+            ))
+        });
+        let topology = srv::ClientTopology::start(
             self.runtime.clone(),
             self.options.clone(),
             self.events.clone(),
+            srv::SrvSettings {
+                resolver,
+                rescan_floor: self.rescan_floor,
+            },
         )?;
         Ok(Client {
             inner: Arc::new(ClientInner {
@@ -125,6 +159,8 @@ impl Client {
             options,
             runtime,
             events: None,
+            resolver: None,
+            rescan_floor: crate::dns::MIN_RESCAN_INTERVAL,
         }
     }
 
@@ -137,10 +173,11 @@ impl Client {
         Self::builder(options, runtime).build()
     }
 
-    /// A client for a connection string on `runtime`. (Adapter crates offer
-    /// `Client::with_uri_str`, which uses the running runtime.)
+    /// A client for a connection string on `runtime`. A `mongodb+srv` URI is resolved in the
+    /// background, on `runtime`. (Adapter crates offer `Client::with_uri_str(uri).await`, which
+    /// uses the running runtime and resolves before it returns.)
     pub fn with_uri_str_and_runtime(uri: &str, runtime: Arc<dyn Runtime>) -> Result<Client> {
-        Self::with_options_and_runtime(ClientOptions::parse(uri)?, runtime)
+        Self::with_options_and_runtime(ClientOptions::parse_without_srv_resolution(uri)?, runtime)
     }
 
     /// The options the client was built with.
@@ -210,8 +247,10 @@ impl Client {
 
 /// Defines, in an adapter crate, the `ClientExt` trait that gives [`Client`] the official
 /// driver's constructors (`Client::with_uri_str(uri).await`, `Client::with_options(options)`)
-/// on that adapter's running runtime. `$current` is an expression of type
-/// `Result<Arc<dyn Runtime>, E>` with `E: Display`, evaluated at each call.
+/// and the `ClientOptionsExt` trait that gives [`ClientOptions`] its async
+/// `ClientOptions::parse(uri).await` (with the `mongodb+srv` lookups), on that adapter's running
+/// runtime. `$current` is an expression of type `Result<Arc<dyn Runtime>, E>` with
+/// `E: Display`, evaluated at each call.
 ///
 /// Written once here so that every adapter's constructors behave identically.
 #[macro_export]
@@ -222,11 +261,13 @@ macro_rules! define_client_ext {
         /// runtime: `use` this trait, then `Client::with_uri_str(uri).await`.
         pub trait ClientExt: Sized {
             /// A client for the connection string `uri`, on the runtime this is called from.
+            /// A `mongodb+srv` URI is resolved (SRV and TXT records) before it returns.
             fn with_uri_str(
                 uri: impl AsRef<str>,
             ) -> $crate::rt::BoxFuture<'static, $crate::Result<$crate::Client>>;
 
-            /// A client with `options`, on the runtime this is called from.
+            /// A client with `options`, on the runtime this is called from. Options whose
+            /// `mongodb+srv` hosts are still to be found are resolved in the background.
             fn with_options(options: $crate::ClientOptions) -> $crate::Result<$crate::Client>;
         }
 
@@ -234,17 +275,37 @@ macro_rules! define_client_ext {
             fn with_uri_str(
                 uri: impl AsRef<str>,
             ) -> $crate::rt::BoxFuture<'static, $crate::Result<$crate::Client>> {
-                let parsed = $crate::ClientOptions::parse(uri.as_ref());
+                let parse = <$crate::ClientOptions as ClientOptionsExt>::parse(uri);
                 let runtime = $current;
                 Box::pin(async move {
+                    let options = parse.await?;
                     let runtime = runtime.map_err($crate::Error::invalid_argument_from)?;
-                    $crate::Client::with_options_and_runtime(parsed?, runtime)
+                    $crate::Client::with_options_and_runtime(options, runtime)
                 })
             }
 
             fn with_options(options: $crate::ClientOptions) -> $crate::Result<$crate::Client> {
                 let runtime = ($current).map_err($crate::Error::invalid_argument_from)?;
                 $crate::Client::with_options_and_runtime(options, runtime)
+            }
+        }
+
+        /// [`ClientOptions::parse`](anymongo_core::ClientOptions) on the running
+        #[doc = $runtime]
+        /// runtime: `use` this trait, then `ClientOptions::parse(uri).await`.
+        pub trait ClientOptionsExt {
+            /// Parses the connection string `uri`; for `mongodb+srv`, looks up its SRV and TXT
+            /// records on the runtime this is called from. Configure the lookups with
+            /// `.resolver_config(..)`, then `.await`.
+            fn parse(uri: impl AsRef<str>) -> $crate::dns::ParseConnectionString;
+        }
+
+        impl ClientOptionsExt for $crate::ClientOptions {
+            fn parse(uri: impl AsRef<str>) -> $crate::dns::ParseConnectionString {
+                $crate::dns::ParseConnectionString::new(
+                    uri.as_ref(),
+                    ($current).map_err($crate::Error::invalid_argument_from),
+                )
             }
         }
     };

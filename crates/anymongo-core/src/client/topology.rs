@@ -31,6 +31,7 @@ use futures::task::AtomicWaker;
 use crate::auth::ScramCache;
 use crate::cmap::{Pool, PoolConfig, PoolOptions};
 use crate::conn::{Connection, Establisher, HandshakeRequest};
+use crate::dns::Resolver;
 use crate::error::{Error, ErrorKind, Result};
 use crate::event::{Event, EventHandler};
 use crate::operation::{check_ok, Command};
@@ -179,9 +180,12 @@ struct Shared {
     server_selection_timeout: Duration,
     /// Every server's pool options, validated once when the topology starts.
     pool_options: PoolOptions,
+    /// Resolves host names for connections, when it does so.
+    resolver: Option<Arc<dyn Resolver>>,
 }
 
 /// The client's view of the deployment.
+#[derive(Clone)]
 pub(crate) struct Topology {
     shared: Arc<Shared>,
 }
@@ -194,23 +198,30 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 
 impl Topology {
     /// Creates the topology and starts monitoring the seed list.
+    #[cfg(test)]
     pub(crate) fn start(
         runtime: Arc<dyn Runtime>,
         options: ClientOptions,
         events: Option<EventHandler>,
+    ) -> Result<Self> {
+        Self::start_with_resolver(runtime, options, events, None)
+    }
+
+    /// Creates the topology and starts monitoring the seed list (already resolved, for
+    /// `mongodb+srv`: see `client::srv`); connections resolve host names with `resolver` when
+    /// it does so.
+    pub(crate) fn start_with_resolver(
+        runtime: Arc<dyn Runtime>,
+        options: ClientOptions,
+        events: Option<EventHandler>,
+        resolver: Option<Arc<dyn Resolver>>,
     ) -> Result<Self> {
         if options.hosts.is_empty() {
             return Err(Error::invalid_argument(
                 "the client needs at least one host",
             ));
         }
-        if options.srv.is_some() {
-            return Err(Error::invalid_argument(
-                "mongodb+srv:// needs DNS SRV resolution, which this version does not have yet; \
-                 list the hosts in a mongodb:// connection string instead",
-            ));
-        }
-        let tls = if options.tls == Some(true) {
+        let tls = if options.tls_enabled() {
             Some(crate::tls::client_config(&options.tls_options)?)
         } else {
             None
@@ -230,7 +241,7 @@ impl Topology {
                 repl_set_name: options.repl_set_name.clone(),
                 direct_connection: options.direct_connection,
                 load_balanced: options.load_balanced.unwrap_or(false),
-                srv_max_hosts: None,
+                srv_max_hosts: options.srv.as_ref().map(|s| s.max_hosts),
                 local_threshold,
                 heartbeat_frequency,
                 server_selection_timeout,
@@ -263,12 +274,29 @@ impl Topology {
             local_threshold,
             server_selection_timeout,
             pool_options,
+            resolver,
         });
         {
             let mut state = lock(&shared.state);
             shared.process(&mut state);
         }
         Ok(Topology { shared })
+    }
+
+    /// Feeds the hosts an SRV rescan found to discovery (which applies them only while the
+    /// topology is Unknown or Sharded, never empties it, and respects `srvMaxHosts`).
+    pub(crate) fn handle_srv_hosts(&self, hosts: &[ServerAddress]) {
+        let mut state = lock(&self.shared.state);
+        if self.shared.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        state.machine.handle_srv_hosts(hosts, &mut rand::rng());
+        self.shared.process(&mut state);
+    }
+
+    /// The current topology type.
+    pub(crate) fn topology_type(&self) -> TopologyType {
+        lock(&self.shared.state).machine.description().topology_type
     }
 
     /// A snapshot of the current description.
@@ -523,7 +551,7 @@ impl Shared {
 
     fn establisher(&self, address: &ServerAddress) -> Establisher {
         let o = &self.options;
-        Establisher::new(
+        let establisher = Establisher::new(
             self.runtime.clone(),
             address.clone(),
             Some(o.connect_timeout.unwrap_or(Duration::from_secs(10))),
@@ -539,7 +567,11 @@ impl Shared {
             },
             o.credential.clone(),
             self.scram_cache.clone(),
-        )
+        );
+        match &self.resolver {
+            Some(r) => establisher.with_resolver(r.clone()),
+            None => establisher,
+        }
     }
 
     /// Creates the server's pool and, with `monitor`, starts its monitor.
@@ -1408,7 +1440,7 @@ mod tests {
                 rt: rt.clone(),
                 script: script.clone(),
             });
-            let options = ClientOptions::parse(&format!(
+            let options = ClientOptions::parse_without_srv_resolution(&format!(
                 "mongodb://db.example:27017/?directConnection=true&heartbeatFrequencyMS=1000\
                  &serverSelectionTimeoutMS=5000{uri_options}"
             ))

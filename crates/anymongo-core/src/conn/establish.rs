@@ -11,6 +11,7 @@ use super::handshake::{HandshakeRequest, StreamDescription};
 use super::{connect_tcp_staged, Connection};
 use crate::auth::{AuthStep, Authenticator, HelloAuthInfo, ScramCache};
 use crate::cmap::Connector;
+use crate::dns::Resolver;
 use crate::error::{Error, ErrorKind, Result, RETRYABLE_ERROR, SYSTEM_OVERLOADED_ERROR};
 use crate::operation::{check_ok, Command};
 use crate::options::{Credential, ServerAddress};
@@ -28,6 +29,8 @@ pub struct Establisher {
     handshake: HandshakeRequest,
     credential: Option<Credential>,
     scram_cache: ScramCache,
+    /// Resolves host names when it does so (a resolver with name servers of its own).
+    resolver: Option<Arc<dyn Resolver>>,
 }
 
 impl std::fmt::Debug for Establisher {
@@ -62,7 +65,14 @@ impl Establisher {
             handshake,
             credential,
             scram_cache,
+            resolver: None,
         }
+    }
+
+    /// Resolves host names with `resolver` (when it resolves them: [`Resolver::lookup_host`]).
+    pub fn with_resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
+        self.resolver = Some(resolver);
+        self
     }
 
     /// The server this establisher connects to.
@@ -74,12 +84,26 @@ impl Establisher {
     /// may be a sign of server overload (an I/O error or timeout after the name was resolved;
     /// not a DNS failure, nor a certificate or other non-I/O TLS error).
     async fn open_stream(&self) -> std::result::Result<Box<dyn Stream>, (Error, bool)> {
-        let tcp = connect_tcp_staged(&self.runtime, &self.address, self.connect_timeout)
-            .await
-            .map_err(|f| {
-                let overload = f.resolved && f.error.is_network_error();
-                (f.error, overload)
-            })?;
+        if self.tls.is_some() && matches!(self.address, ServerAddress::Unix { .. }) {
+            return Err((
+                Error::invalid_argument(format!(
+                    "TLS over a Unix domain socket is not supported: {}",
+                    self.address
+                )),
+                false,
+            ));
+        }
+        let tcp = connect_tcp_staged(
+            &self.runtime,
+            self.resolver.as_ref(),
+            &self.address,
+            self.connect_timeout,
+        )
+        .await
+        .map_err(|f| {
+            let overload = f.resolved && f.error.is_network_error();
+            (f.error, overload)
+        })?;
         match &self.tls {
             None => Ok(tcp),
             Some(config) => {

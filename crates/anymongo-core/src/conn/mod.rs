@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bson::RawDocumentBuf;
 
+use crate::dns::Resolver;
 use crate::error::{Error, ErrorKind, Result};
 use crate::operation::Command;
 use crate::options::{Compressor, ServerAddress};
@@ -406,7 +407,7 @@ pub async fn connect_tcp(
     address: &ServerAddress,
     connect_timeout: Option<Duration>,
 ) -> Result<Box<dyn Stream>> {
-    connect_tcp_staged(runtime, address, connect_timeout)
+    connect_tcp_staged(runtime, None, address, connect_timeout)
         .await
         .map_err(|failure| failure.error)
 }
@@ -420,26 +421,42 @@ pub(crate) struct ConnectFailure {
     pub(crate) resolved: bool,
 }
 
-/// [`connect_tcp`], telling name-resolution failures apart from connection failures.
+/// [`connect_tcp`], telling name-resolution failures apart from connection failures. Host
+/// names are resolved by `resolver` when it resolves them ([`Resolver::lookup_host`]), else by
+/// the runtime. A Unix domain socket address connects through [`Runtime::connect_unix`].
 pub(crate) async fn connect_tcp_staged(
     runtime: &Arc<dyn Runtime>,
+    resolver: Option<&Arc<dyn Resolver>>,
     address: &ServerAddress,
     connect_timeout: Option<Duration>,
 ) -> std::result::Result<Box<dyn Stream>, ConnectFailure> {
     let (host, port) = match address {
         ServerAddress::Tcp { host, port } => (host.as_str(), *port),
         ServerAddress::Unix { path } => {
-            return Err(ConnectFailure {
-                error: Error::invalid_argument(format!(
-                    "Unix domain sockets are not supported by the runtime adapters yet: {path}"
-                )),
-                resolved: false,
-            })
+            let connect = runtime.connect_unix(std::path::Path::new(path));
+            let result = match connect_timeout.filter(|d| !d.is_zero()) {
+                Some(t) => match runtime.timeout(t, connect).await {
+                    Ok(r) => r,
+                    Err(_) => Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("connecting to {path} timed out after {t:?}"),
+                    )),
+                },
+                None => connect.await,
+            };
+            // Nothing to resolve: a failure is the socket's (as a TCP connection's would be).
+            return result.map_err(|e| ConnectFailure {
+                error: Error::from(e),
+                resolved: true,
+            });
         }
     };
     let resolved = std::sync::atomic::AtomicBool::new(false);
     let attempt = async {
-        let addrs = runtime.resolve(host, port).await?;
+        let addrs = match resolver.and_then(|r| r.lookup_host(host, port)) {
+            Some(lookup) => lookup.await?,
+            None => runtime.resolve(host, port).await?,
+        };
         resolved.store(true, Ordering::Relaxed);
         let mut last_err = None;
         for addr in addrs {

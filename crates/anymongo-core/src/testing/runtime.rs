@@ -1,8 +1,9 @@
 //! A deterministic single-threaded executor with a virtual clock, implementing [`Runtime`].
 //!
 //! Tasks run in the order they are woken; time only moves when every task is stalled, and then
-//! jumps straight to the earliest timer (like a paused tokio clock with auto-advance). Sockets
-//! and DNS are not available.
+//! jumps straight to the earliest timer (like a paused tokio clock with auto-advance). TCP
+//! sockets and the system's DNS are not available; UDP is, to services the test installs with
+//! [`VirtualRuntime::serve_udp`] (each datagram answered, or not, after a virtual delay).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -17,7 +18,25 @@ use std::time::{Duration, Instant};
 
 use futures::task::ArcWake;
 
-use crate::rt::{BoxFuture, Runtime, Sleep, Stream};
+use crate::rt::{BoxFuture, Datagram, Runtime, Sleep, Stream};
+
+/// A UDP service of the virtual network: given a datagram, the datagrams to send back, each
+/// after its delay.
+pub type UdpService = Arc<dyn Fn(&[u8]) -> Vec<(Duration, Vec<u8>)> + Send + Sync>;
+
+/// The virtual network: services by address, and the inboxes of bound sockets.
+#[derive(Default)]
+struct Net {
+    services: std::collections::HashMap<SocketAddr, UdpService>,
+    inboxes: std::collections::HashMap<SocketAddr, Inbox>,
+    next_port: u16,
+}
+
+#[derive(Default)]
+struct Inbox {
+    queue: VecDeque<(Vec<u8>, SocketAddr)>,
+    waker: Option<Waker>,
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -28,6 +47,7 @@ struct Exec {
     ready: Mutex<VecDeque<Arc<Task>>>,
     timers: Mutex<BTreeMap<u64, (Instant, Waker)>>,
     next_timer: AtomicU64,
+    net: Mutex<Net>,
 }
 
 struct Task {
@@ -83,6 +103,7 @@ impl VirtualRuntime {
                 ready: Mutex::new(VecDeque::new()),
                 timers: Mutex::new(BTreeMap::new()),
                 next_timer: AtomicU64::new(0),
+                net: Mutex::new(Net::default()),
             }),
         }
     }
@@ -144,6 +165,12 @@ impl VirtualRuntime {
         for w in due {
             w.wake();
         }
+    }
+
+    /// Installs a UDP service at `addr`: every datagram sent there is given to `service`, whose
+    /// replies arrive at the sender after their (virtual) delays. Replacing a service is allowed.
+    pub fn serve_udp(&self, addr: SocketAddr, service: UdpService) {
+        lock(&self.exec.net).services.insert(addr, service);
     }
 
     /// Advances the clock by `d`.
@@ -253,6 +280,81 @@ impl Runtime for VirtualRuntime {
                 "the virtual runtime has no DNS",
             ))
         })
+    }
+
+    fn bind_udp(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Datagram>>> {
+        let mut net = lock(&self.exec.net);
+        net.next_port = net.next_port.wrapping_add(1).max(1);
+        let local = SocketAddr::new(addr.ip(), 40000u16.wrapping_add(net.next_port));
+        net.inboxes.insert(local, Inbox::default());
+        let socket = VirtualDatagram {
+            rt: self.clone(),
+            local,
+        };
+        Box::pin(async move { Ok(Box::new(socket) as Box<dyn Datagram>) })
+    }
+}
+
+/// A socket of the virtual network.
+struct VirtualDatagram {
+    rt: VirtualRuntime,
+    local: SocketAddr,
+}
+
+impl Drop for VirtualDatagram {
+    fn drop(&mut self) {
+        lock(&self.rt.exec.net).inboxes.remove(&self.local);
+    }
+}
+
+impl Datagram for VirtualDatagram {
+    fn poll_send_to(
+        &self,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+        target: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
+        let service = lock(&self.rt.exec.net).services.get(&target).cloned();
+        // A datagram to nowhere is lost, as on a real network.
+        if let Some(service) = service {
+            for (delay, reply) in service(buf) {
+                let rt = self.rt.clone();
+                let to = self.local;
+                self.rt.spawn(Box::pin(async move {
+                    crate::rt::RuntimeExt::sleep(&rt, delay).await;
+                    let mut net = lock(&rt.exec.net);
+                    if let Some(inbox) = net.inboxes.get_mut(&to) {
+                        inbox.queue.push_back((reply, target));
+                        if let Some(w) = inbox.waker.take() {
+                            w.wake();
+                        }
+                    }
+                }));
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        let mut net = lock(&self.rt.exec.net);
+        let Some(inbox) = net.inboxes.get_mut(&self.local) else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
+        match inbox.queue.pop_front() {
+            Some((bytes, from)) => {
+                let n = bytes.len().min(buf.len());
+                buf[..n].copy_from_slice(&bytes[..n]);
+                Poll::Ready(Ok((n, from)))
+            }
+            None => {
+                inbox.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 }
 

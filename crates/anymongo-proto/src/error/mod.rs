@@ -62,6 +62,9 @@ pub enum ErrorKind {
     Bson { message: String },
     /// TLS could not be set up or the handshake failed.
     Tls { message: String },
+    /// A `mongodb+srv` lookup failed or its records broke the seedlist rules (no SRV record, a
+    /// host outside the parent domain, several TXT records, a name server that never answered).
+    DnsResolve { message: String },
     /// The client was shut down.
     Shutdown,
     /// A bug in the driver: a state that should be impossible.
@@ -154,6 +157,13 @@ impl Error {
     /// An [`ErrorKind::Internal`] error.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal {
+            message: message.into(),
+        })
+    }
+
+    /// An [`ErrorKind::DnsResolve`] error.
+    pub fn dns_resolve(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::DnsResolve {
             message: message.into(),
         })
     }
@@ -293,6 +303,7 @@ impl fmt::Display for Error {
             }
             ErrorKind::Bson { message } => write!(f, "BSON error: {message}")?,
             ErrorKind::Tls { message } => write!(f, "TLS error: {message}")?,
+            ErrorKind::DnsResolve { message } => write!(f, "DNS resolution failed: {message}")?,
             ErrorKind::Shutdown => write!(f, "the client has been shut down")?,
             ErrorKind::Internal { message } => write!(f, "internal driver error: {message}")?,
         }

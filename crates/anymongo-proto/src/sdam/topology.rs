@@ -763,11 +763,11 @@ impl Topology {
         let wanted: BTreeSet<&ServerAddress> = hosts.iter().collect();
         let mut td = (*self.description).clone();
         td.servers.retain(|a, _| wanted.contains(a));
+        let mut seen = BTreeSet::new();
         let mut new_hosts: Vec<&ServerAddress> = hosts
             .iter()
-            .filter(|h| !td.servers.contains_key(*h))
+            .filter(|h| !td.servers.contains_key(*h) && seen.insert(*h))
             .collect();
-        new_hosts.dedup();
         let limit = match self.options.srv_max_hosts {
             Some(n) if n > 0 => (n as usize).saturating_sub(td.servers.len()),
             _ => new_hosts.len(),

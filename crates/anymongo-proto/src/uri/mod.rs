@@ -20,7 +20,8 @@
 //! themselves. Neither error messages nor warnings ever contain a password.
 //!
 //! DNS resolution of `mongodb+srv` is not done here: the result records the request in
-//! [`ClientOptions::srv`] and keeps the SRV host name as the only seed.
+//! [`ClientOptions::srv`] and leaves `hosts` empty; the driver's `ClientOptions::parse(uri).await`
+//! does the lookups (the rules are [`crate::dns::seedlist`]'s).
 
 mod auth;
 mod options;
@@ -52,8 +53,12 @@ pub fn parse(uri: &str) -> Result<ParsedUri> {
 }
 
 impl ClientOptions {
-    /// Parses a connection string, logging its warnings with `tracing::warn!` and dropping them.
-    pub fn parse(uri: &str) -> Result<ClientOptions> {
+    /// Parses a connection string without DNS lookups, logging its warnings with
+    /// `tracing::warn!` and dropping them. A `mongodb+srv` URI gives options whose `hosts` are
+    /// empty: a client started with them looks the SRV and TXT records up itself, and
+    /// `ClientOptions::parse(uri).await` (from a runtime adapter's `ClientOptionsExt`) gives
+    /// them resolved.
+    pub fn parse_without_srv_resolution(uri: &str) -> Result<ClientOptions> {
         let parsed = parse(uri)?;
         for w in &parsed.warnings {
             tracing::warn!(target: "anymongo::uri", "{w}");
@@ -66,7 +71,7 @@ impl FromStr for ClientOptions {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        ClientOptions::parse(s)
+        ClientOptions::parse_without_srv_resolution(s)
     }
 }
 
@@ -210,11 +215,12 @@ fn parse_inner(uri: &str) -> Result<ParsedUri, String> {
                 return Err("a mongodb+srv connection string must name a host, not a socket".into())
             }
         };
-        options.hosts = vec![ServerAddress::tcp(&hostname, ServerAddress::DEFAULT_PORT)];
+        // The hosts stay empty until the SRV lookup fills them.
         options.srv = Some(SrvInfo {
             hostname: hostname.to_ascii_lowercase(),
             service_name: SrvInfo::DEFAULT_SERVICE_NAME.to_string(),
             max_hosts: 0,
+            min_ttl: None,
         });
     } else {
         options.hosts = hosts.into_iter().map(ParsedHost::into_address).collect();
