@@ -277,7 +277,7 @@ fn empty_document() -> &'static RawDocument {
 impl<T: DeserializeOwned> Cursor<T> {
     /// The current document (see [`advance`](Self::advance)) as a `T`.
     pub fn deserialize_current(&self) -> Result<T> {
-        bson::deserialize_from_slice::<T>(self.current().as_bytes()).map_err(Error::from)
+        crate::wire::raw::deserialize::<T>(self.current().as_bytes())
     }
 }
 

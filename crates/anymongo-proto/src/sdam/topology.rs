@@ -625,7 +625,7 @@ impl Topology {
         rtt: Option<Duration>,
         now: Instant,
     ) {
-        match Document::try_from(reply) {
+        match crate::wire::raw::to_document(reply) {
             Ok(doc) => self.handle_hello(address, Ok(&doc), rtt, now),
             Err(e) => {
                 let err =
