@@ -253,6 +253,31 @@ impl<R: Runtime + ?Sized> RuntimeExt for R {
     }
 }
 
+/// Returns `Pending` once, after waking its task, then `Ready`: lets the runtime run other
+/// tasks and timers (a [`Timeout`] around the caller among them) in a loop whose I/O keeps
+/// being ready. Built here, on no runtime's primitives, so every runtime yields alike.
+pub fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+/// Future of [`yield_now`].
+#[derive(Debug)]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
 /// The deadline of a [`RuntimeExt::timeout`] passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Elapsed;

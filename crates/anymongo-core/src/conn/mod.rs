@@ -23,6 +23,10 @@ use crate::wire::{self, Body, Decoder, Message, MsgFlags, OpQuery};
 pub use establish::{Establisher, RETRYABLE_ERROR_LABEL};
 pub use handshake::{HandshakeRequest, StreamDescription};
 
+/// How many socket reads [`Connection::read_message`] makes between two yields to the runtime
+/// (a reply of up to 16 reads, 256 KiB to 4 MiB, never yields).
+pub const READS_PER_YIELD: u32 = 16;
+
 /// Request ids are unique per process, like other drivers do.
 static NEXT_REQUEST_ID: AtomicI32 = AtomicI32::new(1);
 
@@ -112,13 +116,20 @@ impl Connection {
     }
 
     /// Records the handshake's outcome: limits and the negotiated compressor.
+    ///
+    /// The server's `maxMessageSizeBytes` can lower the bound on the messages this connection
+    /// accepts, never raise it past [`wire::DEFAULT_MAX_MESSAGE_SIZE`] (the specification's
+    /// 48,000,000 bytes, what every MongoDB server announces): a server that announces 2 GiB
+    /// must not make the client buffer or decompress 2 GiB.
     pub fn set_description(&mut self, description: StreamDescription) {
         // A nonsensical limit from the server (negative, or too small for a header) keeps the
-        // default rather than lifting the decoder's bound.
+        // default.
         let max = usize::try_from(description.max_message_size_bytes)
             .ok()
             .filter(|&n| n >= wire::HEADER_LEN)
-            .unwrap_or(wire::DEFAULT_MAX_MESSAGE_SIZE);
+            .map_or(wire::DEFAULT_MAX_MESSAGE_SIZE, |n| {
+                n.min(wire::DEFAULT_MAX_MESSAGE_SIZE)
+            });
         self.decoder.set_max_message_size(max);
         self.compressor = description.compressor;
         self.description = Some(Arc::new(description));
@@ -367,10 +378,19 @@ impl Connection {
     }
 
     /// Reads the next whole message (used for replies and for exhaust/streaming hello).
+    ///
+    /// Yields to the runtime every [`READS_PER_YIELD`] reads: a server that keeps the socket
+    /// readable would otherwise keep this loop from ever returning `Pending`, and a timeout
+    /// around it (`socketTimeoutMS`) from being checked.
     pub async fn read_message(&mut self) -> Result<Message> {
+        let mut reads = 0u32;
         loop {
             if let Some(message) = self.decoder.decode()? {
                 return Ok(message);
+            }
+            reads += 1;
+            if reads % READS_PER_YIELD == 0 {
+                crate::rt::yield_now().await;
             }
             let buf = self.decoder.spare(16 * 1024);
             let n = self.stream.read(buf).await?;
@@ -578,5 +598,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(*written.lock().unwrap(), expected);
+    }
+
+    /// The server's `maxMessageSizeBytes` can lower the connection's bound on replies, never
+    /// lift it: a hello announcing 2 GiB used to let a reply or an OP_COMPRESSED frame claim
+    /// 2 GiB, which the client then allocated.
+    #[test]
+    fn the_server_cannot_lift_the_message_size_bound() {
+        let stream = Scripted {
+            written: Arc::default(),
+            to_read: VecDeque::new(),
+        };
+        let mut conn = Connection::new(
+            1,
+            ServerAddress::tcp("localhost", 27017),
+            0,
+            Box::new(stream),
+            Arc::new(ThreadRuntime),
+        );
+        for (announced, bound) in [
+            (i64::from(i32::MAX), wire::DEFAULT_MAX_MESSAGE_SIZE),
+            (1 << 40, wire::DEFAULT_MAX_MESSAGE_SIZE),
+            (48_000_000, 48_000_000),
+            (1_000_000, 1_000_000),
+            (-1, wire::DEFAULT_MAX_MESSAGE_SIZE),
+            (3, wire::DEFAULT_MAX_MESSAGE_SIZE),
+        ] {
+            let reply = doc! { "ok": 1, "maxWireVersion": 21, "maxMessageSizeBytes": announced };
+            let description = StreamDescription::from_reply(&reply, &[]).unwrap();
+            conn.set_description(description);
+            assert_eq!(conn.decoder.max_message_size(), bound, "{announced}");
+        }
     }
 }
