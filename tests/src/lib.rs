@@ -14,7 +14,7 @@
 //!   `ANYMONGO_TRANSCRIPTS=<dir>` the runner writes `<dir>/<test>/<harness>.txt` (+ `.status`),
 //!   and `ci/parity` compares them across runtimes (the `parity` binary, [`transcript`]).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 use std::error::Error as StdError;
@@ -25,12 +25,14 @@ use std::time::Duration;
 use anymongo_core::rt::{BoxFuture, RuntimeExt, RuntimeHandle};
 use anymongo_core::{Client, ClientOptions};
 
+pub mod alloc;
 pub mod client_conformance;
 pub mod conn_conformance;
 pub mod crud_read_conformance;
 pub mod crud_write_conformance;
 pub mod driver_conformance;
 pub mod harness;
+pub mod hostile_conformance;
 pub mod pitfalls;
 pub mod rt_conformance;
 pub mod sdam_conformance;
@@ -255,6 +257,13 @@ registry![
     conn_conformance::compression_zlib,
     conn_conformance::compression_zstd,
     conn_conformance::compression_negotiates_first_shared,
+    hostile_conformance::lying_lengths,
+    hostile_conformance::compression_bombs,
+    hostile_conformance::deep_nesting,
+    hostile_conformance::timeouts_fire_while_data_streams,
+    hostile_conformance::mismatched_response_to,
+    hostile_conformance::endless_cursor,
+    hostile_conformance::accept_and_close_or_silence,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).

@@ -56,6 +56,9 @@
 //!   member reply carries `$clusterTime` (zero signature) and `operationTime`.
 //! * Faults: [`FailPoint`] with [`Times`] and [`FaultAction`], also installed by the
 //!   `configureFailPoint` command.
+//! * [`hostile::HostileServer`]: a raw server that misbehaves on purpose ([`hostile::Hostile`]:
+//!   lying lengths, compression bombs, deep nesting, slowloris, half replies, wrong `responseTo`,
+//!   endless cursors, accept-and-close), for the hostile-server conformance tests.
 //! * Fast mode (benchmarks): no command log, no fail point lookups, hello replies encoded once per
 //!   connection and replayed; finds by `_id` use the store's `_id` index.
 //! * In every mode the store keeps each document's encoding next to its parsed form (an insert
@@ -74,6 +77,7 @@ mod commands;
 mod conn;
 pub mod error;
 pub mod faults;
+pub mod hostile;
 mod replset;
 mod server;
 mod store;
