@@ -217,6 +217,31 @@ mod tests {
         assert!(rt.now() >= t1 + Duration::from_secs(35));
     }
 
+    /// A future that keeps its task busy (it spends tokio's cooperative budget, as a socket
+    /// read that always has data does): its timeout still fires. tokio's timer answers Pending
+    /// past its deadline while the budget is spent, so it never fired before the adapter read
+    /// the clock first.
+    #[tokio::test]
+    async fn a_timeout_fires_around_a_future_that_spends_the_budget() {
+        let rt = TokioRuntime::current().expect("inside a tokio runtime");
+        let busy = async {
+            loop {
+                tokio::task::coop::consume_budget().await;
+            }
+        };
+        let started = std::time::Instant::now();
+        let guard = tokio::time::timeout(
+            Duration::from_secs(10),
+            rt.timeout(Duration::from_millis(100), busy),
+        );
+        assert_eq!(
+            guard.await,
+            Ok(Err(Elapsed)),
+            "the driver's timeout never fired"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
     #[tokio::test]
     async fn connected_sockets_have_nodelay() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

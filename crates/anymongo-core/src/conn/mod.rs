@@ -630,4 +630,67 @@ mod tests {
             assert_eq!(conn.decoder.max_message_size(), bound, "{announced}");
         }
     }
+
+    /// A stream that always has one more byte of a 47 MB reply: never `Pending`.
+    struct Endless {
+        sent: usize,
+    }
+
+    impl Stream for Endless {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let mut start = Vec::new();
+            for v in [47_000_000i32, 1, 0, 2013, 0] {
+                start.extend_from_slice(&v.to_le_bytes());
+            }
+            start.push(0);
+            start.extend_from_slice(&(47_000_000i32 - 21).to_le_bytes());
+            buf[0] = start.get(self.sent).copied().unwrap_or(0x0A);
+            self.sent += 1;
+            Poll::Ready(Ok(1))
+        }
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A socket that is always readable: the read loop yields to the runtime, so the socket
+    /// timeout around it fires on time (before, the loop never returned `Pending` and the
+    /// timeout was never polled until the whole reply had arrived).
+    #[test]
+    fn the_socket_timeout_fires_while_bytes_keep_arriving() {
+        let mut conn = Connection::new(
+            1,
+            ServerAddress::tcp("localhost", 27017),
+            0,
+            Box::new(Endless { sent: 0 }),
+            Arc::new(ThreadRuntime),
+        );
+        conn.set_socket_timeout(Some(Duration::from_millis(100)));
+        let started = std::time::Instant::now();
+        let err = futures::executor::block_on(conn.read_streamed_reply()).unwrap_err();
+        match err.kind() {
+            ErrorKind::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{err}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!conn.is_clean());
+    }
 }
