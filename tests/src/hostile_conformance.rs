@@ -390,3 +390,65 @@ pub async fn accept_and_close_or_silence(env: Env) -> Outcome {
     env.transcript.note("accept and silence: ServerSelection");
     Outcome::Pass
 }
+
+/// How deep a document the real server stores (MongoDB allows 100 levels).
+const STORED_DEPTH: usize = 100;
+
+/// The deepest document MongoDB stores, read back by `find` on the runtime's own threads (a
+/// tokio worker has a 2 MiB stack) as a `Document` and as a typed struct (through serde), in a
+/// debug build: a 90-level document aborted the process before.
+pub async fn stored_deep_documents_read_on_the_runtime(env: Env) -> Outcome {
+    let Some(uri) = crate::server_uri() else {
+        return Outcome::Skip("ANYMONGO_URI not set (run under ci/with-server)");
+    };
+    let client = env.client(&uri).expect("build the client");
+    let db = format!("hostile{}deep", crate::runtime_token(env.harness));
+    let coll = client.database(&db).collection::<Document>("deep");
+    coll.drop().await.expect("drop");
+    // Level 1 is the document itself; `n` nests levels 2 to STORED_DEPTH.
+    let mut inner = doc! { "leaf": 1 };
+    for _ in 2..STORED_DEPTH {
+        inner = doc! { "n": inner };
+    }
+    coll.insert_one(doc! { "_id": 1, "n": inner })
+        .await
+        .expect("MongoDB stores 100 levels");
+    let found: Vec<Document> = coll
+        .find(doc! {})
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("a 100-level document decodes");
+    assert_eq!(found.len(), 1);
+    assert_eq!(depth_of(&found[0]), STORED_DEPTH);
+    #[derive(serde::Deserialize)]
+    struct Deep {
+        n: Document,
+    }
+    let typed: Vec<Deep> = client
+        .database(&db)
+        .collection::<Deep>("deep")
+        .find(doc! {})
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("a 100-level document deserializes");
+    assert_eq!(depth_of(&typed[0].n) + 1, STORED_DEPTH);
+    coll.drop().await.expect("drop");
+    client.shutdown().await;
+    env.transcript.note("100 levels stored and read back");
+    Outcome::Pass
+}
+
+/// How deep the chain of `n` fields of `d` goes (`d` itself is level 1).
+fn depth_of(d: &Document) -> usize {
+    let mut depth = 1;
+    let mut at = d;
+    while let Ok(inner) = at.get_document("n") {
+        at = inner;
+        depth += 1;
+    }
+    depth
+}

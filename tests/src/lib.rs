@@ -264,6 +264,7 @@ registry![
     hostile_conformance::mismatched_response_to,
     hostile_conformance::endless_cursor,
     hostile_conformance::accept_and_close_or_silence,
+    hostile_conformance::stored_deep_documents_read_on_the_runtime,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).

@@ -300,15 +300,15 @@ pub struct Timeout<F> {
 
 impl<F: Future> Future for Timeout<F> {
     type Output = Result<F::Output, Elapsed>;
+    /// The deadline is checked on every poll, before the inner future is polled: a future that
+    /// makes progress on every poll (a read loop fed continuously) cannot outlive it. (It used
+    /// to be checked only when the inner future was pending.)
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if let Poll::Ready(out) = this.fut.poll(cx) {
-            return Poll::Ready(Ok(out));
+        if this.sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(Elapsed));
         }
-        match this.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
-            Poll::Pending => Poll::Pending,
-        }
+        this.fut.poll(cx).map(Ok)
     }
 }
 
