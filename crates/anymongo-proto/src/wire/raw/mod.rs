@@ -5,7 +5,7 @@
 //! Every walk here is bounded by the slice it reads (no index can go past it) and either
 //! iterative or depth-limited, so no input can overflow the stack.
 
-pub mod fast_decode;
+mod fast_decode;
 #[cfg(test)]
 mod tests;
 mod validate;
