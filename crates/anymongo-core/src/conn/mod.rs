@@ -370,7 +370,7 @@ impl Connection {
         let reply = self.read_message().await?;
         if reply.response_to != request_id {
             return Err(Error::invalid_response(format!(
-                "reply is to request {}, expected {}",
+                "the reply answers request {}, not request {} (the one sent)",
                 reply.response_to, request_id
             )));
         }

@@ -25,7 +25,21 @@ pub(crate) enum Declined {
 /// Decodes one whole document whose nesting (the document itself being level 1) is at most
 /// `max_depth` levels.
 pub(crate) fn document(bytes: &[u8], max_depth: usize) -> Result<Document, Declined> {
-    Reader { b: bytes, pos: 0 }.run(max_depth.max(1))
+    let top = Container::Doc(Document::new());
+    match (Reader { b: bytes, pos: 0 }).run(max_depth.max(1), top)? {
+        Bson::Document(d) => Ok(d),
+        _ => Err(Malformed),
+    }
+}
+
+/// Decodes one whole BSON array (a document whose keys are ignored, as the bson crate ignores
+/// them) whose nesting, the array itself being level 1, is at most `max_depth` levels.
+pub(crate) fn array(bytes: &[u8], max_depth: usize) -> Result<Vec<Bson>, Declined> {
+    let top = Container::Array(Vec::new());
+    match (Reader { b: bytes, pos: 0 }).run(max_depth.max(1), top)? {
+        Bson::Array(items) => Ok(items),
+        _ => Err(Malformed),
+    }
 }
 
 /// What a frame of the stack is building.
@@ -131,7 +145,7 @@ impl<'a> Reader<'a> {
         Ok(nul)
     }
 
-    fn run(&mut self, max_depth: usize) -> Result<Document, Declined> {
+    fn run(&mut self, max_depth: usize, top: Container) -> Result<Bson, Declined> {
         let nul = self.open(self.b.len())?;
         if nul + 1 != self.b.len() {
             return Err(Malformed);
@@ -139,7 +153,7 @@ impl<'a> Reader<'a> {
         let mut stack = vec![Frame {
             key: "",
             nul,
-            container: Container::Doc(Document::new()),
+            container: top,
         }];
         loop {
             let top = stack.last_mut().ok_or(Malformed)?;
@@ -166,10 +180,11 @@ impl<'a> Reader<'a> {
                 match stack.last_mut() {
                     Some(parent) => parent.container.add(frame.key, value),
                     None => {
-                        return match value {
-                            Bson::Document(d) if self.pos == self.b.len() => Ok(d),
-                            _ => Err(Malformed),
-                        }
+                        return if self.pos == self.b.len() {
+                            Ok(value)
+                        } else {
+                            Err(Malformed)
+                        };
                     }
                 }
                 continue;
@@ -430,6 +445,19 @@ mod tests {
                 Err(Declined::TooDeep)
             );
         }
+        // Arrays at the top too, their keys ignored (even repeated ones).
+        let arr = nested(5, true);
+        assert_eq!(array(&arr, 5).map(|a| a.len()), Ok(1));
+        assert_eq!(array(&arr, 4), Err(Declined::TooDeep));
+        let mut repeated = RawDocumentBuf::try_from(&doc! { "0": 1, "1": 2 })
+            .unwrap()
+            .into_bytes();
+        let at = repeated.iter().rposition(|&b| b == b'1').unwrap();
+        repeated[at] = b'0';
+        assert_eq!(
+            array(&repeated, 5),
+            Ok(vec![Bson::Int32(1), Bson::Int32(2)])
+        );
         // 100,000 levels: refused at once, whatever the stack.
         let huge = nested(100_000, false);
         assert_eq!(document(&huge, 200), Err(Declined::TooDeep));

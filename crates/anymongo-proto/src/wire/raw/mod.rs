@@ -49,8 +49,13 @@ fn cast<U: 'static, T: 'static>(value: U) -> Option<T> {
 pub const MAX_DOCUMENT_DEPTH: usize = 200;
 
 /// Stack a serde deserialization may use per level of nesting: measured at about 26 KiB in an
-/// unoptimized build (the bson crate's deserializer, per nested document), 4 KiB optimized.
-const SERDE_STACK_PER_LEVEL: usize = 32 * 1024;
+/// unoptimized build (the bson crate's deserializer, per nested document), under 3 KiB in an
+/// optimized one.
+const SERDE_STACK_PER_LEVEL: usize = if cfg!(debug_assertions) {
+    32 * 1024
+} else {
+    8 * 1024
+};
 /// Stack any deserialization may use besides its nesting (the visitor of a large struct).
 const SERDE_STACK_BASE: usize = 128 * 1024;
 
@@ -127,12 +132,16 @@ pub fn to_bson(value: bson::RawBsonRef<'_>) -> Result<bson::Bson> {
     use bson::{Bson, RawBsonRef};
     Ok(match value {
         RawBsonRef::Document(d) => Bson::Document(decode_document(d.as_bytes())?),
-        RawBsonRef::Array(a) => Bson::Array(
-            decode_document(a.as_bytes())?
-                .into_iter()
-                .map(|(_, v)| v)
-                .collect(),
-        ),
+        // Decoded as an array, not through a Document: an array's keys are ignored (repeated
+        // ones would collapse in a Document).
+        RawBsonRef::Array(a) => match fast_decode::array(a.as_bytes(), MAX_DOCUMENT_DEPTH) {
+            Ok(items) => Bson::Array(items),
+            Err(fast_decode::Declined::TooDeep) => return Err(too_deep()),
+            Err(fast_decode::Declined::Malformed) => {
+                validate_document(a.as_bytes())?;
+                return Err(Error::invalid_response("invalid BSON array"));
+            }
+        },
         RawBsonRef::JavaScriptCodeWithScope(c) => {
             Bson::JavaScriptCodeWithScope(bson::JavaScriptCodeWithScope {
                 code: c.code.to_string(),
