@@ -14,7 +14,7 @@
 //!   `ANYMONGO_TRANSCRIPTS=<dir>` the runner writes `<dir>/<test>/<harness>.txt` (+ `.status`),
 //!   and `ci/parity` compares them across runtimes (the `parity` binary, [`transcript`]).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
 use std::error::Error as StdError;
@@ -25,6 +25,7 @@ use std::time::Duration;
 use anymongo_core::rt::{BoxFuture, RuntimeExt, RuntimeHandle};
 use anymongo_core::{Client, ClientOptions};
 
+pub mod alloc;
 pub mod client_conformance;
 pub mod conn_conformance;
 pub mod crud_read_conformance;
@@ -32,6 +33,7 @@ pub mod crud_write_conformance;
 pub mod dns_conformance;
 pub mod driver_conformance;
 pub mod harness;
+pub mod hostile_conformance;
 pub mod pitfalls;
 pub mod rt_conformance;
 pub mod sdam_conformance;
@@ -269,6 +271,14 @@ registry![
     dns_conformance::srv_seedlist_discovery,
     dns_conformance::srv_polling_tracks_the_records,
     dns_conformance::adapter_parse_resolves_srv,
+    hostile_conformance::lying_lengths,
+    hostile_conformance::compression_bombs,
+    hostile_conformance::deep_nesting,
+    hostile_conformance::timeouts_fire_while_data_streams,
+    hostile_conformance::mismatched_response_to,
+    hostile_conformance::endless_cursor,
+    hostile_conformance::accept_and_close_or_silence,
+    hostile_conformance::stored_deep_documents_read_on_the_runtime,
 ];
 
 /// A test that runs longer than this fails (guards against hangs; not a timing assertion).

@@ -267,6 +267,9 @@ pub async fn timeout_fires(env: Env) -> Outcome {
     assert!(env.rt.now() >= start + ms(20));
     let past = env.rt.now();
     assert_eq!(env.rt.timeout_at(past, pending::<u8>()).await, Err(Elapsed));
+    // The deadline is checked on every poll, first: a passed one wins even over a future
+    // that would complete now (a read loop that keeps making progress cannot outlive it).
+    assert_eq!(env.rt.timeout_at(past, async { 7 }).await, Err(Elapsed));
     Outcome::Pass
 }
 

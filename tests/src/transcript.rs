@@ -215,8 +215,30 @@ impl Normalizer {
     }
 
     /// Normalizes free text: `127.0.0.1:<port>`, `localhost:<port>` and `[::1]:<port>` become
-    /// host placeholders.
+    /// host placeholders, and the request ids in "request <id>" (a reply to the wrong request)
+    /// request placeholders.
     fn text(&mut self, s: &str) -> String {
+        let hosts = self.hosts_in_text(s);
+        let mut out = String::with_capacity(hosts.len());
+        let mut rest = hosts.as_str();
+        while let Some(i) = rest.find("request ") {
+            let after = &rest[i + "request ".len()..];
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            out.push_str(&rest[..i + "request ".len()]);
+            match after[..digits].parse::<i32>() {
+                Ok(id) => {
+                    let ph = self.req(id);
+                    out.push_str(&ph);
+                }
+                Err(_) => out.push_str(&after[..digits]),
+            }
+            rest = &after[digits..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn hosts_in_text(&mut self, s: &str) -> String {
         const HOSTS: &[&str] = &["127.0.0.1:", "localhost:", "[::1]:"];
         let mut out = String::with_capacity(s.len());
         let mut rest = s;
@@ -907,6 +929,24 @@ mod tests {
         assert!(
             rendered.ends_with("1 different, 0 not compared; FAILED\n"),
             "{rendered}"
+        );
+    }
+
+    #[test]
+    fn free_text_loses_ports_and_request_ids() {
+        let mut n = Normalizer {
+            seen: HashMap::new(),
+            counts: HashMap::new(),
+        };
+        assert_eq!(
+            n.text(
+                "127.0.0.1:4242: the reply answers request 1234, not request 234 (the one sent)"
+            ),
+            "<host1>: the reply answers request <req1>, not request <req2> (the one sent)"
+        );
+        assert_eq!(
+            n.text("request x, request 234"),
+            "request x, request <req2>"
         );
     }
 

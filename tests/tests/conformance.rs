@@ -6,6 +6,10 @@
 
 use std::process::ExitCode;
 
+/// Counts allocations, so that the hostile-server tests can bound the memory a case used.
+#[global_allocator]
+static ALLOC: anymongo_tests::alloc::CountingAlloc = anymongo_tests::alloc::CountingAlloc;
+
 fn main() -> ExitCode {
     // Arguments cargo or libtest conventions may pass (`--nocapture`, `-q`, ...) are not filters.
     let filters: Vec<String> = std::env::args()

@@ -2,7 +2,7 @@
 //! that opened it, and kills itself (`killCursors`) in the background when dropped early.
 //!
 //! A batch is buffered as the reply's own bytes plus each document's offsets
-//! ([`crate::operation::cursor_ops::CursorBatch`]): no allocation per document.
+//! ([`CursorBatch`]): no allocation per document.
 //! The wire decoder only checks a reply's framing; each document is validated exactly once,
 //! here, as it is handed out: by the one-pass decoder for `bson::Document` (which validates what
 //! it decodes), else by [`validate_document`] before serde or before the bytes are handed out raw.
@@ -277,7 +277,7 @@ fn empty_document() -> &'static RawDocument {
 impl<T: DeserializeOwned> Cursor<T> {
     /// The current document (see [`advance`](Self::advance)) as a `T`.
     pub fn deserialize_current(&self) -> Result<T> {
-        bson::deserialize_from_slice::<T>(self.current().as_bytes()).map_err(Error::from)
+        crate::wire::raw::deserialize::<T>(self.current().as_bytes())
     }
 }
 

@@ -370,6 +370,31 @@ impl<R: Runtime + ?Sized> RuntimeExt for R {
     }
 }
 
+/// Returns `Pending` once, after waking its task, then `Ready`: lets the runtime run other
+/// tasks and timers (a [`Timeout`] around the caller among them) in a loop whose I/O keeps
+/// being ready. Built here, on no runtime's primitives, so every runtime yields alike.
+pub fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+/// Future of [`yield_now`].
+#[derive(Debug)]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
 /// The deadline of a [`RuntimeExt::timeout`] passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Elapsed;
@@ -392,15 +417,15 @@ pub struct Timeout<F> {
 
 impl<F: Future> Future for Timeout<F> {
     type Output = Result<F::Output, Elapsed>;
+    /// The deadline is checked on every poll, before the inner future is polled: a future that
+    /// makes progress on every poll (a read loop fed continuously) cannot outlive it. (It used
+    /// to be checked only when the inner future was pending.)
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if let Poll::Ready(out) = this.fut.poll(cx) {
-            return Poll::Ready(Ok(out));
+        if this.sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(Elapsed));
         }
-        match this.sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
-            Poll::Pending => Poll::Pending,
-        }
+        this.fut.poll(cx).map(Ok)
     }
 }
 

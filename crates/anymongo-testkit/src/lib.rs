@@ -79,6 +79,9 @@
 //! * [`dns::DnsServer`]: a stub DNS server (UDP and TCP on 127.0.0.1) for `mongodb+srv` tests:
 //!   A, AAAA, SRV and TXT records, truncation over UDP, and [`dns::DnsFault`]s (silence, delays,
 //!   SERVFAIL, REFUSED, wrong ids, malformed answers); `resolver_config` points a client at it.
+//! * [`hostile::HostileServer`]: a raw server that misbehaves on purpose ([`hostile::Hostile`]:
+//!   lying lengths, compression bombs, deep nesting, slowloris, half replies, wrong `responseTo`,
+//!   endless cursors, accept-and-close), for the hostile-server conformance tests.
 //! * Fast mode (benchmarks): no command log, no fail point lookups, hello replies encoded once per
 //!   connection and replayed; finds by `_id` use the store's `_id` index.
 //! * In every mode the store keeps each document's encoding next to its parsed form (an insert
@@ -98,6 +101,7 @@ mod conn;
 pub mod dns;
 pub mod error;
 pub mod faults;
+pub mod hostile;
 mod replset;
 mod server;
 mod store;

@@ -178,6 +178,12 @@ struct TokioSleep(Pin<Box<tokio::time::Sleep>>);
 impl Future for TokioSleep {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // tokio's timer answers Pending, even past its deadline, once the task has used up its
+        // cooperative budget; a task busy reading a socket that always has data then never
+        // sees its timeout fire. Read the (runtime's, possibly paused) clock first.
+        if tokio::time::Instant::now() >= self.0.deadline() {
+            return Poll::Ready(());
+        }
         self.0.as_mut().poll(cx)
     }
 }
@@ -257,6 +263,31 @@ mod tests {
 
         tokio::time::advance(Duration::from_secs(5)).await;
         assert!(rt.now() >= t1 + Duration::from_secs(35));
+    }
+
+    /// A future that keeps its task busy (it spends tokio's cooperative budget, as a socket
+    /// read that always has data does): its timeout still fires. tokio's timer answers Pending
+    /// past its deadline while the budget is spent, so it never fired before the adapter read
+    /// the clock first.
+    #[tokio::test]
+    async fn a_timeout_fires_around_a_future_that_spends_the_budget() {
+        let rt = TokioRuntime::current().expect("inside a tokio runtime");
+        let busy = async {
+            loop {
+                tokio::task::coop::consume_budget().await;
+            }
+        };
+        let started = std::time::Instant::now();
+        let guard = tokio::time::timeout(
+            Duration::from_secs(10),
+            rt.timeout(Duration::from_millis(100), busy),
+        );
+        assert_eq!(
+            guard.await,
+            Ok(Err(Elapsed)),
+            "the driver's timeout never fired"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]

@@ -231,7 +231,7 @@ impl Client {
                     let doc = if is_sensitive(command.name()) || command.more_to_come {
                         Document::new()
                     } else {
-                        Document::try_from(reply.as_ref()).unwrap_or_default()
+                        crate::wire::raw::to_document(&reply).unwrap_or_default()
                     };
                     let doc = if command.more_to_come {
                         bson::doc! { "ok": 1 }

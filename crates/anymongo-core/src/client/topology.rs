@@ -470,6 +470,16 @@ fn summarize(description: &TopologyDescription) -> String {
         .values()
         .map(|s| match &s.error {
             Some(e) => format!("{} ({}: {})", s.address, s.server_type, e),
+            // Never checked: its monitor is still connecting or waiting for the handshake's
+            // reply (a server that accepts and never answers, with a connectTimeoutMS at least
+            // as long as the selection's; the message named no cause).
+            None if s.server_type == ServerType::Unknown && s.last_update_time.is_none() => {
+                format!(
+                    "{} (Unknown: no check has completed yet; the server has not answered the \
+                     connection handshake)",
+                    s.address
+                )
+            }
             None => format!("{} ({})", s.address, s.server_type),
         })
         .collect();

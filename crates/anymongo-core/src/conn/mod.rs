@@ -24,6 +24,10 @@ use crate::wire::{self, Body, Decoder, Message, MsgFlags, OpQuery};
 pub use establish::Establisher;
 pub use handshake::{HandshakeRequest, StreamDescription};
 
+/// How many socket reads [`Connection::read_message`] makes between two yields to the runtime
+/// (a reply of up to 16 reads, 256 KiB to 4 MiB, never yields).
+pub const READS_PER_YIELD: u32 = 16;
+
 /// Request ids are unique per process, like other drivers do.
 static NEXT_REQUEST_ID: AtomicI32 = AtomicI32::new(1);
 
@@ -113,13 +117,20 @@ impl Connection {
     }
 
     /// Records the handshake's outcome: limits and the negotiated compressor.
+    ///
+    /// The server's `maxMessageSizeBytes` can lower the bound on the messages this connection
+    /// accepts, never raise it past [`wire::DEFAULT_MAX_MESSAGE_SIZE`] (the specification's
+    /// 48,000,000 bytes, what every MongoDB server announces): a server that announces 2 GiB
+    /// must not make the client buffer or decompress 2 GiB.
     pub fn set_description(&mut self, description: StreamDescription) {
         // A nonsensical limit from the server (negative, or too small for a header) keeps the
-        // default rather than lifting the decoder's bound.
+        // default.
         let max = usize::try_from(description.max_message_size_bytes)
             .ok()
             .filter(|&n| n >= wire::HEADER_LEN)
-            .unwrap_or(wire::DEFAULT_MAX_MESSAGE_SIZE);
+            .map_or(wire::DEFAULT_MAX_MESSAGE_SIZE, |n| {
+                n.min(wire::DEFAULT_MAX_MESSAGE_SIZE)
+            });
         self.decoder.set_max_message_size(max);
         self.compressor = description.compressor;
         self.description = Some(Arc::new(description));
@@ -360,7 +371,7 @@ impl Connection {
         let reply = self.read_message().await?;
         if reply.response_to != request_id {
             return Err(Error::invalid_response(format!(
-                "reply is to request {}, expected {}",
+                "the reply answers request {}, not request {} (the one sent)",
                 reply.response_to, request_id
             )));
         }
@@ -368,10 +379,19 @@ impl Connection {
     }
 
     /// Reads the next whole message (used for replies and for exhaust/streaming hello).
+    ///
+    /// Yields to the runtime every [`READS_PER_YIELD`] reads: a server that keeps the socket
+    /// readable would otherwise keep this loop from ever returning `Pending`, and a timeout
+    /// around it (`socketTimeoutMS`) from being checked.
     pub async fn read_message(&mut self) -> Result<Message> {
+        let mut reads = 0u32;
         loop {
             if let Some(message) = self.decoder.decode()? {
                 return Ok(message);
+            }
+            reads += 1;
+            if reads % READS_PER_YIELD == 0 {
+                crate::rt::yield_now().await;
             }
             let buf = self.decoder.spare(16 * 1024);
             let n = self.stream.read(buf).await?;
@@ -595,5 +615,99 @@ mod tests {
         )
         .unwrap();
         assert_eq!(*written.lock().unwrap(), expected);
+    }
+
+    /// The server's `maxMessageSizeBytes` can lower the connection's bound on replies, never
+    /// lift it: a hello announcing 2 GiB used to let a reply or an OP_COMPRESSED frame claim
+    /// 2 GiB, which the client then allocated.
+    #[test]
+    fn the_server_cannot_lift_the_message_size_bound() {
+        let stream = Scripted {
+            written: Arc::default(),
+            to_read: VecDeque::new(),
+        };
+        let mut conn = Connection::new(
+            1,
+            ServerAddress::tcp("localhost", 27017),
+            0,
+            Box::new(stream),
+            Arc::new(ThreadRuntime),
+        );
+        for (announced, bound) in [
+            (i64::from(i32::MAX), wire::DEFAULT_MAX_MESSAGE_SIZE),
+            (1 << 40, wire::DEFAULT_MAX_MESSAGE_SIZE),
+            (48_000_000, 48_000_000),
+            (1_000_000, 1_000_000),
+            (-1, wire::DEFAULT_MAX_MESSAGE_SIZE),
+            (3, wire::DEFAULT_MAX_MESSAGE_SIZE),
+        ] {
+            let reply = doc! { "ok": 1, "maxWireVersion": 21, "maxMessageSizeBytes": announced };
+            let description = StreamDescription::from_reply(&reply, &[]).unwrap();
+            conn.set_description(description);
+            assert_eq!(conn.decoder.max_message_size(), bound, "{announced}");
+        }
+    }
+
+    /// A stream that always has one more byte of a 47 MB reply: never `Pending`.
+    struct Endless {
+        sent: usize,
+    }
+
+    impl Stream for Endless {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let mut start = Vec::new();
+            for v in [47_000_000i32, 1, 0, 2013, 0] {
+                start.extend_from_slice(&v.to_le_bytes());
+            }
+            start.push(0);
+            start.extend_from_slice(&(47_000_000i32 - 21).to_le_bytes());
+            buf[0] = start.get(self.sent).copied().unwrap_or(0x0A);
+            self.sent += 1;
+            Poll::Ready(Ok(1))
+        }
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A socket that is always readable: the read loop yields to the runtime, so the socket
+    /// timeout around it fires on time (before, the loop never returned `Pending` and the
+    /// timeout was never polled until the whole reply had arrived).
+    #[test]
+    fn the_socket_timeout_fires_while_bytes_keep_arriving() {
+        let mut conn = Connection::new(
+            1,
+            ServerAddress::tcp("localhost", 27017),
+            0,
+            Box::new(Endless { sent: 0 }),
+            Arc::new(ThreadRuntime),
+        );
+        conn.set_socket_timeout(Some(Duration::from_millis(100)));
+        let started = std::time::Instant::now();
+        let err = futures::executor::block_on(conn.read_streamed_reply()).unwrap_err();
+        match err.kind() {
+            ErrorKind::Io(e) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{err}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!conn.is_clean());
     }
 }

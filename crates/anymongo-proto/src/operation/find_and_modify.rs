@@ -86,7 +86,7 @@ impl Operation for FindAndModify {
             let details = wce
                 .get_document("errInfo")
                 .ok()
-                .and_then(|d| Document::try_from(d).ok());
+                .and_then(|d| crate::wire::raw::to_document(d).ok());
             let failure = WriteConcernError {
                 code: get_i64(wce, "code").unwrap_or(0) as i32,
                 code_name: wce.get_str("codeName").unwrap_or("").to_string(),

@@ -8,7 +8,8 @@ use crate::options::Compressor;
 
 /// The oldest wire version this driver speaks (MongoDB 4.0).
 pub const MIN_WIRE_VERSION: i32 = 7;
-/// The newest wire version this driver knows (MongoDB 8.x).
+/// The newest wire version this driver knows (MongoDB 8.2). Discovery
+/// ([`sdam`](crate::sdam)) judges compatibility with this same range.
 pub const MAX_WIRE_VERSION: i32 = 27;
 
 /// What goes into the handshake's `hello`.
@@ -164,6 +165,7 @@ impl StreamDescription {
                 _ => None,
             }
         };
+        let positive = |key: &str| int(key).filter(|&v| v > 0);
         let min_wire_version = int("minWireVersion").unwrap_or(0) as i32;
         let max_wire_version = int("maxWireVersion").unwrap_or(0) as i32;
         let server_compressors: Vec<&str> = match reply.get_array("compression") {
@@ -183,9 +185,11 @@ impl StreamDescription {
         Ok(StreamDescription {
             min_wire_version,
             max_wire_version,
-            max_bson_object_size: int("maxBsonObjectSize").unwrap_or(16 * 1024 * 1024),
-            max_message_size_bytes: int("maxMessageSizeBytes").unwrap_or(48_000_000),
-            max_write_batch_size: int("maxWriteBatchSize").unwrap_or(100_000),
+            // A limit that is not positive means nothing: the defaults the handshake
+            // specification gives for a server that sends none.
+            max_bson_object_size: positive("maxBsonObjectSize").unwrap_or(16 * 1024 * 1024),
+            max_message_size_bytes: positive("maxMessageSizeBytes").unwrap_or(48_000_000),
+            max_write_batch_size: positive("maxWriteBatchSize").unwrap_or(100_000),
             hello_ok: reply.get_bool("helloOk").unwrap_or(false),
             logical_session_timeout_minutes: int("logicalSessionTimeoutMinutes"),
             compressor,
@@ -243,6 +247,16 @@ mod tests {
         assert_eq!(d.max_message_size_bytes, 1000);
         assert!(d.hello_ok);
         assert_eq!(d.logical_session_timeout_minutes, None);
+        // Limits that are not positive are the defaults (-1 was used as is, and a too-large
+        // document reported as over "the server's maximum of 1").
+        let nonsense = doc! {
+            "ok": 1, "maxWireVersion": 21, "maxBsonObjectSize": -1,
+            "maxMessageSizeBytes": 0, "maxWriteBatchSize": -5,
+        };
+        let d = StreamDescription::from_reply(&nonsense, &[]).unwrap();
+        assert_eq!(d.max_bson_object_size, 16 * 1024 * 1024);
+        assert_eq!(d.max_message_size_bytes, 48_000_000);
+        assert_eq!(d.max_write_batch_size, 100_000);
     }
 
     #[test]

@@ -120,7 +120,7 @@ impl<'a> Command<'a> {
             let docs: Vec<Bson> = seq
                 .documents
                 .iter()
-                .filter_map(|d| Document::try_from(d.as_ref()).ok().map(Bson::Document))
+                .filter_map(|d| crate::wire::raw::to_document(d).ok().map(Bson::Document))
                 .collect();
             doc.insert(seq.identifier, docs);
         }
@@ -256,6 +256,34 @@ fn number(value: RawBsonRef<'_>) -> Option<f64> {
     }
 }
 
+/// The BSON type's name, with its article, for messages ("a string").
+fn bson_type_name(t: bson::spec::ElementType) -> &'static str {
+    use bson::spec::ElementType as T;
+    match t {
+        T::Double => "a double",
+        T::String => "a string",
+        T::EmbeddedDocument => "a document",
+        T::Array => "an array",
+        T::Binary => "binary data",
+        T::Undefined => "undefined",
+        T::ObjectId => "an ObjectId",
+        T::Boolean => "a boolean",
+        T::DateTime => "a date",
+        T::Null => "null",
+        T::RegularExpression => "a regular expression",
+        T::DbPointer => "a DBPointer",
+        T::JavaScriptCode => "JavaScript code",
+        T::Symbol => "a symbol",
+        T::JavaScriptCodeWithScope => "JavaScript code with scope",
+        T::Int32 => "an int32",
+        T::Timestamp => "a timestamp",
+        T::Int64 => "an int64",
+        T::Decimal128 => "a decimal128",
+        T::MaxKey => "MaxKey",
+        T::MinKey => "MinKey",
+    }
+}
+
 /// Reads an integer field of any numeric BSON type.
 pub(crate) fn get_i64(doc: &RawDocument, key: &str) -> Option<i64> {
     match doc.get(key).ok()?? {
@@ -273,27 +301,28 @@ pub fn check_ok(reply: &RawDocument) -> Result<()> {
     }
     // The wire decoder does not validate contents: malformed BSON before `ok` is a protocol
     // error, not a command error.
-    let ok = reply
+    let ok_value = reply
         .get("ok")
-        .map_err(|e| Error::invalid_response(format!("invalid BSON in reply: {e}")))?
-        .and_then(number);
+        .map_err(|e| Error::invalid_response(format!("invalid BSON in reply: {e}")))?;
+    let ok = ok_value.and_then(number);
     if ok == Some(1.0) {
         return Ok(());
     }
     let code = get_i64(reply, "code").unwrap_or(0) as i32;
     let code_name = reply.get_str("codeName").unwrap_or("").to_string();
-    let message = reply
-        .get_str("errmsg")
-        .unwrap_or(if ok.is_none() {
-            "reply has no 'ok' field"
-        } else {
-            "command failed"
-        })
-        .to_string();
+    let message = match (reply.get_str("errmsg"), ok_value) {
+        (Ok(errmsg), _) => errmsg.to_string(),
+        (Err(_), None) => "reply has no 'ok' field".to_string(),
+        (Err(_), Some(v)) if ok.is_none() => format!(
+            "reply's 'ok' field is {}, not a number",
+            bson_type_name(v.element_type())
+        ),
+        (Err(_), Some(_)) => "command failed".to_string(),
+    };
     let topology_version = reply
         .get_document("topologyVersion")
         .ok()
-        .and_then(|d| Document::try_from(d).ok());
+        .and_then(|d| crate::wire::raw::to_document(d).ok());
     let labels = error_labels(reply);
     Err(Error::new(ErrorKind::Command(CommandError {
         code,
@@ -434,6 +463,17 @@ mod tests {
         }
         let err = check_ok(&raw(doc! { "n": 1 })).unwrap_err();
         assert!(err.to_string().contains("no 'ok'"), "{err}");
+        // An `ok` that is there but not a number says so (it used to read "no 'ok' field").
+        let err = check_ok(&raw(doc! { "ok": "1" })).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("'ok' field is a string, not a number"),
+            "{err}"
+        );
+        let err = check_ok(&raw(doc! { "ok": { "a": 1 } })).unwrap_err();
+        assert!(err.to_string().contains("is a document"), "{err}");
+        let err = check_ok(&raw(doc! { "ok": 0, "errmsg": "boom" })).unwrap_err();
+        assert!(err.to_string().contains("boom"), "{err}");
     }
 
     #[test]

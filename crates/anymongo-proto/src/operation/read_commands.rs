@@ -110,10 +110,7 @@ impl Operation for Distinct {
         let mut out = Vec::new();
         for v in values {
             let v = v.map_err(|e| Error::invalid_response(format!("bad distinct value: {e}")))?;
-            out.push(
-                Bson::try_from(v)
-                    .map_err(|e| Error::invalid_response(format!("bad distinct value: {e}")))?,
-            );
+            out.push(crate::wire::raw::to_bson(v)?);
         }
         Ok(out)
     }
@@ -165,8 +162,7 @@ impl Operation for ListDatabases {
                 .ok()
                 .and_then(|d| d.as_document().map(|d| d.to_owned()))
                 .ok_or_else(|| Error::invalid_response("a 'databases' entry is not a document"))?;
-            crate::wire::validate_document(d.as_bytes())?;
-            out.push(Document::try_from(d.as_ref())?);
+            out.push(crate::wire::raw::to_document(&d)?);
         }
         Ok(out)
     }

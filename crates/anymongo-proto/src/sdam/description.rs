@@ -331,7 +331,7 @@ impl ServerDescription {
         round_trip_time: Option<Duration>,
         now: Instant,
     ) -> Self {
-        match Document::try_from(reply) {
+        match crate::wire::raw::to_document(reply) {
             Ok(doc) => Self::from_hello(address, &doc, round_trip_time, now),
             Err(e) => {
                 let mut sd =

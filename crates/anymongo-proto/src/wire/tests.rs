@@ -757,9 +757,21 @@ fn uncompressed_size_over_the_maximum_is_rejected_before_decompressing() {
     let mut d = Decoder::new(bytes.len() + 10);
     d.feed(&bytes);
     let err = d.decode().unwrap_err();
+    let size = usize::try_from(read_i32(&bytes, 20).unwrap()).unwrap();
     assert!(
-        matches!(err, WireError::MessageTooLarge { max, .. } if max == bytes.len() + 10),
+        matches!(err, WireError::UncompressedTooLarge { uncompressed_size, max }
+            if max == bytes.len() + 10 && uncompressed_size == size),
         "{err:?}"
+    );
+    // A tiny frame claiming 2^31-1 bytes is reported with the size it claims (it was reported
+    // as a message of 2^31+15 bytes).
+    let mut tiny = bytes.clone();
+    tiny[20..24].copy_from_slice(&i32::MAX.to_le_bytes());
+    let err = decode_err(&tiny);
+    assert!(
+        err.to_string()
+            .contains("announces 2147483647 uncompressed bytes"),
+        "{err}"
     );
     // A negative size is malformed.
     let mut bytes = bytes;

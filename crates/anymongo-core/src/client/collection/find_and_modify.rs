@@ -210,7 +210,7 @@ async fn run<T: DeserializeOwned>(
         unacknowledged: fields.write_concern.is_some_and(|wc| !wc.is_acknowledged()),
     };
     match coll.db.client().execute(op).await? {
-        Some(raw) => Ok(Some(bson::deserialize_from_slice(raw.as_bytes())?)),
+        Some(raw) => Ok(Some(crate::wire::raw::deserialize(raw.as_bytes())?)),
         None => Ok(None),
     }
 }

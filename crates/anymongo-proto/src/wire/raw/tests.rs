@@ -48,7 +48,7 @@ fn every_path_rejects_exactly_what_full_validation_rejects() {
             bad[i] = v;
             let valid = validate_document(&bad).is_ok();
             rejected += usize::from(!valid);
-            let fast = fast_decode::document(&bad);
+            let fast = fast_decode::document(&bad, MAX_DOCUMENT_DEPTH).ok();
             assert!(
                 valid || fast.is_none(),
                 "byte {i} = {v:#x}: fast path accepted"
@@ -169,4 +169,105 @@ fn corrupted_replies_are_errors_that_agree_with_full_validation() {
         }
     }
     assert!(errors > 0);
+}
+
+/// A struct holding a document, so that serde (not the one-pass decoder) reads the nesting.
+#[derive(serde::Deserialize, Debug)]
+struct Holder {
+    #[serde(rename = "0")]
+    inner: bson::Bson,
+}
+
+/// Runs `f` on a thread with a 256 KiB stack (a tokio worker has 2 MiB).
+fn on_small_stack<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+fn is_invalid_response(e: &Error) -> bool {
+    matches!(e.kind(), crate::error::ErrorKind::InvalidResponse { .. })
+}
+
+#[test]
+fn documents_as_deep_as_the_server_allows_decode_on_a_small_stack() {
+    // MongoDB stores 100 levels; a reply adds its envelope. Every way a reply becomes a value
+    // reads the deepest document the driver accepts, in any build, on 256 KiB (the values are
+    // compared on the test's own thread: comparing is recursive, and not the driver's doing).
+    for kind in [0x03, 0x04] {
+        let bytes = nested_document(MAX_DOCUMENT_DEPTH, kind);
+        let input = bytes.clone();
+        let (doc, raw, value, holder, again) = on_small_stack(move || {
+            let doc: Document = decode(&input).unwrap();
+            let raw: RawDocumentBuf = decode(&input).unwrap();
+            let value = to_bson(bson::RawBsonRef::Document(&raw)).unwrap();
+            let holder: Holder = decode(&input).unwrap();
+            let again: Holder = deserialize(&input).unwrap();
+            (doc, raw, value, holder, again)
+        });
+        assert_eq!(raw.as_bytes(), &bytes[..]);
+        assert_eq!(RawDocumentBuf::try_from(&doc).unwrap(), raw);
+        assert_eq!(value, bson::Bson::Document(doc.clone()));
+        assert_eq!(Some(&holder.inner), doc.get("0"));
+        assert_eq!(again.inner, holder.inner);
+        // Dropping them is not recursive beyond what a small stack takes either.
+        on_small_stack(move || drop((doc, value, holder, again)));
+    }
+}
+
+#[test]
+fn deeper_documents_are_errors_never_a_stack_overflow() {
+    on_small_stack(|| {
+        for depth in [MAX_DOCUMENT_DEPTH + 1, 1_000, 100_000] {
+            let bytes = nested_document(depth, 0x03);
+            let e = decode::<Document>(&bytes).unwrap_err();
+            assert!(is_invalid_response(&e), "{e}");
+            assert!(e.to_string().contains("nested more than 200 levels"), "{e}");
+            let e = decode::<Holder>(&bytes).unwrap_err();
+            assert!(is_invalid_response(&e), "{e}");
+            let raw = bson::RawDocument::from_bytes(&bytes).unwrap();
+            assert!(is_invalid_response(&to_document(raw).unwrap_err()));
+            // Raw documents are handed out at any depth: nothing walks them recursively.
+            let raw: RawDocumentBuf = decode(&bytes).unwrap();
+            assert_eq!(raw.as_bytes().len(), bytes.len());
+        }
+    });
+}
+
+#[test]
+fn deep_error_replies_and_hellos_are_read_without_recursion() {
+    on_small_stack(|| {
+        // `{ok: 0, topologyVersion: <deep>}`, `{ok: 1, hosts: <deep>}` as an error reply and a
+        // hello: the command error loses its topologyVersion (it cannot be a valid one), the
+        // hello counts as a failed check; neither overflows the stack.
+        for depth in [150, 100_000] {
+            let deep = nested_document(depth, 0x03);
+            let mut reply = Vec::new();
+            reply.extend_from_slice(&[0; 4]);
+            reply.extend_from_slice(b"\x01ok\0");
+            reply.extend_from_slice(&0f64.to_le_bytes());
+            reply.extend_from_slice(b"\x03topologyVersion\0");
+            reply.extend_from_slice(&deep);
+            reply.push(0);
+            let len = i32::try_from(reply.len()).unwrap();
+            reply[..4].copy_from_slice(&len.to_le_bytes());
+            let raw = bson::RawDocument::from_bytes(&reply).unwrap();
+            let e = crate::operation::check_ok(raw).unwrap_err();
+            match e.kind() {
+                crate::error::ErrorKind::Command(c) => {
+                    assert_eq!(c.topology_version.is_some(), depth < MAX_DOCUMENT_DEPTH)
+                }
+                other => panic!("{other:?}"),
+            }
+            let now = std::time::Instant::now();
+            let address = crate::options::ServerAddress::tcp("h", 1);
+            let sd = crate::sdam::ServerDescription::from_raw_hello(address, raw, None, now);
+            if depth > MAX_DOCUMENT_DEPTH {
+                assert!(sd.error.unwrap().contains("nested more than"));
+            }
+        }
+    });
 }

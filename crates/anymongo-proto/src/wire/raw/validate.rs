@@ -13,17 +13,25 @@ use crate::wire::WireError;
 /// not sure about goes through the element-by-element walk of the `bson` crate, which gives the
 /// error.
 pub fn validate_document(bytes: &[u8]) -> Result<(), WireError> {
-    if certainly_valid(bytes) {
-        return Ok(());
+    validate_document_depth(bytes).map(drop)
+}
+
+/// [`validate_document`], also returning how deeply the document nests (the document itself is
+/// level 1; each embedded document, array or code-with-scope scope adds one).
+pub fn validate_document_depth(bytes: &[u8]) -> Result<usize, WireError> {
+    if let Some(depth) = check(bytes) {
+        return Ok(depth);
     }
     validate_with_bson(bytes)
 }
 
-/// The element-by-element walk with the `bson` crate's raw iterators (the reference).
-fn validate_with_bson(bytes: &[u8]) -> Result<(), WireError> {
+/// The element-by-element walk with the `bson` crate's raw iterators (the reference); returns
+/// the depth.
+fn validate_with_bson(bytes: &[u8]) -> Result<usize, WireError> {
     let doc = RawDocument::from_bytes(bytes).map_err(bson_err)?;
     let mut stack: Vec<RawIter<'_>> = Vec::new();
     stack.push(doc.iter_elements());
+    let mut depth = 1;
     while let Some(iter) = stack.last_mut() {
         let Some(next) = iter.next() else {
             stack.pop();
@@ -36,8 +44,9 @@ fn validate_with_bson(bytes: &[u8]) -> Result<(), WireError> {
             RawBsonRef::JavaScriptCodeWithScope(c) => stack.push(c.scope.iter_elements()),
             _ => {}
         }
+        depth = depth.max(stack.len());
     }
-    Ok(())
+    Ok(depth)
 }
 
 /// The length of the value of an element of BSON type `kind` that starts at `at` in `b`, read
@@ -137,11 +146,13 @@ const MAX_FAST_DEPTH: usize = 32;
 /// malformed one, for element kinds it leaves to the `bson` walk (code with scope, old binary),
 /// or for nesting deeper than [`MAX_FAST_DEPTH`].
 /// Stricter than the walk, never looser: `true` means [`validate_with_bson`] accepts `b` too.
+#[cfg(test)]
 fn certainly_valid(b: &[u8]) -> bool {
     check(b).is_some()
 }
 
-fn check(b: &[u8]) -> Option<()> {
+/// [`certainly_valid`], returning the depth of a document it accepts.
+fn check(b: &[u8]) -> Option<usize> {
     if usize::try_from(i32_at(b, 0)?).ok()? != b.len() || b.len() < 5 || b[b.len() - 1] != 0 {
         return None;
     }
@@ -149,13 +160,14 @@ fn check(b: &[u8]) -> Option<()> {
     // holds the enclosing documents' ends.
     let mut stack = [0usize; MAX_FAST_DEPTH];
     let mut depth = 0;
+    let mut deepest = 0;
     let mut end = b.len() - 1;
     let mut pos = 4;
     loop {
         if pos == end {
             pos += 1;
             if depth == 0 {
-                return (pos == b.len()).then_some(());
+                return (pos == b.len()).then_some(deepest + 1);
             }
             depth -= 1;
             end = *stack.get(depth)?;
@@ -201,6 +213,7 @@ fn check(b: &[u8]) -> Option<()> {
                 }
                 *stack.get_mut(depth)? = end;
                 depth += 1;
+                deepest = deepest.max(depth);
                 end = stop - 1;
                 pos + 4
             }
@@ -251,6 +264,12 @@ mod tests {
         let deep = nested(MAX_FAST_DEPTH + 1);
         assert!(!certainly_valid(&deep));
         validate_document(&deep).unwrap();
+        // Both walks count the same depth (the document itself is level 1).
+        assert_eq!(check(&nested(5)), Some(6));
+        assert_eq!(validate_with_bson(&nested(5)), Ok(6));
+        assert_eq!(validate_document_depth(&deep), Ok(MAX_FAST_DEPTH + 2));
+        let huge = crate::wire::raw::nested_document(100_000, 0x04);
+        assert_eq!(validate_document_depth(&huge), Ok(100_000));
     }
 
     #[test]
